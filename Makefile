@@ -1,0 +1,52 @@
+# mlportfolio: `make demo` and `make test` are all the set-up a fresh machine needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MPLBACKEND := Agg
+
+.PHONY: help install demo test quick export clean-nbs check-sync pytest bench
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlportfolio needs Python >= 3.10, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name mlportfolio --display-name "Python (mlportfolio)" >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its extras (only when pyproject.toml changed)
+
+demo: install ## Run the main job on the embedded defaults (DuckDB, local MLflow, local artifacts)
+	$(BIN)/mlp job run embed_corpus
+
+export: install ## Notebooks -> modules, package data and README
+	$(BIN)/nbdev-export
+	$(BIN)/python tools/sync.py
+
+clean-nbs: install ## Strip notebook metadata and outputs the way CI expects
+	$(BIN)/nbdev-clean
+
+check-sync: install ## Fail if notebooks are unclean or modules, package data or README are out of sync
+	$(BIN)/python tools/sync.py --check
+
+quick: install ## nbdev-test without the slow cells
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: install ## The integration tests in tests/
+	$(BIN)/python -m pytest tests -q
+
+test: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
+test: check-sync ## Everything CI runs: sync checks, every notebook test (slow included), pytest
+	$(BIN)/nbdev-test --flags slow --n-workers 2 --timing
+	$(BIN)/python -m pytest tests -q
+
+bench: install ## Run every benchmark and print figures
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
