@@ -8,7 +8,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/errors.html.md"""
 __all__ = ['MLPError', 'ConfigError', 'InputError', 'NotFoundError', 'DataValidationError', 'StoreError', 'WarehouseError',
            'ModelError', 'JobError']
 
-# %% ../../nbs/00_errors.ipynb #07140b86
+# %% ../../nbs/00_errors.ipynb #d187b8ce
 class MLPError(Exception):
     "Base of every error a user can cause or fix. The CLI prints `str(err)` on one line and exits with `exit_code`."
     exit_code: int = 2
