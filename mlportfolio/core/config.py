@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     embed_cache_dir: Optional[Path] = Field(None, description='Embedding cache folder (default $MLP_HOME/cache/embeddings); share it across homes to reuse vectors')
     taxonomy: Optional[Path] = Field(None, description='Label taxonomy YAML (defaults to the packaged one)')
     capture_ontology: Optional[Path] = Field(None, description='QuickCapture ontology YAML (defaults to the packaged one)')
+    capture_db: Optional[Path] = Field(None, description='QuickCapture SQLite database (default $MLP_HOME/capture/capture.sqlite; the FAISS index sits beside it)')
+    capture_hnsw_threshold: int = Field(50_000, ge=1, description='QuickCapture uses an HNSW index instead of an exact one above this many notes')
     llm_url: Optional[str] = Field(None, description='OpenAI-compatible endpoint; local SmolLM2 when unset')
     llm_model: Optional[str] = Field(None, description='Model name at the LLM endpoint')
     llm_api_key: Optional[SecretStr] = Field(None, description='API key of the LLM endpoint')
@@ -81,6 +83,8 @@ class Settings(BaseSettings):
     def lineage_dir(self) -> Path: return self.home/'lineage'
     @property
     def data_dir(self) -> Path: return self.home/'data'
+    @property
+    def capture_db_path(self) -> Path: return Path(self.capture_db).expanduser() if self.capture_db else self.home/'capture'/'capture.sqlite'
 
 # %% ../../nbs/01_config.ipynb #c44d809c
 def get_settings(**overrides) -> Settings:
