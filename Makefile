@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: help install demo test quick export clean-nbs check-sync pytest bench
+.PHONY: help install demo test quick export clean-nbs check-sync pytest bench docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name mlportfolio --display-name "Python (mlportfolio)" >/dev/null
+	-@git config merge.nbdev-merge.name "resolve notebook conflicts" 2>/dev/null && git config merge.nbdev-merge.driver "$(BIN)/nbdev-merge %O %A %B %P" 2>/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its extras (only when pyproject.toml changed)
@@ -50,3 +51,8 @@ test: check-sync ## Everything CI runs: sync checks, every notebook test (slow i
 
 bench: install ## Run every benchmark and print figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+docs: install ## Build the docs site: Quarto via nbdev-docs when installed, else plain HTML pages with nbconvert
+	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; \
+	else echo "quarto not found: writing plain HTML pages to _docs/ with nbconvert"; \
+	  $(BIN)/jupyter nbconvert --to html --output-dir _docs nbs/*.ipynb nbs/jobs/*.ipynb >/dev/null && ls _docs | head -50; fi
