@@ -181,3 +181,50 @@ def test_live_bigquery(mlp_home, exports):
         assert (n['n'], n['d']) == (50, 50)
     finally:
         client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
+
+def register_champion(n=240, seed=3):
+    "Train the real privacy-intent model on a small generated frame and make it champion (training system's API)."
+    try:
+        from mlportfolio.train.pipeline import train_and_register
+    except ImportError:
+        train_and_register = None
+    from mlportfolio.train.model import sample_frame
+    df = sample_frame(n, seed=seed)
+    if train_and_register is not None:
+        return train_and_register(df, promote=True)
+    import mlflow
+    from mlportfolio.train import registry
+    from mlportfolio.train.evaluate import predictions_frame, reference_distributions
+    from mlportfolio.train.model import fit_intent_model, model_params
+    train, test = df[df.split == 'train'], df[df.split == 'test']
+    model = fit_intent_model(train.text, train.intent, train.subtype, model_params())
+    pred = predictions_frame(model, test)
+    registry.ensure_experiment()
+    with mlflow.start_run(run_name='pcc-test'):
+        v = registry.register_model(model, dict(embedding_model='all-MiniLM-L6-v2', data_hash='pcc-test',
+                                                reference=reference_distributions(pred, model.classes)), test.text.tolist())
+    registry.promote('challenger', force=True)
+    return v
+
+
+def test_end_to_end_with_the_registered_champion(mlp_home):
+    "The training system's champion, resolved from the MLflow registry; a missing version falls back; an export scores too."
+    pytest.importorskip('mlportfolio.train.registry', reason='the training registry is not installed')
+    register_champion()
+    run_mlp('pcc', 'seed-cases', '--n', 150, '--date', 'today', check=0)
+    r = run_mlp('pcc', 'score', check=0, env={'COLUMNS': '300'})
+    mon = monitoring_rows().iloc[-1]
+    assert (mon.status, mon.model_source, mon.fallback_used, mon.rows_written) == ('success', 'registry', False, 150), mon.to_dict()
+    assert mon.embedding_model == 'all-MiniLM-L6-v2' and mon.psi_confidence is not None and mon.psi_label_mix is not None
+    out = output_rows()
+    assert len(out) == 150 and out.case_id.is_unique and set(out.model_version) == {str(mon.model_version)}
+    r = run_mlp('pcc', 'score', '--model-version', 99, check=0, env={'COLUMNS': '300'})   # no such version: last-known-good
+    mon = monitoring_rows().iloc[-1]
+    assert mon.fallback_used == True and 'no version 99' in mon.notes, mon.notes
+    from mlportfolio.train.registry import export_model
+    export_model('champion', to_url=(mlp_home/'exports').as_uri())
+    run_mlp('pcc', 'score', '--model', mlp_home/'exports', check=0)
+    mon = monitoring_rows().iloc[-1]
+    assert (mon.model_source, mon.fallback_used) == ('export', False)
+    assert len(output_rows()) == 150

@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""PCC benchmark: score 5k and 50k cases end to end (warehouse read, validation, model, staging, publish, monitoring)
+and compare with embedding the same texts alone (`Embedder.encode`, no cache) in the same run; peak RSS per size.
+
+Each measurement runs in a fresh subprocess (so peak RSS is that run's), with a fresh embedding cache (so the
+scoring run embeds every text, like a real day of new cases). The model is the training system's registered
+champion when `mlportfolio.train.registry` is installed (trained here on 2,000 generated rows), else the same
+`IntentModel` in memory. Prints medians (5k: 3 runs each; 50k: 1 run each) and ratios.
+
+Usage: python bench/pcc.py [--small N] [--large N] [--repeats R]
+"""
+import argparse, datetime as dt, json, os, resource, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(args):
+    "One measurement in this process; prints a JSON line."
+    import pandas as pd
+    if args.worker == 'encode':
+        from mlportfolio.core.embed import Embedder
+        texts = pd.read_parquet(args.texts).text.tolist()
+        emb = Embedder(cache=False, progress=False)
+        emb.encode(texts[:8])                                  # load the weights outside the timing, as scoring does at resolve time
+        t0 = time.perf_counter(); emb.encode(texts); secs = time.perf_counter() - t0
+        print(json.dumps(dict(seconds=secs, rows=len(texts), rss_mb=peak_rss_mb())))
+    else:
+        from mlportfolio.pcc.score import score_partition
+        t0 = time.perf_counter()
+        r = score_partition(args.day, model=args.model, progress=False)
+        secs = time.perf_counter() - t0
+        assert r.status == 'success' and r.rows_written == r.total_cases, r
+        print(json.dumps(dict(seconds=secs, rows=r.rows_written, rss_mb=peak_rss_mb(), psi=r.psi_confidence, drift=r.drift_flag)))
+
+
+def run_worker(*a, env):
+    out = subprocess.run([sys.executable, str(HERE), *map(str, a)], capture_output=True, text=True, env=env)
+    if out.returncode: sys.exit(f'worker {a} failed:\n{out.stderr[-3000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def prepare_model(train_rows: int) -> str:
+    "Register and promote a champion through the training registry; returns the model reference for scoring."
+    import mlflow
+    from mlportfolio.train.model import fit_intent_model, model_params, sample_frame
+    from mlportfolio.train.evaluate import predictions_frame, reference_distributions
+    from mlportfolio.train import registry
+    df = sample_frame(train_rows, seed=1)
+    train, test = df[df.split == 'train'], df[df.split == 'test']
+    model = fit_intent_model(train.text, train.intent, train.subtype, model_params())
+    pred = predictions_frame(model, test)
+    registry.ensure_experiment()
+    with mlflow.start_run(run_name='bench-pcc'):
+        registry.register_model(model, dict(embedding_model='all-MiniLM-L6-v2', data_hash='bench',
+                                            reference=reference_distributions(pred, model.classes)), test.text.tolist())
+    registry.promote('challenger', force=True)
+    return 'champion'
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--worker'); ap.add_argument('--texts'); ap.add_argument('--day'); ap.add_argument('--model')
+    ap.add_argument('--small', type=int, default=5000); ap.add_argument('--large', type=int, default=50000)
+    ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--train-rows', type=int, default=2000)
+    args = ap.parse_args()
+    if args.worker: return worker(args)
+
+    home = Path(tempfile.mkdtemp(prefix='bench-pcc-'))
+    os.environ.update(MLP_HOME=str(home), MLP_PROGRESS='false', MLP_LOG_LEVEL='WARNING')
+    from mlportfolio.data.generate import generate_dataset
+    from mlportfolio.pcc.tables import seed_cases
+    t0 = time.perf_counter()
+    model_ref = prepare_model(args.train_rows)
+    print(f'model registered and promoted in {time.perf_counter() - t0:.0f}s (train rows {args.train_rows})')
+    today = dt.datetime.now(dt.timezone.utc).date()
+    days = {args.small: today, args.large: today - dt.timedelta(days=1)}
+    t0 = time.perf_counter()
+    texts = generate_dataset(args.large, seed=7).text.tolist()
+    files = {}
+    for n, day in days.items():
+        seed_cases(n, day, texts=texts[:n])
+        files[n] = home/f'texts_{n}.parquet'
+        import pandas as pd
+        pd.DataFrame({'text': texts[:n]}).to_parquet(files[n])
+    print(f'generated and seeded {args.large} + {args.small} cases in {time.perf_counter() - t0:.0f}s')
+
+    res = {}
+    for n in (args.small, args.large):
+        reps = args.repeats if n == args.small else 1
+        enc, sc = [], []
+        for i in range(reps):
+            env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
+            enc.append(run_worker('--worker', 'encode', '--texts', files[n], env=env))
+            env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
+            sc.append(run_worker('--worker', 'score', '--day', days[n], '--model', model_ref, env=env))
+        e = statistics.median(r['seconds'] for r in enc); s = statistics.median(r['seconds'] for r in sc)
+        res[n] = dict(encode_s=e, score_s=s, rows_per_s=n / s, encode_rows_per_s=n / e, overhead=s / e - 1,
+                      rss_mb=max(r['rss_mb'] for r in sc), encode_rss_mb=max(r['rss_mb'] for r in enc), runs=reps,
+                      psi=sc[-1]['psi'], drift=sc[-1]['drift'])
+        r = res[n]
+        print(f"{n:>6} cases ({reps} run(s), median): score end to end {r['score_s']:.1f}s = {r['rows_per_s']:.0f} rows/s; "
+              f"Embedder.encode alone {r['encode_s']:.1f}s = {r['encode_rows_per_s']:.0f} rows/s; "
+              f"ratio {r['score_s'] / r['encode_s']:.3f} (overhead {100 * r['overhead']:+.1f}%); "
+              f"peak RSS scoring {r['rss_mb']:.0f} MB (encode alone {r['encode_rss_mb']:.0f} MB); PSI conf {r['psi']}, drift {r['drift']}")
+    a, b = res[args.small], res[args.large]
+    print(f"peak RSS {args.large} / {args.small}: {b['rss_mb'] / a['rss_mb']:.2f}x (expect <= 1.3x: memory is flat in the partition size)")
+    print(json.dumps({str(k): v for k, v in res.items()}))
+
+
+if __name__ == '__main__':
+    main()
