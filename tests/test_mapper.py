@@ -90,11 +90,11 @@ def test_map_embeddings_job(env, domains, tmp_path):
     from mlportfolio.core.jobs import run_job
     df, paths = domains
     out = tmp_path/'job.html'
-    rec = run_job('map_embeddings', inputs=[f'{k}={v}' for k, v in paths.items()], label_col='label', reducers=['pca'],
-                  n_clusters=4, n_perm=100, out=str(out), progress=False)
+    rec = run_job('map_embeddings', reducers=['pca'], n_clusters=4, n_perm=100, out=str(out), progress=False)  # the packaged sample
     assert rec.status == 'succeeded'
     coords = pd.read_csv(out.with_suffix('.csv'))
     assert len(coords) == 60 and coords.reducer.unique().tolist() == ['pca']
+    assert coords.domain.unique().tolist() == ['train', 'prod', 'notes'] and coords.label.notna().sum() == 40
     assert 'classifier AUC' in out.read_text()
 
 
