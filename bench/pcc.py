@@ -56,6 +56,9 @@ def prepare_model(train_rows: int) -> str:
     pred = predictions_frame(model, test)
     registry.ensure_experiment()
     with mlflow.start_run(run_name='bench-pcc'):
+        import tempfile as _tf
+        _p = Path(_tf.mkdtemp())/'predictions_test.parquet'; pred.to_parquet(_p)
+        mlflow.log_artifact(str(_p), 'evaluation')   # the promotion gate reads the test predictions
         registry.register_model(model, dict(embedding_model='all-MiniLM-L6-v2', data_hash='bench',
                                             reference=reference_distributions(pred, model.classes)), test.text.tolist())
     registry.promote('challenger', force=True)
