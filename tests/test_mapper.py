@@ -67,6 +67,31 @@ def test_map_run_umap_writes_report_and_aligned_csv(env, domains, tmp_path):
     np.testing.assert_allclose(m[['x_x', 'y_x']].to_numpy(), m[['x_y', 'y_y']].to_numpy(), atol=1e-5)
 
 
+def test_two_models_side_by_side(env, tmp_path):
+    "A second local model (MiniLM weights with CLS pooling) gets its own panel, metrics, and a model-agreement table."
+    import json
+    from mlportfolio.core.embed import packaged_model_path
+    from mlportfolio.core.resources import resource_path
+    from mlportfolio.mapper.report import read_report_figures
+    src, dst = packaged_model_path(), tmp_path/'minilm-cls'
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns('model.safetensors'))
+    (dst/'model.safetensors').symlink_to(src/'model.safetensors')
+    pool = json.loads((dst/'1_Pooling'/'config.json').read_text())
+    pool.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    (dst/'1_Pooling'/'config.json').write_text(json.dumps(pool))
+    out = tmp_path/'models.html'
+    run_mlp('map', 'run', '--input', resource_path('mapper/sample_domains.csv'), '--model', 'all-MiniLM-L6-v2', '--model', dst,
+            '--reducer', 'pca', '--n-perm', '50', '--out', out, check=0)
+    figs, _ = read_report_figures(out)
+    assert [f['layout']['title']['text'] for f in figs[:2]] == ['all-MiniLM-L6-v2 · pca', 'minilm-cls · pca']
+    page = out.read_text()
+    assert 'Metrics: all-MiniLM-L6-v2' in page and 'Metrics: minilm-cls' in page and 'Model agreement' in page
+    coords = pd.read_csv(out.with_suffix('.csv'))
+    assert coords.groupby('model').size().to_dict() == {'all-MiniLM-L6-v2': 60, 'minilm-cls': 60}
+    a, b = (coords[coords.model == k].sort_values('row')[['x', 'y']].to_numpy() for k in ('all-MiniLM-L6-v2', 'minilm-cls'))
+    assert not np.allclose(np.abs(a), np.abs(b), atol=1e-3)  # really another embedding
+
+
 @pytest.mark.parametrize('args, message', [
     (['--input', '{train}', '--text-col', 'body'], "text column 'body' not in train.parquet; columns are: text, label"),
     (['--input', 'train={train}'], "only one domain ('train')"),
