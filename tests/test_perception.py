@@ -21,10 +21,6 @@ def test_generate_train_ask_evaluate(mlp_home, mlp, tmp_path):
     questions = json.loads((ds/'questions.json').read_text())
     assert {'question', 'program', 'answer', 'family', 'scene'} <= set(questions[0])
 
-    # a second run with the same seed writes the same scenes
-    mlp('perceive', 'generate', '--out', tmp_path/'ds2', '--scenes', '4', '--questions', '5', '--seed', '3', check=0)
-    assert json.loads((tmp_path/'ds2'/'scenes.json').read_text()) == graphs
-    assert (ds/graphs[0]['image']).read_bytes() == (tmp_path/'ds2'/graphs[0]['image']).read_bytes()
 
     res = mlp('perceive', 'train', '--model', 'cnn', '--scenes', '60', '--epochs', '3', '--device', 'auto', check=0)
     assert 'trained cnn version v' in res.stdout
