@@ -208,22 +208,23 @@ def register_champion(n=240, seed=3):
 
 
 def test_end_to_end_with_the_registered_champion(mlp_home):
-    "The training system's champion, resolved from the MLflow registry; a missing version falls back; an export scores too."
+    """The training system's champion from the MLflow registry via the CLI; then (in-process, to load torch once) a missing
+    version falls back to it, and its export scores too."""
     pytest.importorskip('mlportfolio.train.registry', reason='the training registry is not installed')
+    from mlportfolio.pcc.score import score_partition
+    from mlportfolio.pcc.tables import seed_cases
+    from mlportfolio.train.registry import export_model
     register_champion()
-    run_mlp('pcc', 'seed-cases', '--n', 150, '--date', 'today', check=0)
-    r = run_mlp('pcc', 'score', check=0, env={'COLUMNS': '300'})
+    seed_cases(150, TODAY)                                   # the data generator's texts
+    run_mlp('pcc', 'score', check=0, env={'COLUMNS': '300'})
     mon = monitoring_rows().iloc[-1]
     assert (mon.status, mon.model_source, mon.fallback_used, mon.rows_written) == ('success', 'registry', False, 150), mon.to_dict()
     assert mon.embedding_model == 'all-MiniLM-L6-v2' and mon.psi_confidence is not None and mon.psi_label_mix is not None
     out = output_rows()
     assert len(out) == 150 and out.case_id.is_unique and set(out.model_version) == {str(mon.model_version)}
-    r = run_mlp('pcc', 'score', '--model-version', 99, check=0, env={'COLUMNS': '300'})   # no such version: last-known-good
-    mon = monitoring_rows().iloc[-1]
-    assert mon.fallback_used == True and 'no version 99' in mon.notes, mon.notes
-    from mlportfolio.train.registry import export_model
+    r = score_partition(TODAY, model_version=99)             # no such version: the last-known-good model scores
+    assert r.fallback_used and r.model_version == str(mon.model_version) and 'no version 99' in ' '.join(r.notes), r.notes
     export_model('champion', to_url=(mlp_home/'exports').as_uri())
-    run_mlp('pcc', 'score', '--model', mlp_home/'exports', check=0)
-    mon = monitoring_rows().iloc[-1]
-    assert (mon.model_source, mon.fallback_used) == ('export', False)
-    assert len(output_rows()) == 150
+    r = score_partition(TODAY, model=str(mlp_home/'exports'))
+    assert (r.model_source, r.fallback_used, r.status) == ('export', False, 'success')
+    assert len(output_rows()) == 150 and monitoring_rows().fallback_used.tolist() == [False, True, False]
