@@ -4,8 +4,7 @@ and compare with embedding the same texts alone (`Embedder.encode`, no cache) in
 
 Each measurement runs in a fresh subprocess (so peak RSS is that run's), with a fresh embedding cache (so the
 scoring run embeds every text, like a real day of new cases). The model is the training system's registered
-champion when `mlportfolio.train.registry` is installed (trained here on 2,000 generated rows), else the same
-`IntentModel` in memory. Prints medians (5k: 3 runs each; 50k: 1 run each) and ratios.
+champion (trained here on generated rows with `train.pipeline.train_and_register`, fixed parameters). Prints medians (5k: 3 runs each; 50k: 1 run each) and ratios.
 
 Usage: python bench/pcc.py [--small N] [--large N] [--repeats R]
 """
@@ -45,23 +44,10 @@ def run_worker(*a, env):
 
 
 def prepare_model(train_rows: int) -> str:
-    "Register and promote a champion through the training registry; returns the model reference for scoring."
-    import mlflow
-    from mlportfolio.train.model import fit_intent_model, model_params, sample_frame
-    from mlportfolio.train.evaluate import predictions_frame, reference_distributions
-    from mlportfolio.train import registry
-    df = sample_frame(train_rows, seed=1)
-    train, test = df[df.split == 'train'], df[df.split == 'test']
-    model = fit_intent_model(train.text, train.intent, train.subtype, model_params())
-    pred = predictions_frame(model, test)
-    registry.ensure_experiment()
-    with mlflow.start_run(run_name='bench-pcc'):
-        import tempfile as _tf
-        _p = Path(_tf.mkdtemp())/'predictions_test.parquet'; pred.to_parquet(_p)
-        mlflow.log_artifact(str(_p), 'evaluation')   # the promotion gate reads the test predictions
-        registry.register_model(model, dict(embedding_model='all-MiniLM-L6-v2', data_hash='bench',
-                                            reference=reference_distributions(pred, model.classes)), test.text.tolist())
-    registry.promote('challenger', force=True)
+    "Train on generated rows and make the model champion through the training system; returns the reference to score with."
+    from mlportfolio.train.model import sample_frame
+    from mlportfolio.train.pipeline import train_and_register
+    train_and_register(sample_frame(train_rows, seed=1), promote=True)
     return 'champion'
 
 
