@@ -27,12 +27,21 @@ os.environ['OMP_NUM_THREADS'] = _t   # before torch loads: one thread never spin
 def pct(xs, q): return float(np.percentile(np.asarray(xs) * 1000, q))
 
 
-def row(name, xs, base=None):
+def row(name, xs, base=None, cpu=None):
+    "One line: wall p50/p95 (and CPU-time p50 when given: it barely moves when other work shares the machine)."
     p50, p95 = pct(xs, 50), pct(xs, 95)
     s = f'{name:<34} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms'
+    if cpu is not None: s += f'   cpu p50 {pct(cpu, 50):7.2f} ms'
     if base is not None: s += f'   p50 ratio to baseline {p50 / pct(base, 50):6.3f}'
     print(s, flush=True)
     return p50, p95
+
+class clock:
+    "Wall and CPU time of a block, appended to two lists."
+    def __init__(self, wall, cpu): self.wall, self.cpu = wall, cpu
+    def __enter__(self): self.t, self.c = time.perf_counter(), time.process_time()
+    def __exit__(self, *e):
+        self.wall.append(time.perf_counter() - self.t); self.cpu.append(time.process_time() - self.c)
 
 
 def vocabulary() -> list[str]:
@@ -79,14 +88,14 @@ def main():
     n = a.queries
     new = [make_text(rng, words, 10_000_000 + i) + f' unique{rng.getrandbits(40)}' for i in range(2 * n)]
     for t_ in new[:5]: qc.add(t_)                 # warm up
-    add_t, emb_t = [], []
+    add_t, emb_t, add_c, emb_c = [], [], [], []
     for t_ in new[5:n + 5]:
-        t0 = time.perf_counter(); qc.add(t_); add_t.append(time.perf_counter() - t0)
+        with clock(add_t, add_c): qc.add(t_)
     for t_ in new[n + 5:]:
-        t0 = time.perf_counter(); encode([parse_note(t_).text_for_embedding], progress=False); emb_t.append(time.perf_counter() - t0)
-    print(f'\n== add with {qc.store.count():,} notes stored ({qc.store.index.kind} index)')
-    row('baseline: embed one new note', emb_t)
-    add = row('add note (parse+embed+route+store)', add_t, emb_t)
+        with clock(emb_t, emb_c): encode([parse_note(t_).text_for_embedding], progress=False)
+    print(f'\n== add with {qc.store.count():,} notes stored ({qc.store.index.kind} index); load average {os.getloadavg()[0]:.1f}')
+    row('baseline: embed one new note', emb_t, cpu=emb_c)
+    add = row('add note (parse+embed+route+store)', add_t, emb_t, cpu=add_c)
 
     # --- 3. grow to --search-notes with composed vectors
     extra = a.search_notes - qc.store.count()
@@ -112,23 +121,22 @@ def main():
     res = {}
     print(f'\n== search at {qc.store.count():,} notes, k=10, {n} distinct queries (query embedding included)')
     ids, vecs = qc.store._vectors()
-    base_sem, base_kw = [], []
+    base_sem, base_kw, bs_c, bk_c = [], [], [], []
     for q in qset()[:max(20, n // 5)]:
-        t0 = time.perf_counter()
-        qv = encode([q], progress=False)[0]
-        np.argpartition(-(vecs @ qv), 10)[:10]
-        base_sem.append(time.perf_counter() - t0)
+        with clock(base_sem, bs_c):
+            qv = encode([q], progress=False)[0]
+            np.argpartition(-(vecs @ qv), 10)[:10]
     for q in queries[:max(10, n // 20)]:
-        t0 = time.perf_counter()
-        qc.store.conn.execute('SELECT id FROM notes WHERE body LIKE ? LIMIT 10', (f'%{q.split()[0]}%{q.split()[1]}%',)).fetchall()
-        base_kw.append(time.perf_counter() - t0)
-    row('baseline: numpy exact scan + embed', base_sem)
-    row('baseline: SQLite LIKE scan', base_kw)
+        with clock(base_kw, bk_c):
+            qc.store.conn.execute('SELECT id FROM notes WHERE body LIKE ? LIMIT 10', (f'%{q.split()[0]}%{q.split()[1]}%',)).fetchall()
+    print(f'load average {os.getloadavg()[0]:.1f}')
+    row('baseline: numpy exact scan + embed', base_sem, cpu=bs_c)
+    row('baseline: SQLite LIKE scan', base_kw, cpu=bk_c)
     for mode, base in (('keyword', base_kw), ('semantic', base_sem), ('hybrid', base_sem)):
-        ts = []
+        ts, cs = [], []
         for q in qset():
-            t0 = time.perf_counter(); qc.search(q, mode=mode, k=10); ts.append(time.perf_counter() - t0)
-        res[mode] = row(f'search {mode}', ts, base)
+            with clock(ts, cs): qc.search(q, mode=mode, k=10)
+        res[mode] = row(f'search {mode}', ts, base, cpu=cs)
     queries = qset()
     # recall of the (HNSW) index against the exact scan
     hits = 0
