@@ -38,7 +38,8 @@ print(json.dumps(dict(rows=len(texts), row_by_row=row_s, vectorised=vec_s)))
 
 
 def run(code, *args):
-    out = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True)
+    if out.returncode: sys.exit(f'benchmark child failed:\n{out.stderr[-3000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
