@@ -15,6 +15,9 @@ HERE = Path(__file__).resolve()
 
 
 def peak_rss_mb() -> float:
+    "Peak RSS of this process image (VmHWM; ru_maxrss would include the parent's memory inherited at fork)."
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
