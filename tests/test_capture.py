@@ -214,14 +214,14 @@ WORDS = ('alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo li
 def test_sigkill_during_bulk_ingest(tmp_path):
     """Kill -9 the server in the middle of a bulk ingest (index saved every 50 changes, so the kill lands with
     the saved index behind SQLite); after a restart SQLite and FAISS agree and every acknowledged note is found.
-    Uses 700 notes rather than the issue's 10,000 to fit the test budget: the property under test (log replay
+    Uses 500 notes rather than the issue's 10,000 to fit the test budget: the property under test (log replay
     after a kill between or during index saves) is the same at any size; bench/capture.py ingests 10k."""
     home, db = tmp_path/'home', tmp_path/'home'/'capture'/'capture.sqlite'
     home.mkdir()
     srv = Server(home, db, save_every=50)
     rng = random.Random(3)
     acked, lock, stop = {}, threading.Lock(), threading.Event()
-    target = 700
+    target = 500
     def ingest(worker: int):
         with httpx.Client(base_url=srv.url, timeout=30) as c:
             i = 0
@@ -282,12 +282,12 @@ def test_offline_spool_then_flush_is_idempotent(server, mlp_home):
     assert bad.returncode == 2 and 'rejected' in bad.stderr and 'Traceback' not in bad.stderr
 
 
-def test_cli_local_add_search_and_errors(mlp_home):
+def test_cli_local_add_and_errors(mlp_home):
+    "The local CLI stores a note in MLP_HOME; user errors are one line on stderr and exit code 2 (search is tested in 79_capture_cli)."
     r = run_mlp('capture', 'add', '#ml #ml.nlp read the BERT paper //skim section 3 @2026-11-26T10:00', '--json', check=0)
     n = json.loads(r.stdout)
     assert n['tags'] == ['ml', 'ml.nlp'] and n['comment'] == 'skim section 3' and n['event_time'].startswith('2026-11-26T10:00')
-    r = run_mlp('capture', 'search', 'BERT paper', '--tag', 'ml', '--json', check=0)
-    assert json.loads(r.stdout)[0]['id'] == n['id']
+    assert n['created'] and n['route_tag'] and n['valid'] and (mlp_home/'capture'/'capture.sqlite').exists()
     for args, msg in [(['add', ''], 'empty note'), (['search', 'x', '--mode', 'fuzzy'], "not one of keyword, semantic, hybrid"),
                       (['tags', '--drift', 'soon'], "window 'soon'")]:
         r = run_mlp('capture', *args)
