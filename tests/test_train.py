@@ -1,0 +1,87 @@
+"""Integration tests of the training system through the real `mlp` script and the papermill job (issue 4).
+
+Every test gets a fresh MLP_HOME (its own sqlite MLflow store and artifacts); the embedding cache is shared
+by the tests of this module (or by `make test`'s MLP_EMBED_CACHE_DIR) so the same texts are embedded once.
+"""
+import json, os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_mlp
+
+N_ROWS = 300
+
+
+@pytest.fixture(scope='module')
+def shared_cache(tmp_path_factory):
+    return os.environ.get('MLP_EMBED_CACHE_DIR') or str(tmp_path_factory.mktemp('embed-cache'))
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    "The data pipeline's synthetic frame (300 rows, seed 0: the notebooks' frame, so a shared cache has its embeddings), as Parquet."
+    from mlportfolio.data.generate import generate_dataset
+    path = tmp_path_factory.mktemp('data')/'privacy_intent.parquet'
+    generate_dataset(N_ROWS, seed=0).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture
+def home(mlp_home, shared_cache, monkeypatch):
+    monkeypatch.setenv('MLP_EMBED_CACHE_DIR', shared_cache)
+    monkeypatch.setenv('OMP_NUM_THREADS', os.environ.get('OMP_NUM_THREADS', '1'))  # 2 shared cores: 1 torch/BLAS thread is faster
+    return mlp_home
+
+
+def test_train_run_export_job_promote_rollback(home, dataset, tmp_path):
+    """mlp train run -> v1 champion; export and load it back (alias and folder predict alike);
+    the papermill job -> v2 challenger; `mlp registry promote` v2, roll back to v1."""
+    r = run_mlp('train', 'run', '--data', dataset, '--n-iter', 2, '--cv', 3, '--promote', '--json', check=0)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out['version'] == 1 and out['promotion']['decision'] == 'promoted'
+    assert out['test_f1_macro'] > 0.8 and out['unseen_f1_macro'] is not None
+
+    dest = tmp_path/'bucket'
+    run_mlp('registry', 'export', 'champion', '--to', dest, check=0)
+    versions = list((dest/'pcc-models').iterdir())
+    assert len(versions) == 1 and versions[0].name.startswith('v') and len(versions[0].name) == len('v20261126_101500')
+    meta = json.loads((versions[0]/'metadata.json').read_text())
+    assert meta['version'] == 1 and set(meta['reference']) == {'label_mix', 'confidence_hist'}
+    assert meta['classes'] == ['data_deletion', 'opt_out', 'other', 'privacy_request']
+
+    from mlportfolio.train.registry import load_model
+    texts = pd.DataFrame({'case_id': ['a', 'b'], 'text': ['Please delete my account and all my data.', 'Unsubscribe me from your newsletter.']})
+    by_alias, info = load_model('champion')
+    by_folder, info2 = load_model(str(versions[0]))
+    pd.testing.assert_frame_equal(by_alias.predict(texts), by_folder.predict(texts))
+    assert info.data_hash == info2.data_hash == meta['data_hash']
+    assert list(by_alias.predict(texts).predicted_label) == ['data_deletion', 'opt_out']
+
+    over = "overrides={'search.mode': 'none', 'evaluation.unseen_templates.enabled': False}"
+    r = run_mlp('job', 'run', 'train', '-p', f'data={dataset}', '-p', over, check=0)
+    assert 'succeeded' in r.stdout
+    r = run_mlp('registry', 'promote', 'challenger', '--tolerance', 1.0, check=0)
+    assert 'promoted' in r.stdout and 'version 2' in r.stdout
+    from mlportfolio.train.registry import resolve_version, rollback
+    assert int(resolve_version('champion').version) == 2
+    assert rollback() == {'from': 2, 'to': 1} and int(resolve_version('champion').version) == 1
+
+
+def test_bad_inputs_are_one_line_errors(home, dataset, tmp_path):
+    "Missing file; labels outside the taxonomy (exit 2 and a FAILED MLflow run); unreachable tracking server: one clear line each."
+    r = run_mlp('train', 'run', '--data', tmp_path/'nope.parquet')
+    assert r.returncode == 2 and 'training data not found' in r.stderr and 'Traceback' not in r.stderr
+
+    bad = pd.read_parquet(dataset).assign(intent=lambda d: d.intent.astype(str).where(d.index > 4, 'complaint'))
+    bad.to_parquet(tmp_path/'bad.parquet')
+    r = run_mlp('train', 'run', '--data', tmp_path/'bad.parquet', '--mode', 'none')
+    assert r.returncode == 2 and "'complaint'" in r.stderr and 'allowed:' in r.stderr and 'Traceback' not in r.stderr
+    import mlflow
+    from mlportfolio.train.registry import ensure_experiment
+    runs = mlflow.search_runs([ensure_experiment()])
+    assert list(runs['status']) == ['FAILED'] and 'complaint' in runs['tags.mlp.error'][0]
+
+    r = run_mlp('train', 'run', '--data', dataset, env={'MLP_TRACKING_URI': 'http://127.0.0.1:9'}, timeout=120)
+    assert r.returncode == 2 and 'unreachable' in r.stderr
