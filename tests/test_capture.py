@@ -259,6 +259,58 @@ def test_sigkill_during_bulk_ingest(tmp_path):
         srv2.stop()
 
 
+BULK_WRITER = """
+import sys, numpy as np
+from mlportfolio.capture.parse import parse_note
+from mlportfolio.capture.store import NoteStore
+st = NoteStore(sys.argv[1], save_every=700)
+rng = np.random.default_rng(0)
+for b in range(100):
+    items = []
+    for j in range(100):
+        i = b * 100 + j
+        v = rng.normal(size=384).astype(np.float32); v /= np.linalg.norm(v)
+        items.append((parse_note(f'bulk, b{b}: note number {i} with token tok{i}x'), None, v, f'u{i}'))
+    st.add_many(items, batch=100)          # one committed transaction: these 100 are acknowledged
+    print(' '.join(f'u{b * 100 + j}' for j in range(100)), flush=True)
+"""
+
+
+def test_sigkill_during_10k_store_ingest(tmp_path):
+    """The issue's scale at the storage layer: a writer bulk-ingests 10,000 notes (100 per transaction, random
+    unit vectors so no embedding time, index saved every 700 changes) and is killed with SIGKILL after 6,000
+    acknowledgements, while it is writing. Reopening the store must find SQLite and FAISS in agreement and
+    every acknowledged note by keyword (FTS5) and by its own vector (FAISS)."""
+    import numpy as np
+    from mlportfolio.capture.store import NoteStore
+    db = tmp_path/'bulk.sqlite'
+    script = tmp_path/'writer.py'; script.write_text(BULK_WRITER)
+    p = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, 'MLP_HOME': str(tmp_path/'home')})
+    acked = []
+    for line in p.stdout:
+        acked += line.split()
+        if len(acked) >= 6000: break
+    p.send_signal(signal.SIGKILL); p.wait(timeout=60)
+    assert len(acked) >= 6000 and p.returncode == -signal.SIGKILL
+    st = NoteStore(db)
+    try:
+        assert st.last_open.startswith('caught up') or st.last_open in ('loaded', 'rebuilt'), st.last_open
+        print('reopened after SIGKILL:', st.last_open, '; acknowledged:', len(acked))
+        chk = st.check()
+        assert chk['agrees'] and chk['integrity'] == 'ok' and chk['notes'] >= len(acked), chk
+        assert chk['notes'] < 10_000, 'the writer finished before the kill; the test proved nothing'
+        for uid in acked:
+            i = uid[1:]
+            hits = st.keyword_search(f'tok{i}x', k=1)
+            assert hits and st.get(hits[0][0])['uid'] == uid, uid
+        ids, vecs = st._vectors([st.get(u)['id'] for u in acked[::25]])
+        for nid, v in zip(ids, vecs):
+            assert st.vector_search(v, 1)[0][0] == nid
+    finally:
+        st.close()
+
+
 # ------------------------------------------------------------------------------ spool, CLI, Prometheus
 def test_offline_spool_then_flush_is_idempotent(server, mlp_home):
     dead = f'http://127.0.0.1:{free_port()}'
