@@ -104,7 +104,7 @@ def test_api_crud_search_auth_limits(server):
         assert c.delete('/notes/crud-1', headers=HDR).json()['uid'] == 'crud-1'
         assert c.get('/notes/crud-1').status_code == 404
         assert all(x['uid'] != 'crud-1' for x in c.get('/search', params={'q': 'renew passport', 'mode': 'semantic'}).json()['results'])
-        h = c.get('/health').json()
+        h = c.get('/health', params={'deep': 'true'}).json()
         assert h['status'] == 'ok' and h['agrees'] and h['integrity'] == 'ok'
 
 
@@ -195,7 +195,7 @@ def test_hostile_requests_service_stays_up(server):
     invalid = [b for kind, code, b in results if code == 201 and not b['valid']]
     assert stored > 200 and invalid, (stored, len(invalid))        # damaged notes are kept, with their issues
     with httpx.Client(base_url=server.url, timeout=60) as c:
-        h = c.get('/health').json()
+        h = c.get('/health', params={'deep': 'true'}).json()
         assert h['status'] == 'ok' and h['integrity'] == 'ok' and h['agrees'], h
         assert h['notes'] == n_before + stored
         assert c.get('/search', params={'q': 'DROP TABLE', 'mode': 'keyword'}).status_code == 200
@@ -246,7 +246,7 @@ def test_sigkill_during_bulk_ingest(tmp_path):
     srv2 = Server(home, db, save_every=50)
     try:
         with httpx.Client(base_url=srv2.url, timeout=60) as c:
-            h = c.get('/health').json()
+            h = c.get('/health', params={'deep': 'true'}).json()
             assert h['status'] == 'ok' and h['agrees'] and h['integrity'] == 'ok', h
             assert h['index_vectors'] == h['notes'] == h['fts_rows'] >= len(acked)
             for uid, (token, text) in acked.items():
