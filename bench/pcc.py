@@ -29,22 +29,27 @@ def worker(args):
         texts = pd.read_parquet(args.texts).text.tolist()
         emb = Embedder(cache=False, progress=False)
         emb.encode(texts[:8])                                  # load the weights outside the timing, as scoring does at resolve time
-        t0 = time.perf_counter(); emb.encode(texts); secs = time.perf_counter() - t0
-        print(json.dumps(dict(seconds=secs, rows=len(texts), rss_mb=peak_rss_mb())))
+        c0 = cpu_s(); t0 = time.perf_counter(); emb.encode(texts); secs = time.perf_counter() - t0
+        print(json.dumps(dict(seconds=secs, cpu=cpu_s() - c0, rows=len(texts), rss_mb=peak_rss_mb())))
     elif args.worker == 'predict':                             # --toy baseline: the model alone, same 1,000-row chunks
         import mlflow.pyfunc
         texts = pd.read_parquet(args.texts).text.tolist()
         m = mlflow.pyfunc.load_model(str(Path(args.model)/'model'))
-        t0 = time.perf_counter()
+        c0 = cpu_s(); t0 = time.perf_counter()
         for i in range(0, len(texts), 1000): m.predict(pd.DataFrame({'text': texts[i:i + 1000]}))
-        print(json.dumps(dict(seconds=time.perf_counter() - t0, rows=len(texts), rss_mb=peak_rss_mb())))
+        print(json.dumps(dict(seconds=time.perf_counter() - t0, cpu=cpu_s() - c0, rows=len(texts), rss_mb=peak_rss_mb())))
     else:
         from mlportfolio.pcc.score import score_partition
-        t0 = time.perf_counter()
+        c0 = cpu_s(); t0 = time.perf_counter()
         r = score_partition(args.day, model=args.model, progress=False)
         secs = time.perf_counter() - t0
         assert r.status == 'success' and r.rows_written == r.total_cases, r
-        print(json.dumps(dict(seconds=secs, rows=r.rows_written, rss_mb=peak_rss_mb(), psi=r.psi_confidence, drift=r.drift_flag)))
+        print(json.dumps(dict(seconds=secs, cpu=cpu_s() - c0, rows=r.rows_written, rss_mb=peak_rss_mb(), psi=r.psi_confidence, drift=r.drift_flag)))
+
+
+def cpu_s() -> float:
+    "CPU seconds of this process (all threads): steadier than wall time on a shared, loaded machine."
+    t = os.times(); return t.user + t.system
 
 
 def run_worker(*a, env):
@@ -105,13 +110,15 @@ def main():
             env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
             sc.append(run_worker('--worker', 'score', '--day', days[n], '--model', model_ref, env=env))
         e = statistics.median(r['seconds'] for r in enc); s = statistics.median(r['seconds'] for r in sc)
-        res[n] = dict(encode_s=e, score_s=s, rows_per_s=n / s, encode_rows_per_s=n / e, overhead=s / e - 1,
+        ec = statistics.median(r['cpu'] for r in enc); sc_cpu = statistics.median(r['cpu'] for r in sc)
+        res[n] = dict(encode_s=e, score_s=s, encode_cpu_s=ec, score_cpu_s=sc_cpu, cpu_ratio=sc_cpu / ec, rows_per_s=n / s, encode_rows_per_s=n / e, overhead=s / e - 1,
                       rss_mb=max(r['rss_mb'] for r in sc), encode_rss_mb=max(r['rss_mb'] for r in enc), runs=reps,
                       psi=sc[-1]['psi'], drift=sc[-1]['drift'])
         r = res[n]
         print(f"{n:>6} cases ({reps} run(s), median): score end to end {r['score_s']:.1f}s = {r['rows_per_s']:.0f} rows/s; "
               f"{'model alone' if args.toy else 'Embedder.encode alone'} {r['encode_s']:.1f}s = {r['encode_rows_per_s']:.0f} rows/s; "
               f"ratio {r['score_s'] / r['encode_s']:.3f} (overhead {100 * r['overhead']:+.1f}%); "
+              f"CPU seconds {r['score_cpu_s']:.1f} vs {r['encode_cpu_s']:.1f}: ratio {r['cpu_ratio']:.3f}; "
               f"peak RSS scoring {r['rss_mb']:.0f} MB (baseline {r['encode_rss_mb']:.0f} MB); PSI conf {r['psi']}, drift {r['drift']}")
     a, b = res[args.small], res[args.large]
     print(f"peak RSS {args.large} / {args.small}: {b['rss_mb'] / a['rss_mb']:.2f}x (expect <= 1.3x: memory is flat in the partition size)")
