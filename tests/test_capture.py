@@ -214,14 +214,15 @@ WORDS = ('alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo li
 def test_sigkill_during_bulk_ingest(tmp_path):
     """Kill -9 the server in the middle of a bulk ingest (index saved every 50 changes, so the kill lands with
     the saved index behind SQLite); after a restart SQLite and FAISS agree and every acknowledged note is found.
-    Uses 500 notes rather than the issue's 10,000 to fit the test budget: the property under test (log replay
+    Uses 300 notes through HTTP rather than the issue's 10,000 to fit the test budget (the 10k scale is covered at the
+    storage layer by test_sigkill_during_10k_store_ingest): the property under test (log replay
     after a kill between or during index saves) is the same at any size; bench/capture.py ingests 10k."""
     home, db = tmp_path/'home', tmp_path/'home'/'capture'/'capture.sqlite'
     home.mkdir()
     srv = Server(home, db, save_every=50)
     rng = random.Random(3)
     acked, lock, stop = {}, threading.Lock(), threading.Event()
-    target = 500
+    target = 300
     def ingest(worker: int):
         with httpx.Client(base_url=srv.url, timeout=30) as c:
             i = 0
