@@ -42,6 +42,11 @@ def test_train_run_export_job_promote_rollback(home, dataset, tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out['version'] == 1 and out['promotion']['decision'] == 'promoted'
     assert out['test_f1_macro'] > 0.8 and out['unseen_f1_macro'] is not None
+    from mlportfolio.core.lineage import read_events
+    from mlportfolio.core.store import sha256_file
+    done = [e for e in read_events(job='mlportfolio.train') if e['eventType'] == 'COMPLETE'][-1]
+    assert done['inputs'][0]['facets']['contentHash']['value'] == sha256_file(dataset)   # the data pipeline's lineage hash
+    assert done['outputs'][0]['name'] == 'privacy-intent/1'
 
     dest = tmp_path/'bucket'
     run_mlp('registry', 'export', 'champion', '--to', dest, check=0)

@@ -1,0 +1,107 @@
+"""Benchmark of the training system (issue 4): 10k synthetic rows, random search 20 trials x 5 folds.
+
+Prints, on this machine:
+  - embedding: cold (fresh cache) and warm (cache hits) wall time for every text, and the hit ratio;
+  - search: wall time of the 20 x 5 random search on precomputed embeddings (median of --repeats runs);
+  - baseline ratio: the same trials with a text branch refitted for every (trial, fold), as a plain
+    RandomizedSearchCV over the pipeline would do, against the shared per-fold branches (on --baseline-trials
+    trials, both measured in this run);
+  - the whole `train_run` (embedding from the warm cache, search, fit, both evaluations, reports, MLflow
+    registration) with its stage times and its quality figures (test split and unseen templates).
+
+Usage: python bench/train.py [--n 10000] [--n-iter 20] [--cv 5] [--repeats 1] [--baseline-trials 3]
+Figures are recorded by hand in bench/RESULTS.md (## train).
+"""
+import argparse, json, os, statistics, sys, tempfile, time
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')   # see RESULTS.md: on 2 shared cores one thread per process is fastest
+os.environ.setdefault('MLP_PROGRESS', 'false')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--n', type=int, default=10_000)
+    ap.add_argument('--seed', type=int, default=42)
+    ap.add_argument('--n-iter', type=int, default=20)
+    ap.add_argument('--cv', type=int, default=5)
+    ap.add_argument('--repeats', type=int, default=1)
+    ap.add_argument('--baseline-trials', type=int, default=3)
+    ap.add_argument('--skip-cold', action='store_true', help='Reuse MLP_EMBED_CACHE_DIR instead of embedding cold')
+    args = ap.parse_args()
+
+    home = tempfile.mkdtemp(prefix='bench-train-')
+    os.environ['MLP_HOME'] = home
+    if not args.skip_cold: os.environ['MLP_EMBED_CACHE_DIR'] = os.path.join(home, 'embed-cache')
+
+    import numpy as np
+    from mlportfolio.core.embed import Embedder
+    from mlportfolio.data.generate import generate_dataset
+    from mlportfolio.train.curate import check_training_frame, curate
+    from mlportfolio.train.model import blas_limit, load_train_config, model_params
+    from mlportfolio.train.search import FoldFeatures, candidate_params, make_folds, run_search, score_fold
+    from mlportfolio.train.pipeline import train_run
+
+    print(f'machine: {os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ["OMP_NUM_THREADS"]}, load average {os.getloadavg()[0]:.1f}')
+    t = time.perf_counter(); df = generate_dataset(args.n, seed=args.seed); t_gen = time.perf_counter() - t
+    data = os.path.join(home, 'privacy_intent.parquet'); df.to_parquet(data, index=False)
+    print(f'data: {len(df)} rows generated in {t_gen:.1f}s')
+
+    texts = df.text.astype(str).tolist()
+    emb = Embedder(progress=False)
+    t = time.perf_counter(); E = emb.encode(texts); t_cold = time.perf_counter() - t
+    cold = dict(emb.stats)
+    emb2 = Embedder(progress=False)
+    t = time.perf_counter(); emb2.encode(texts); t_warm = time.perf_counter() - t
+    hit = emb2.stats['hits'] / max(emb2.stats['hits'] + emb2.stats['misses'], 1)
+    print(f'embedding: cold {t_cold:.1f}s ({cold["misses"]} new texts, {cold["misses"] / max(t_cold, 1e-9):.0f} texts/s); '
+          f'warm {t_warm:.2f}s, cache hit ratio {hit:.3f}')
+
+    cfg = load_train_config(overrides={'search.n_iter': args.n_iter, 'search.cv': args.cv})
+    clean = check_training_frame(df)
+    cur, Ec, rep = curate(clean, E)
+    tr = (cur.split == 'train').to_numpy()
+    X, y, Etr = cur.loc[tr, 'text'].tolist(), cur.loc[tr, 'intent'].to_numpy(), Ec[tr]
+    groups = cur.loc[tr, 'template_id'].astype(str).to_numpy()      # as train_run does (search.group_by)
+    times = []
+    for r in range(args.repeats):
+        t = time.perf_counter(); res = run_search(X, y, Etr, cfg, groups, progress=False); times.append(time.perf_counter() - t)
+    print(f'search: {args.n_iter} trials x {args.cv} folds on {len(X)} training rows: median {statistics.median(times):.1f}s '
+          f'(runs {", ".join(f"{x:.1f}" for x in times)}); text-branch fits {res.text_fits} ({res.text_fit_seconds:.1f}s); '
+          f'best CV f1_macro {res.best_score:.4f} +/- {res.best_std:.4f}')
+
+    # baseline: a text branch per (trial, fold), as RandomizedSearchCV over the whole pipeline does (embeddings still cached)
+    k = min(args.baseline_trials, args.n_iter)
+    cands = [model_params(cfg, **c) for c in candidate_params(cfg)[:k]]
+    folds = make_folds(y, args.cv, cfg['seed'], groups)
+    with blas_limit():
+        t = time.perf_counter()
+        shared = FoldFeatures(X, Etr, folds, cfg['seed'])
+        for j in range(len(folds)):
+            for p in cands: score_fold(shared, j, p, y)
+        t_shared = time.perf_counter() - t
+        t = time.perf_counter()
+        for p in cands:
+            for j in range(len(folds)):
+                fresh = FoldFeatures(X, Etr, folds, cfg['seed'])   # nothing shared between trials
+                score_fold(fresh, j, p, y)
+        t_naive = time.perf_counter() - t
+    print(f'baseline ({k} trials x {args.cv} folds): refit per trial {t_naive:.1f}s vs shared fold branches {t_shared:.1f}s '
+          f'-> {t_naive / t_shared:.2f}x')
+
+    t = time.perf_counter()
+    out = train_run(data, overrides={'search.n_iter': args.n_iter, 'search.cv': args.cv}, promote=True, progress=False)
+    t_run = time.perf_counter() - t
+    u = out.unseen_metrics or {}
+    print(f'train_run: {t_run:.1f}s total; stages {json.dumps(out.timings)}; embed cache hit ratio {out.embed_stats["hit_ratio"]:.3f}')
+    print(f'quality: CV f1_macro {out.cv["best_score"]:.4f}; test split f1_macro {out.test_metrics["f1_macro"]:.4f} '
+          f'(accuracy {out.test_metrics["accuracy"]:.4f}, n={out.test_metrics["n"]}, ECE {out.test_metrics["ece"]:.4f}); '
+          f'unseen templates f1_macro {u.get("f1_macro", float("nan")):.4f} (n={u.get("n")}, {u.get("templates_held_out")} templates); '
+          f'subtype f1_macro {out.subtype_metrics.get("f1_macro", float("nan")):.4f}')
+    print('best params:', json.dumps(out.params))
+    print('per class (test):', json.dumps({c: round(v['f1'], 4) for c, v in out.test_metrics['per_class'].items()}))
+    print('curation:', json.dumps({k: v for k, v in out.curation.items() if k != 'balance'}))
+    print('warnings:', out.warnings)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
