@@ -122,6 +122,9 @@ def main():
               f"peak RSS scoring {r['rss_mb']:.0f} MB (baseline {r['encode_rss_mb']:.0f} MB); PSI conf {r['psi']}, drift {r['drift']}")
     a, b = res[args.small], res[args.large]
     print(f"peak RSS {args.large} / {args.small}: {b['rss_mb'] / a['rss_mb']:.2f}x (expect <= 1.3x: memory is flat in the partition size)")
+    marg = (b['score_cpu_s'] - a['score_cpu_s']) / max(b['encode_cpu_s'] - a['encode_cpu_s'], 1e-9)
+    print(f"marginal CPU per extra case, scoring / encoding alone: {marg:.3f} (fixed start-up costs cancel: imports, model "
+          f"resolution and smoke test, table set-up)")
     print(json.dumps({str(k): v for k, v in res.items()}))
 
 
