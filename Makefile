@@ -25,8 +25,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP) ## Create .venv and install the package with its extras (only when pyproject.toml changed)
 
-demo: install ## Run the main job on the embedded defaults (DuckDB, local MLflow, local artifacts)
-	$(BIN)/mlp job run embed_corpus
+demo: install ## Run the privacy-intent chain on the embedded defaults (DuckDB, local MLflow, local artifacts)
+	$(BIN)/mlp job run generate_data
+	$(BIN)/mlp job run train -p promote=True
+	$(BIN)/mlp pcc seed-cases --n 5000 --date today
+	$(BIN)/mlp job run score_batch
+	$(BIN)/mlp pcc runs
+	$(BIN)/mlp pcc dashboard --out "$$($(BIN)/python -c 'from mlportfolio.core.config import get_settings; print(get_settings().home)')/pcc_dashboard.html"
 
 export: install ## Notebooks -> modules, package data and README
 	$(BIN)/nbdev-export
