@@ -30,7 +30,7 @@ demo: install ## Run the privacy-intent chain on the embedded defaults (DuckDB, 
 	$(BIN)/mlp job run train -p promote=True
 	$(BIN)/mlp pcc seed-cases --n 5000 --date today
 	$(BIN)/mlp job run score_batch
-	$(BIN)/mlp pcc runs
+	COLUMNS=160 $(BIN)/mlp pcc runs
 	$(BIN)/mlp pcc dashboard --out "$$($(BIN)/python -c 'from mlportfolio.core.config import get_settings; print(get_settings().home)')/pcc_dashboard.html"
 
 export: install ## Notebooks -> modules, package data and README
