@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.config import get_settings
 from ..core.embed import resolve_device
 from ..core.errors import InputError, ModelError, NotFoundError
 from ..core.store import ArtifactStore
@@ -34,7 +35,7 @@ def setup_torch(seed: int | None = None, device: str = 'auto', threads: int | No
         raise InputError(f'device {device!r} is not one of auto, cpu, cuda, cuda:N')
     if dev.startswith('cuda') and not torch.cuda.is_available():
         raise InputError(f'device {device!r} was asked for but no CUDA GPU is visible; use --device auto or cpu')
-    threads = threads or int(os.environ.get('MLP_TORCH_THREADS', '1'))
+    threads = threads or get_settings().torch_threads or 1  # MLP_TORCH_THREADS
     torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
     if seed is not None: torch.manual_seed(seed); np.random.seed(seed % 2**32)
     return dev
