@@ -39,6 +39,20 @@ def _encode(texts, progress=False):
     from mlportfolio.core.embed import encode
     with _EMBED_LOCK: return encode(texts, progress=progress)
 
+def _embed_query(query: str) -> np.ndarray:
+    "The query's embedding, timed as the `embed` stage."
+    with PROCESSING_SECONDS.labels(stage='embed').time(): return _encode([query])
+
+_QUERY_POOL = None
+
+def _query_pool():
+    "One worker thread that embeds hybrid-search queries while SQLite runs the keyword query (both release the GIL)."
+    global _QUERY_POOL
+    if _QUERY_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _QUERY_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix='quickcapture-query')
+    return _QUERY_POOL
+
 # %% auto #0
 __all__ = ['log', 'NOTES_INGESTED', 'VALIDATION_FAILURES', 'PROCESSING_SECONDS', 'ROUTED', 'SEARCHES', 'SEARCH_MODES', 'RRF_K',
            'set_torch_threads', 'rrf', 'check_filters', 'QuickCapture']
@@ -145,11 +159,14 @@ class QuickCapture:
         filters = check_filters(tags, type, since, until)
         SEARCHES.labels(mode=mode).inc()
         deep = k if mode != 'hybrid' else max(k, 50)
-        kw, sem = [], []
-        if mode in ('keyword', 'hybrid'): kw = self.store.keyword_search(query, deep, **filters)
+        kw, sem, q = [], [], None
+        if mode == 'hybrid':   # embed the query beside the FTS5 query instead of after it
+            pending = _query_pool().submit(_embed_query, query)
+            kw = self.store.keyword_search(query, deep, **filters)
+            q = pending.result()
+        elif mode == 'keyword': kw = self.store.keyword_search(query, deep, **filters)
         if mode in ('semantic', 'hybrid'):
-            from mlportfolio.core.embed import encode
-            with PROCESSING_SECONDS.labels(stage='embed').time(): q = _encode([query])
+            if q is None: q = _embed_query(query)
             sem = self.store.vector_search(q, deep, **filters)
         kw_s, sem_s = dict(kw), dict(sem)
         kw_r = {i: r for r, (i, _) in enumerate(kw, 1)}; sem_r = {i: r for r, (i, _) in enumerate(sem, 1)}
