@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import get_settings, ensure_dir
 from .errors import InputError, ModelError
+from .store import atomic_path
 
 EMBED_DIM = 384
 DEFAULT_MODEL_NAME = 'all-MiniLM-L6-v2'
@@ -257,14 +258,8 @@ def read_texts(path: str | Path, text_col: str = 'text') -> list[str]:
 
 def save_npy(path: str | Path, array: np.ndarray) -> Path:
     "Write `array` to a `.npy` file atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f: np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f: np.save(f, array)
+    return Path(path)
 
 def embed_file(input_path: str | Path, output_path: str | Path, text_col: str = 'text', model: str | None = None,
                progress: bool | None = None) -> np.ndarray:

@@ -17,6 +17,7 @@ import nbformat
 import mlportfolio
 from .config import get_settings, ensure_home
 from .errors import InputError, JobError, NotFoundError
+from .store import atomic_path
 from .obs import get_logger
 
 log = get_logger(__name__)
@@ -90,8 +91,7 @@ class RunRecord:
     def save(self) -> Path:
         "Write `run.json` atomically next to the output notebook."
         path = self.run_dir/'run.json'
-        tmp = path.with_name(f'.run.json.tmp-{uuid.uuid4().hex}')
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str)); os.replace(tmp, path)
+        with atomic_path(path) as tmp: tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
         return path
 
 def git_sha() -> str | None:

@@ -18,7 +18,7 @@ from .config import get_settings
 from .errors import NotFoundError, StoreError, InputError
 
 # %% auto #0
-__all__ = ['TMP_MARK', 'sha256_bytes', 'sha256_file', 'ObjectInfo', 'ArtifactStore']
+__all__ = ['TMP_MARK', 'sha256_bytes', 'sha256_file', 'atomic_path', 'ObjectInfo', 'ArtifactStore']
 
 # %% ../../nbs/03_store.ipynb #1990aed9
 TMP_MARK = '.tmp-'
@@ -33,6 +33,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''): h.update(block)
     return h.hexdigest()
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = '') -> Iterator[Path]:
+    "A temporary path beside local file `path`: moved onto `path` when the block succeeds, removed when it fails."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}{TMP_MARK}{uuid.uuid4().hex}{suffix}')
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
 
 @dataclass(frozen=True)
 class ObjectInfo:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import ConfigError, InputError
+from ..core.store import atomic_path
 from ..core.obs import get_logger
 from . import metrics as M
 
@@ -138,11 +139,7 @@ class ProjectionCache:
 
     def put(self, key: str, **arrays) -> None:
         ensure_dir(self.root, 'mapper cache folder')
-        tmp = self.root/f'.{key}.tmp-{uuid.uuid4().hex}.npz'
-        try:
-            np.savez(tmp, **arrays); os.replace(tmp, self.root/f'{key}.npz')
-        finally:
-            if tmp.exists(): tmp.unlink()
+        with atomic_path(self.root/f'{key}.npz', suffix='.npz') as tmp: np.savez(tmp, **arrays)
 
 def check_reducer_size(reducer: str, n: int, n_neighbors: int = 15, perplexity: float = 30.0) -> None:
     "Raise a clear error when `n` rows are too few for `reducer`."
@@ -428,9 +425,5 @@ def to_csv(self: EmbeddingMap, path: str | Path) -> Path:
     "Write the coordinates (row, text, domain, label, x, y, cluster, model, reducer) to a CSV file, atomically."
     _fitted(self)
     path = Path(path); ensure_dir(path.parent, 'output folder')
-    tmp = path.with_name(f'.{path.name}.tmp-{uuid.uuid4().hex}')
-    try:
-        self.data.assign(model=self.model_id, reducer=self.params.reducer).to_csv(tmp, index=False); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(path) as tmp: self.data.assign(model=self.model_id, reducer=self.params.reducer).to_csv(tmp, index=False)
     return path

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..core.config import ensure_dir
 from ..core.errors import InputError
+from ..core.store import atomic_path
 from ..core.obs import get_logger
 from . import metrics as M
 from .map import EmbeddingMap, load_inputs, _fitted
@@ -269,11 +270,7 @@ def write_report(maps: Sequence[EmbeddingMap], path: str | Path, title: str | No
 <script type="text/javascript">{_JS}</script>
 </body></html>"""
     ensure_dir(path.parent, 'report folder')
-    tmp = path.with_name(f'.{path.name}.tmp-{uuid.uuid4().hex}')
-    try:
-        tmp.write_text(page, encoding='utf-8'); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(path) as tmp: tmp.write_text(page, encoding='utf-8')
     return path
 
 # %% ../../nbs/62_mapper_report.ipynb #223ce30f
@@ -290,11 +287,7 @@ def write_coordinates(maps: Sequence[EmbeddingMap], path: str | Path) -> Path:
     "The coordinates of every map in one CSV (row, text, domain, label, x, y, cluster, model, reducer), atomically."
     path = Path(path); ensure_dir(path.parent, 'output folder')
     frame = pd.concat([m.data.assign(model=m.model_id, reducer=m.params.reducer) for m in maps], ignore_index=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{uuid.uuid4().hex}')
-    try:
-        frame.to_csv(tmp, index=False); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(path) as tmp: frame.to_csv(tmp, index=False)
     return path
 
 def run_map(inputs=None, query: str | None = None, out: str | Path = 'map.html', csv: str | Path | None = None,

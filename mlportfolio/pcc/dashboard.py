@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.errors import InputError
+from ..core.store import atomic_path
 from ..core.resources import resource_path
 from ..core.warehouse import Warehouse, get_warehouse
 from .tables import ensure_pcc_tables, sql_source
@@ -41,8 +42,7 @@ def write_lookml(out: str | Path, project: str | None = None, dataset: str | Non
             if project: text = re.sub(r'(constant: PCC_PROJECT \{\s*value: )"[^"]*"', rf'\1"{project}"', text)
             if dataset: text = re.sub(r'(constant: PCC_DATASET \{\s*value: )"[^"]*"', rf'\1"{dataset}"', text)
         dest = out/rel; dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f'.{dest.name}.tmp-{uuid.uuid4().hex}')
-        tmp.write_text(text); os.replace(tmp, dest)
+        with atomic_path(dest) as tmp: tmp.write_text(text)
         written.append(dest)
     return written
 
@@ -88,6 +88,5 @@ def build_dashboard(out: str | Path, wh: Warehouse | None = None) -> Path:
             f'{len(data["pcc_runs"])} run(s). Generated {html.escape(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))}.</p>'
             f'{body}</body></html>')
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.tmp-{uuid.uuid4().hex}')
-    tmp.write_text(page, encoding='utf-8'); os.replace(tmp, out)
+    with atomic_path(out) as tmp: tmp.write_text(page, encoding='utf-8')
     return out

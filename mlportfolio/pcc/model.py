@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import MLPError, ModelError, NotFoundError, InputError
+from ..core.store import atomic_path
 from ..core.obs import get_logger
 from .tables import taxonomy_classes, prob_column
 
@@ -115,8 +116,7 @@ def read_lkg() -> dict | None:
 
 def write_lkg(entry: dict) -> None:
     p = lkg_path(); ensure_dir(p.parent, 'model cache')
-    tmp = p.with_name(f'.{p.name}.tmp-{uuid.uuid4().hex}')
-    tmp.write_text(json.dumps(entry, indent=2, default=str)); os.replace(tmp, p)
+    with atomic_path(p) as tmp: tmp.write_text(json.dumps(entry, indent=2, default=str))
 
 def _copy_into_cache(src: Path, key: str) -> Path:
     "Copy a version folder into the cache atomically (temporary folder, then rename); reuse an existing copy."

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..core.errors import InputError, NotFoundError, DataValidationError
+from ..core.store import atomic_path
 
 SHAPES = ('circle', 'square', 'triangle')
 COLORS = {'red': (220, 40, 40), 'green': (40, 170, 70), 'blue': (40, 80, 220),
@@ -58,9 +59,8 @@ class Scene:
 
     def save(self, path: str | Path) -> Path:
         "Write the image as PNG (atomically)."
-        path = Path(path); tmp = path.with_name(f'.{path.name}.tmp-{uuid.uuid4().hex}.png')
-        self.image.save(tmp, format='PNG'); os.replace(tmp, path)
-        return path
+        with atomic_path(path, suffix='.png') as tmp: self.image.save(tmp, format='PNG')
+        return Path(path)
 
 def generate_scene(seed: int, image_size: int = 128, n_objects: int | None = None, min_objects: int = 2,
                    max_objects: int = 6, noise: float = 0.0, min_gap: int = 2) -> Scene:
