@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: help install demo test quick export clean-nbs check-sync pytest bench docs
+.PHONY: help install demo test quick export clean-nbs check-sync pytest bench docs lab
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ demo: install ## Run the privacy-intent chain on the embedded defaults (DuckDB, 
 	$(BIN)/mlp job run score_batch
 	COLUMNS=160 $(BIN)/mlp pcc runs
 	$(BIN)/mlp pcc dashboard --out "$$($(BIN)/python -c 'from mlportfolio.core.config import get_settings; print(get_settings().home)')/pcc_dashboard.html"
+	@$(BIN)/mlp report
+	@echo "Try next:"
+	@echo "  $(BIN)/mlp job runs                      # every run with status and duration"
+	@echo "  $(BIN)/mlp registry list                 # the registered model versions and aliases"
+	@echo "  $(BIN)/mlp job run map_embeddings        # the embedding mapper; then: $(BIN)/mlp report"
 
 export: install ## Notebooks -> modules, package data and README
 	$(BIN)/nbdev-export
@@ -57,7 +62,10 @@ test: check-sync ## Everything CI runs: sync checks, every notebook test (slow i
 bench: install ## Run every benchmark and print figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-docs: install ## Build the docs site: Quarto via nbdev-docs when installed, else plain HTML pages with nbconvert
+docs: install ## Build the docs site into _docs/: Quarto via nbdev-docs when installed, else MkDocs Material (tools/docsite.py)
 	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; \
-	else echo "quarto not found: writing plain HTML pages to _docs/ with nbconvert"; \
-	  $(BIN)/jupyter nbconvert --to html --output-dir _docs nbs/*.ipynb nbs/jobs/*.ipynb >/dev/null && ls _docs | head -50; fi
+	else echo "quarto not found: building the site with MkDocs Material (tools/docsite.py)"; \
+	  $(BIN)/python tools/docsite.py --out _docs && echo "site: $(CURDIR)/_docs/index.html (serve it: $(BIN)/python -m http.server -d _docs -b 127.0.0.1 8000)"; fi
+
+lab: install ## JupyterLab on 127.0.0.1 in nbs/, notebooks on the Python (mlportfolio) kernel
+	cd nbs && ../$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --MultiKernelManager.default_kernel_name=mlportfolio

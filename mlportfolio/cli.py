@@ -26,7 +26,7 @@ app = typer.Typer(name='mlp', help='mlportfolio: eight ML-engineering systems on
 
 # %% auto #0
 __all__ = ['console', 'err_console', 'app', 'config_app', 'job_app', 'SYSTEM_GROUPS', 'version', 'config_show', 'job_list',
-           'job_run', 'job_runs', 'embed', 'main']
+           'job_run', 'job_runs', 'embed', 'report', 'main']
 
 # %% ../nbs/90_cli.ipynb #20501757
 @app.command()
@@ -90,6 +90,14 @@ def embed(input: Path = typer.Argument(..., help='A .txt (one text per line), .c
     from mlportfolio.core.embed import embed_file
     vecs = embed_file(input, out, text_col=text_col, model=model, progress=progress)
     console.print(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
+
+# %% ../nbs/90_cli.ipynb #2a5ee409
+@app.command()
+def report(out: Optional[Path] = typer.Option(None, '--out', '-o', help='HTML file to write (default $MLP_HOME/index.html)')):
+    "Write one page linking every system's latest output under MLP_HOME, with status, time, and the command for what has not run yet."
+    from mlportfolio.core.report import write_report
+    page = write_report(out)
+    console.print(f'report: {page}', soft_wrap=True, highlight=False)
 
 # %% ../nbs/90_cli.ipynb #9835cd03
 SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when the module exists

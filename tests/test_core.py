@@ -60,7 +60,7 @@ def test_job_run_writes_output_and_run_record(mlp_home, tmp_path):
     corpus = tmp_path/'corpus.txt'
     corpus.write_text('delete my account\nwhat is your refund policy\n')
     out = tmp_path/'vectors.npy'
-    run_mlp('job', 'run', 'embed_corpus', '-p', f'input_path={corpus}', '-p', f'output_path={out}', check=0)
+    res = run_mlp('job', 'run', 'embed_corpus', '-p', f'input_path={corpus}', '-p', f'output_path={out}', check=0)
     assert np.load(out).shape == (2, 384)
     runs = list((mlp_home/'runs'/'embed_corpus').glob('*/run.json'))
     assert len(runs) == 1
@@ -68,6 +68,7 @@ def test_job_run_writes_output_and_run_record(mlp_home, tmp_path):
     assert rec['status'] == 'succeeded' and rec['params']['input_path'] == str(corpus)
     assert rec['duration_seconds'] > 0 and rec['ended_at'] >= rec['started_at']
     assert (runs[0].parent/'output.ipynb').exists()
+    assert "without encryption" not in res.stderr, res.stderr  # the kernel talks over IPC sockets
 
 
 def test_failing_job_records_failed_and_exits_nonzero(mlp_home, tmp_path):

@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/jobs.html.md"""
 
 # %% ../../nbs/07_jobs.ipynb #b1ab6961
 from __future__ import annotations
-import ast, json, os, shutil, subprocess, sys, time, uuid
+import ast, json, os, shutil, subprocess, sys, tempfile, time, uuid
 from dataclasses import dataclass, asdict, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +23,8 @@ from .obs import get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameters', 'parse_param', 'RunRecord', 'git_sha', 'run_job',
-           'list_runs']
+__all__ = ['log', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameters', 'parse_param', 'RunRecord', 'git_sha',
+           'ipc_kernel_config', 'run_job', 'list_runs']
 
 # %% ../../nbs/07_jobs.ipynb #e62136d2
 def jobs_dir() -> Path:
@@ -102,6 +102,12 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
 
+# %% ../../nbs/07_jobs.ipynb #dba7df2b
+def ipc_kernel_config(folder: str | Path):
+    "traitlets config for papermill/nbclient: the kernel's connection file and IPC sockets live in `folder`."
+    from traitlets.config import Config
+    return Config({'KernelManager': {'transport': 'ipc', 'connection_file': str(Path(folder)/'kernel.json')}})
+
 # %% ../../nbs/07_jobs.ipynb #2a68e8c3
 def _utc_stamp() -> str: return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S_%fZ')
 
@@ -122,8 +128,10 @@ def run_job(name: str, kernel: str | None = None, progress: bool | None = None, 
     rec.save()
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(nb_path), rec.output_notebook, parameters=params, kernel_name=kernel or 'python3',
-                            progress_bar=s.progress if progress is None else progress, cwd=str(run_dir), log_output=False)
+        with tempfile.TemporaryDirectory(prefix='mlp-kernel-') as kdir:
+            pm.execute_notebook(str(nb_path), rec.output_notebook, parameters=params, kernel_name=kernel or 'python3',
+                                progress_bar=s.progress if progress is None else progress, cwd=str(run_dir), log_output=False,
+                                config=ipc_kernel_config(kdir))
         rec.status = 'succeeded'
     except Exception as e:
         rec.status = 'failed'
