@@ -68,4 +68,4 @@ docs: install ## Build the docs site into _docs/: Quarto via nbdev-docs when ins
 	  $(BIN)/python tools/docsite.py --out _docs && echo "site: $(CURDIR)/_docs/index.html (serve it: $(BIN)/python -m http.server -d _docs -b 127.0.0.1 8000)"; fi
 
 lab: install ## JupyterLab on 127.0.0.1 in nbs/, notebooks on the Python (mlportfolio) kernel
-	cd nbs && ../$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --MultiKernelManager.default_kernel_name=mlportfolio
+	cd nbs && ../$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --MultiKernelManager.default_kernel_name=mlportfolio $$([ "$$(id -u)" = 0 ] && echo --allow-root)

@@ -106,11 +106,13 @@ def processed(path: Path):
     from nbdev.process import Processor
     from execnb.shell import CaptureShell
 
+    nb = read_nb(path)
+    mod = default_module(nb)  # read before processing: nbdev strips the directive
+
     class show_docs_from_module(Processor):
         def begin(self):
             self.k = CaptureShell()
             self.k.run_cell('from nbdev.showdoc import show_doc')
-            mod = default_module(self.nb)
             if mod: self.k.run_cell(f'import importlib as _il\nglobals().update({{k: v for k, v in vars(_il.import_module({mod!r})).items() if not k.startswith("__")}})')
         def __call__(self, cell):
             if not _is_showdoc(cell): return
@@ -120,11 +122,11 @@ def processed(path: Path):
     class Procs(FilterDefaults):
         def base_procs(self): return [show_docs_from_module if p is exec_show_docs else p for p in super().base_procs()]
 
-    nb = read_nb(path)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         Procs()(nb)
+    nb.module_ = mod
     return nb
 
 
@@ -163,14 +165,19 @@ class Figures:
                 f'<script type="application/json" data-figure="{fid}">{data}</script>')
 
 
-def output_markdown(o: dict, asis: bool, figures: Figures) -> str:
+def showdoc_anchors(md: str) -> str:
+    "Give `show_doc` headings Quarto's ids (`### NoteStore.add` -> `#notestore.add`), which nbdev's doc links use."
+    return re.sub(r'^(#{2,4}) ([\w.]+)\s*$', lambda m: f'{m[1]} {m[2]} {{#{m[2].lower()}}}', md, flags=re.M)
+
+
+def output_markdown(o: dict, figures: Figures) -> str:
     "One cell output as Markdown/HTML: Plotly figure, markdown, HTML, image, or text."
     kind = o.get('output_type')
     if kind == 'stream': return _fence(_text(o.get('text', '')))
     if kind == 'error': return _fence(f"{o.get('ename')}: {o.get('evalue')}")
     data = o.get('data', {})
     if PLOTLY_MIME in data: return figures(data[PLOTLY_MIME])
-    if 'text/markdown' in data: return _text(data['text/markdown']) if asis else _text(data['text/markdown'])
+    if 'text/markdown' in data: return showdoc_anchors(_text(data['text/markdown']))
     if 'image/png' in data: return f'<img class="nb-image" alt="figure" src="data:image/png;base64,{_text(data["image/png"]).strip()}">'
     if 'image/svg+xml' in data: return f'<div class="nb-image">{_text(data["image/svg+xml"])}</div>'
     if 'text/html' in data:
@@ -189,7 +196,7 @@ def cell_markdown(cell, figures: Figures) -> str:
     if d.get('include') == 'false': return ''
     parts = [] if d.get('echo') == 'false' or not src.strip() else [_fence(src, 'python')]
     if d.get('output') != 'false':
-        parts += [output_markdown(o, d.get('output') == 'asis', figures) for o in cell.get('outputs', [])]
+        parts += [output_markdown(o, figures) for o in cell.get('outputs', [])]
     return '\n\n'.join(p for p in parts if p)
 
 
@@ -205,6 +212,7 @@ def frontmatter(nb) -> dict:
 def local_links(text: str, doc_url: str) -> str:
     "Links to the published site (`doc_url/page.html#x`) become links to the local page (`page.md#x`)."
     base = re.escape(doc_url.rstrip('/'))
+    text = text.replace('#LNone)', ')')  # a source link whose line nbdev could not find: link the file
     return re.sub(base + r'/([\w./-]+?)\.html', lambda m: m.group(1) + '.md', text)
 
 
@@ -225,14 +233,15 @@ def api_entries(nb) -> list[str]:
     out = []
     for c in nb.cells:
         if c.cell_type != 'code' or not re.search(r'^show_doc', c.source or '', re.M): continue
-        out += [_text(o['data']['text/markdown']) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
+        out += [showdoc_anchors(_text(o['data']['text/markdown'])) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
     return out
 
 
 # ---------------------------------------------------------------- CLI reference from the Typer app
 def cli_reference() -> str:
-    "Markdown for every `mlp` command: usage, help and each option (from the Typer app, as `--help` shows it)."
-    import click, typer
+    """Markdown for every `mlp` command: usage, help and each parameter, from the Typer app (the `--help` text).
+    Typer >= 0.20 vendors its own click, so groups and arguments are recognised by what they do, not by class."""
+    import typer
     from mlportfolio.cli import app
     root = typer.main.get_command(app)
     parts = ['# CLI reference', '*Every `mlp` command, generated from the Typer app (the same text as `--help`).*']
@@ -244,15 +253,14 @@ def cli_reference() -> str:
         rows = []
         for p in cmd.get_params(ctx):
             rec = p.get_help_record(ctx)
-            if rec is None and isinstance(p, click.Argument): rec = (p.human_readable_name, getattr(p, 'help', '') or '')
+            if rec is None and p.param_type_name == 'argument': rec = (p.human_readable_name, getattr(p, 'help', '') or '')
             if rec: rows.append(f'| `{rec[0]}` | {html.escape(rec[1]).replace("|", "&#124;")} |')
         if rows: parts.append('| parameter | description |\n|---|---|\n' + '\n'.join(rows))
-        if isinstance(cmd, click.Group):
-            for sub in cmd.list_commands(ctx):
-                c = cmd.get_command(ctx, sub)
-                walk(c, click.Context(c, info_name=sub, parent=ctx))
+        for sub in (cmd.list_commands(ctx) if hasattr(cmd, 'list_commands') else []):
+            c = cmd.get_command(ctx, sub)
+            walk(c, ctx.__class__(c, info_name=sub, parent=ctx))
 
-    walk(root, click.Context(root, info_name='mlp'))
+    walk(root, root.context_class(root, info_name='mlp'))
     return '\n\n'.join(parts) + '\n'
 
 
@@ -309,7 +317,7 @@ def write_pages(docs: Path, build: Path, execute) -> list:
         title = frontmatter(nb).get('title') or src.stem
         if system_of(src) == 'home': continue
         groups[system_of(src)].append({title: page})
-        entries, mod = api_entries(nb), default_module(nb)
+        entries, mod = api_entries(nb), nb.module_
         if entries and mod:
             apage = f'reference_{Path(page).stem}.md'
             text = f'# `{mod}`\n\n*{title}: the exported names, from `show_doc`. Narrative and examples: [{title}]({page}).*\n\n'
