@@ -46,6 +46,8 @@ def test_directives_outputs_and_links_become_markdown():
     html_out = docsite.output_markdown({'output_type': 'execute_result', 'data': {'text/html': '<table>\n\n<tr></tr></table>'}}, figs)
     assert '\n\n' not in html_out.strip('\n').split('\n', 1)[1]  # no blank line inside the HTML block
     assert docsite.showdoc_anchors('---\n\n### NoteStore.add\n\ntext ### x') == '---\n\n### NoteStore.add {#notestore.add}\n\ntext ### x'
+    pages = docsite.fix_method_anchors({'a.md': '### Q {#q}\n### Q.b {#q.b}', 'c.md': '[x](a.md#q.edit) [y](a.md#q.b) [z](a.md#r.s)'})
+    assert pages['c.md'] == '[x](a.md#q) [y](a.md#q.b) [z](a.md#r.s)'
     doc = 'https://mlportfolio.github.io/mlportfolio'
     assert docsite.local_links(f'[`f`]({doc}/pcc_score.html#score_partition) [s](https://github.com/x/y.py#LNone)', doc) == \
            '[`f`](pcc_score.md#score_partition) [s](https://github.com/x/y.py)'

@@ -167,7 +167,7 @@ class Figures:
 
 def showdoc_anchors(md: str) -> str:
     "Give `show_doc` headings Quarto's ids (`### NoteStore.add` -> `#notestore.add`), which nbdev's doc links use."
-    return re.sub(r'^(#{2,4}) ([\w.]+)\s*$', lambda m: f'{m[1]} {m[2]} {{#{m[2].lower()}}}', md, flags=re.M)
+    return re.sub(r'^(#{2,4}) ([\w.]+)[ \t]*$', lambda m: f'{m[1]} {m[2]} {{#{m[2].lower()}}}', md, flags=re.M)
 
 
 def output_markdown(o: dict, figures: Figures) -> str:
@@ -302,18 +302,30 @@ def mkdocs_config(nav: list, site_dir: Path, docs_dir: Path) -> dict:
                 validation=dict(links=dict(not_found='warn', anchors='info', unrecognized_links='info')))
 
 
+def fix_method_anchors(pages: dict[str, str]) -> dict[str, str]:
+    """A link to `page.md#class.method` whose page has no entry of its own for the method points at `#class`
+    (nbdev links every method it knows; only patched methods get a `show_doc` entry of their own)."""
+    ids = {p: set(re.findall(r'\{#([\w.]+)\}', t)) for p, t in pages.items()}
+    def fix(m):
+        page, anchor = m[1], m[2]
+        owner = anchor.split('.')[0]
+        if page in ids and anchor not in ids[page] and owner in ids[page]: return f'({page}#{owner})'
+        return m[0]
+    return {p: re.sub(r'\(([\w/]+\.md)#([\w]+\.[\w.]+)\)', fix, t) for p, t in pages.items()}
+
+
 def write_pages(docs: Path, build: Path, execute) -> list:
     "Write every Markdown page under `docs`; return the MkDocs nav (sidebar)."
     import tomllib
     doc_url = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['urls']['Documentation']
     groups: dict[str, list] = {s: [] for s in SYSTEM_ORDER}
     api: dict[str, list] = {s: [] for s in SYSTEM_ORDER}
+    pages: dict[str, str] = {}
     for src in source_notebooks():
         name = src.stem if src.parent == NBS else f'jobs/{src.stem}'
         page = page_name(src)
         nb = processed(executed_copy(src, build, execute is True or name in execute))
-        (docs/page).parent.mkdir(parents=True, exist_ok=True)
-        (docs/page).write_text(notebook_page(nb, page, src, doc_url))
+        pages[page] = notebook_page(nb, page, src, doc_url)
         title = frontmatter(nb).get('title') or src.stem
         if system_of(src) == 'home': continue
         groups[system_of(src)].append({title: page})
@@ -321,8 +333,11 @@ def write_pages(docs: Path, build: Path, execute) -> list:
         if entries and mod:
             apage = f'reference_{Path(page).stem}.md'
             text = f'# `{mod}`\n\n*{title}: the exported names, from `show_doc`. Narrative and examples: [{title}]({page}).*\n\n'
-            (docs/apage).write_text(local_links(text + '\n\n'.join(entries), doc_url))
+            pages[apage] = local_links(text + '\n\n'.join(entries), doc_url)
             api[system_of(src)].append({mod: apage})
+    for page, text in fix_method_anchors(pages).items():
+        (docs/page).parent.mkdir(parents=True, exist_ok=True)
+        (docs/page).write_text(text)
     tutorials = []
     (docs/'tutorials').mkdir(exist_ok=True)
     for t in sorted((NBS/'tutorials').glob('*.md')):
