@@ -121,7 +121,7 @@ def lineage(limit: int = typer.Option(10, help='How many runs'),
 @app.command()
 def taxonomy():
     "Print the intents and privacy_request subtypes with their definitions (from MLP_TAXONOMY or the packaged file)."
-    from mlportfolio.data.taxonomy import load_taxonomy
+    from mlportfolio.core.taxonomy import load_taxonomy
     tax = load_taxonomy()
     t = Table('label', 'kind', 'definition', title=f'{tax.name} v{tax.version}')
     for l in tax.intents: t.add_row(l, 'intent', tax.definitions[l])

@@ -17,7 +17,7 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.errors import InputError, ConfigError
 from ..core.resources import resource_path, load_yaml
-from .taxonomy import load_taxonomy, Taxonomy
+from ..core.taxonomy import load_taxonomy, Taxonomy
 
 COLUMNS = ['text', 'intent', 'subtype', 'template_id', 'style', 'label_confidence', 'timestamp',
            'has_personal_info', 'formality_score', 'urgency_score', 'split']

@@ -16,7 +16,7 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.errors import DataValidationError, InputError, ConfigError
 from ..core.resources import resource_path, load_yaml
-from .taxonomy import load_taxonomy, Taxonomy
+from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import FEATURE_NAMES, COUNT_FEATURES
 
 MAX_EXAMPLES = 5
