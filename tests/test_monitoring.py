@@ -361,6 +361,8 @@ def test_pcc_job_runs_with_home_unwritable(tmp_path, good_export):
     r = subprocess.run([MLP, 'job', 'run', 'score_batch', '-p', f'model={good_export}'], env=full, capture_output=True, text=True,
                        timeout=600, cwd=local['/tmp'])
     assert r.returncode == 0 and 'succeeded' in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+    # nothing fell back to a temporary folder because HOME was unwritable (IPython and matplotlib warn when they do)
+    assert not re.search(r'not a writable location|temporary cache directory|Permission denied', r.stderr), r.stderr[-3000:]
     home_volume = Path(env['MLP_HOME'])
     assert (home_volume/'metrics'/'pcc.prom').exists() and (home_volume/'metrics'/'score_batch.prom').exists()
     if os.geteuid() != 0: home.chmod(0o755)
