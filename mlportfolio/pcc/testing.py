@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/pcc_testing.html.md"""
 
 # %% ../../nbs/38_pcc_testing.ipynb #e2dfef71
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('pcc', 'batch scoring (pcc)')  # one clear line, naming the extra, when its dependencies are missing
 import datetime as dt, json
 from pathlib import Path
 
