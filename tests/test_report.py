@@ -59,3 +59,15 @@ def test_every_report_link_resolves_in_chromium(home):
     finally:
         drv.quit(); srv.shutdown()
     assert len(status) >= 4 and all(code == 200 for _, code in status), status
+
+
+def test_capture_probe_reads_the_real_store_schema(tmp_path):
+    "The capture row queries a database made by capture.store's own migrations (no mocked schema)."
+    store = pytest.importorskip('mlportfolio.capture.store', reason='the [capture] extra is not installed')
+    from mlportfolio.core.report import capture_outputs
+    db = tmp_path/'capture'/'capture.sqlite'
+    db.parent.mkdir()
+    conn = store.connect(db)
+    store.migrate(conn); conn.close()
+    out = capture_outputs(tmp_path)[0]
+    assert out.status == '0 notes; no routes' and out.links['stats'].is_file(), out
