@@ -6,7 +6,8 @@ the URL in `pyproject.toml` [project.urls] Documentation, which nbdev also write
 Where Quarto cannot be installed, this script builds a real site from the same notebooks:
 
 1. **execute** each notebook with a real kernel (nbclient, IPC sockets) and keep the executed copy under
-   `BUILD/executed/`, keyed by the notebook's sha256, so only changed notebooks run again (`--execute` picks which);
+   `BUILD/executed/`, keyed by the notebook's sha256, so only changed notebooks run again (`--execute` picks which;
+   `all` means every module notebook, not the papermill job templates in `nbs/jobs/`, which need their inputs);
    a notebook that is not executed is shown with its code and without outputs;
 2. **process** it with nbdev's own processors (`FilterDefaults`: frontmatter, `#| hide`, `#| export`, `show_doc`
    for every exported name, doc links...), evaluating the `show_doc` cells against the exported module;
@@ -324,7 +325,8 @@ def write_pages(docs: Path, build: Path, execute) -> list:
     for src in source_notebooks():
         name = src.stem if src.parent == NBS else f'jobs/{src.stem}'
         page = page_name(src)
-        nb = processed(executed_copy(src, build, execute is True or name in execute))
+        run = (execute is True and src.parent == NBS) or (execute is not True and name in execute)  # `all`: not the job templates
+        nb = processed(executed_copy(src, build, run))
         pages[page] = notebook_page(nb, page, src, doc_url)
         title = frontmatter(nb).get('title') or src.stem
         if system_of(src) == 'home': continue
