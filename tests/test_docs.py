@@ -61,6 +61,18 @@ def _command_paths(cmd, ctx):
         yield from _command_paths(sub, ctx.__class__(sub, info_name=name, parent=ctx))
 
 
+def test_nbdev_processing_applies_the_directives_and_show_doc():
+    "07a_report after nbdev's processors: hidden and exported cells gone, one API entry per exported name."
+    nb = docsite.processed(docsite.NBS/'07a_report.ipynb')
+    sources = [c.source or '' for c in nb.cells]
+    assert not any('fastcore.test import' in s or 'default_exp' in s or s.startswith('#| export') for s in sources)
+    entries = docsite.api_entries(nb)
+    from mlportfolio.core import report
+    assert all(any(f'### {name}' in e for e in entries) for name in report.__all__ if callable(getattr(report, name))), entries
+    page = docsite.notebook_page(nb, 'report.md', docsite.NBS/'07a_report.ipynb', 'https://mlportfolio.github.io/mlportfolio')
+    assert page.startswith('# One report for the whole chain\n') and '```python\nroot = Path(tempfile.mkdtemp())' in page
+
+
 def test_cli_reference_covers_every_command():
     import typer
     from mlportfolio.cli import app
