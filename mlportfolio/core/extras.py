@@ -16,7 +16,8 @@ __all__ = ['EXTRAS', 'EXTRA_INCLUDES', 'extra_modules', 'missing_distributions',
 
 # %% ../../nbs/05a_extras.ipynb #ad9ed16f
 EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distribution that provides it}
-    'embed': {'torch': 'torch', 'sentence_transformers': 'sentence-transformers', 'transformers': 'transformers'},
+    'embed': {'torch': 'torch', 'sentence_transformers': 'sentence-transformers', 'transformers': 'transformers',
+              'sklearn': 'scikit-learn'},
     'gcp': {'google.cloud.bigquery': 'google-cloud-bigquery', 'gcsfs': 'gcsfs'},
     'train': {'mlflow': 'mlflow', 'imblearn': 'imbalanced-learn', 'plotly': 'plotly'},
     'pcc': {'mlflow': 'mlflow', 'plotly': 'plotly'},
@@ -24,9 +25,11 @@ EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distributio
     'capture': {'faiss': 'faiss-cpu', 'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'perception': {'torch': 'torch', 'torchvision': 'torchvision', 'open_clip': 'open-clip-torch', 'PIL': 'pillow', 'mlflow': 'mlflow'},
     'jupyter': {'jupyterlab': 'jupyterlab', 'ipywidgets': 'ipywidgets'},
+    'llm': {'transformers': 'transformers', 'gguf': 'gguf', 'accelerate': 'accelerate', 'lmformatenforcer': 'lm-format-enforcer',
+            'faiss': 'faiss-cpu'},
 }
 EXTRA_INCLUDES: dict[str, list[str]] = {  # an extra that installs other extras too
-    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'],
+    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'],
 }
 
 # %% ../../nbs/05a_extras.ipynb #74f49dcc
