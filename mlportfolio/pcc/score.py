@@ -111,7 +111,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
     run_id = new_run_id()
     res = ScoreResult(run_id, str(day), 'failed', dry_run=dry_run)
     reasons: Counter = Counter()
-    confs, labels = [], []
+    confs, labels, oods = [], [], []
     lm = None
     try:
         wh = wh or get_warehouse()
@@ -153,6 +153,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                 pred = lm.predict(valid[['text', 'case_id']])
                 rows = output_rows(valid, pred, lm, run_id, day, classes)
                 confs.append(rows['confidence'].to_numpy(np.float32)); labels.append(rows['predicted_label'].to_numpy())
+                if 'ood_score' in pred: oods.append(pd.to_numeric(pred['ood_score'], errors='coerce').to_numpy(float))
                 pending.append(rows)
                 if sum(len(r) for r in pending) >= stage_every: flush()
             n_chunks += 1
@@ -180,6 +181,8 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         res.status = 'partial' if res.dropped_cases else 'success'
         res._label_mix = pd.Series(all_lab).value_counts(normalize=True).round(4).to_dict() if len(all_lab) else {}
         res._mean_conf = float(all_conf.mean()) if len(all_conf) else None
+        all_ood = np.concatenate(oods) if oods else np.array([])
+        res._ood_share = float((all_ood[np.isfinite(all_ood)] > 1).mean()) if np.isfinite(all_ood).any() else None
     except BaseException as e:
         res.status = 'failed'
         res.error = (str(e).splitlines() or [''])[0] if isinstance(e, MLPError) else f'{type(e).__name__}: {(str(e).splitlines() or [""])[0]}'
@@ -201,7 +204,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                               drop_reasons=json.dumps(res.drop_reasons, sort_keys=True),
                               label_mix=json.dumps(getattr(res, '_label_mix', {}), sort_keys=True),
                               mean_confidence=getattr(res, '_mean_conf', None), psi_confidence=res.psi_confidence,
-                              psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag)
+                              psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag, ood_share=getattr(res, '_ood_share', None))
             res.monitoring = write_monitor_row(row, wh, attempts=write_attempts)
         log.info('pcc run %s for %s: %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.status,
                  res.total_cases, res.passed_validation, res.dropped_cases, res.duration_seconds)

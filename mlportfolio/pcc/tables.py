@@ -82,6 +82,7 @@ MONITORING = TableSpec('pcc_monitoring_logs', (
     Column('drop_reasons', S, False, 'JSON: reason -> count'), Column('label_mix', S, False, 'JSON: label -> share'),
     Column('mean_confidence', F), Column('psi_confidence', F), Column('psi_label_mix', F),
     Column('drift_flag', B, False, 'A PSI above the threshold (0.2)'),
+    Column('ood_share', F, False, 'Share of scored cases with ood_score > 1 (out of the training distribution); NULL when the model gives none'),
 ), expiration_days=90, clustering=('status',), description='One row per scoring run, failed runs included')
 
 # %% ../../nbs/30_pcc_tables.ipynb #4f0e1dc5
