@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_pipeline.html.md"""
 
 # %% ../../nbs/25_train_pipeline.ipynb #8a5979d0
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
 import io, json, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,7 +141,9 @@ def _stage(timings: dict, lrun, name: str):
     timings[name] = round(time.perf_counter() - t0, 3)
 
 # %% ../../nbs/25_train_pipeline.ipynb #61733ec0
-def _probs(pred: pd.DataFrame, classes) -> np.ndarray: return pred[[f'prob_{k}' for k in classes]].to_numpy()
+def _probs(pred: pd.DataFrame, classes) -> np.ndarray:
+    from mlportfolio.core.predictions import probabilities
+    return probabilities(pred, classes)
 
 def prediction_metrics(pred: pd.DataFrame, classes, bins: int = 15) -> dict:
     "`classification_metrics` of a predictions frame, plus the share of out-of-distribution rows (`ood_score` > 1) when scored."
@@ -183,7 +187,8 @@ def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFr
     "Fit a temperature on held-out-template predictions, keep it per `calibration.method` (auto: if it lowers ECE on the realistic calibration half); sets `model.calibrator`."
     from mlportfolio.train.calibrate import choose_calibration, cross_fit_temperature
     bins, classes = int(cfg['evaluation']['calibration_bins']), model.classes
-    if pred_unseen is None or list(pred_unseen.filter(like='prob_').columns) != [f'prob_{k}' for k in classes]:
+    from mlportfolio.core.predictions import prob_column
+    if pred_unseen is None or list(pred_unseen.filter(like='prob_').columns) != [prob_column(k) for k in classes]:
         model.calibrator = None
         return {'chosen': 'none', 'reason': 'no held-out-template predictions (evaluation.unseen_templates disabled or not possible)'}, None
     sel = (None, None) if real_cal is None else (_probs(real_cal, classes), real_cal.true_label.to_numpy())
