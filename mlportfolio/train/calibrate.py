@@ -13,8 +13,8 @@ import pandas as pd
 from ..core.errors import InputError
 
 # %% auto #0
-__all__ = ['CONFIDENT', 'COVERAGES', 'TemperatureScaling', 'brier_score', 'risk_coverage', 'reliability_metrics',
-           'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_temperature']
+__all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
+           'reliability_metrics', 'crossfit_ece', 'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_temperature']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -87,23 +87,46 @@ def reliability_metrics(y_true, proba, classes, threshold: float = CONFIDENT) ->
                 **{f'risk_at_{int(round(r.coverage * 100))}': r.risk for r in rc.itertuples()})
 
 # %% ../../nbs/26_train_calibrate.ipynb #8f0d79a3
+CALIBRATION_METHODS = ('auto', 'heldout', 'selection', 'none')
+
 def _ece(y_true, proba, classes, n_bins: int = 15) -> float:
     from mlportfolio.train.evaluate import expected_calibration_error
     return expected_calibration_error(y_true, proba, classes, n_bins)
 
-def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=None, method: str = 'auto', n_bins: int = 15):
-    "`(calibrator or None, comparison)`: temperature fitted on (`fit_proba`, `fit_y`), kept per `method` (auto: if it lowers ECE on the selection set)."
-    if method not in ('auto', 'temperature', 'none'): raise InputError(f"calibration method {method!r} is not one of: auto, temperature, none")
-    if method == 'none' or fit_proba is None or len(fit_proba) < 2: return None, {'chosen': 'none'}
-    ts = TemperatureScaling().fit(fit_proba, fit_y, classes)
-    out = {'temperature': ts.temperature_, 'fit_rows': ts.n_fit_,
-           'fit_ece_raw': _ece(fit_y, fit_proba, classes, n_bins), 'fit_ece_calibrated': _ece(fit_y, ts.transform(fit_proba), classes, n_bins)}
-    if select_proba is not None and len(select_proba):
-        out.update(select_rows=int(len(select_proba)), select_ece_raw=_ece(select_y, select_proba, classes, n_bins),
-                   select_ece_calibrated=_ece(select_y, ts.transform(select_proba), classes, n_bins))
-    keep = method == 'temperature' or out.get('select_ece_calibrated', out['fit_ece_calibrated']) < out.get('select_ece_raw', out['fit_ece_raw'])
-    out['chosen'] = 'temperature' if keep else 'none'
-    return (ts if keep else None), out
+def crossfit_ece(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: int = 42) -> float:
+    "ECE of temperatures fitted on one random half of the rows and applied to the other (both ways), averaged over `repeats` splits."
+    proba, y = np.asarray(proba, float), np.asarray(y, dtype=object)
+    out = []
+    for r in range(repeats):
+        idx = np.random.default_rng(seed + r).permutation(len(y)); a, b = idx[:len(y) // 2], idx[len(y) // 2:]
+        Q = proba.copy()
+        for f, t in ((a, b), (b, a)): Q[t] = TemperatureScaling().fit(proba[f], y[f], classes).transform(proba[t])
+        out.append(_ece(y, Q, classes, n_bins))
+    return float(np.mean(out))
+
+def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=None, method: str = 'auto', n_bins: int = 15, seed: int = 42):
+    "`(calibrator or None, comparison)`: none, a temperature on held-out rows, or one on the selection set, by lowest selection ECE (or `method`)."
+    if method not in CALIBRATION_METHODS: raise InputError(f"calibration method {method!r} is not one of: {', '.join(CALIBRATION_METHODS)}")
+    has_fit, has_sel = fit_proba is not None and len(fit_proba) >= 2, select_proba is not None and len(select_proba) >= 4
+    cands, out = {'none': None}, {}
+    if has_fit:
+        cands['heldout'] = TemperatureScaling().fit(fit_proba, fit_y, classes)
+        out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_,
+                   fit_ece_raw=_ece(fit_y, fit_proba, classes, n_bins), fit_ece_heldout=_ece(fit_y, cands['heldout'].transform(fit_proba), classes, n_bins))
+    if has_sel:
+        cands['selection'] = TemperatureScaling().fit(select_proba, select_y, classes)
+        ece = {'none': _ece(select_y, select_proba, classes, n_bins), 'selection': crossfit_ece(select_proba, select_y, classes, n_bins, seed=seed)}
+        if has_fit: ece['heldout'] = _ece(select_y, cands['heldout'].transform(select_proba), classes, n_bins)
+        out.update(select_rows=int(len(select_proba)), selection_temperature=cands['selection'].temperature_,
+                   **{f'select_ece_{k}': v for k, v in ece.items()})
+    else: ece = {'none': out.get('fit_ece_raw', 0.0), **({'heldout': out['fit_ece_heldout']} if has_fit else {})}
+    if method == 'auto': chosen = min(ece, key=ece.get)
+    elif method in cands: chosen = method
+    else: raise InputError(f'calibration method {method!r} needs ' + ('held-out-template predictions' if method == 'heldout' else 'a selection set'))
+    cal = cands[chosen]
+    out.update(chosen=chosen, temperature=None if cal is None else cal.temperature_,
+               select_ece_raw=ece['none'] if has_sel else None, select_ece_calibrated=ece.get(chosen) if has_sel else None)
+    return cal, out
 
 # %% ../../nbs/26_train_calibrate.ipynb #7fe30520
 class NearestNeighbourOOD:

@@ -174,9 +174,10 @@ def _reliability_lines(evals, info: dict) -> list[str]:
     "The card's confidence section: calibration chosen, Brier, confident errors, risk at coverage, out-of-distribution share."
     cal, ood = info.get('calibration') or {}, info.get('ood') or {}
     lines = ['', '## Confidence', '',
-             f"- Calibration: {cal.get('chosen', 'none')}" + (f" (temperature {cal['temperature']:.3f}, fitted on {cal.get('fit_rows')} rows of held-out "
-             f"templates; ECE on the realistic calibration half {_fmt(cal.get('select_ece_raw'))} raw -> {_fmt(cal.get('select_ece_calibrated'))})"
-             if cal.get('temperature') else ''),
+             f"- Calibration: {cal.get('chosen', 'none')}" + (f" (temperature {cal['temperature']:.3f}, fitted on "
+             + ('the held-out templates' if cal.get('chosen') == 'heldout' else "the realistic set's calibration half") + ')' if cal.get('temperature') else '')
+             + (f"; ECE on the realistic calibration half {_fmt(cal.get('select_ece_raw'))} raw -> {_fmt(cal.get('select_ece_calibrated'))}"
+                + (' (cross-fitted estimate)' if cal.get('chosen') == 'selection' else '') if cal.get('select_ece_raw') is not None else ''),
              f"- Out-of-distribution score: mean distance to the {ood.get('k')} nearest of {ood.get('reference_rows')} training rows, divided by its "
              f"{ood.get('quantile')} quantile on {ood.get('calibrate_rows')} held-out rows (> 1: out of distribution)" if ood else '- Out-of-distribution score: none',
              '', '| evaluation | ECE | Brier | confident errors (>= 0.9 and wrong) | error among most confident 80% | out-of-distribution share |',

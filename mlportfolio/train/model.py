@@ -43,7 +43,7 @@ CHOICES = {
     'classifier.imbalance': ('class_weight', 'smote', 'none'),
     'search.mode': ('random', 'grid', 'fixed', 'none'),
     'search.scoring': ('f1_macro', 'f1_weighted', 'accuracy', 'balanced_accuracy', 'f1_micro'),
-    'calibration.method': ('auto', 'temperature', 'none'),
+    'calibration.method': ('auto', 'heldout', 'selection', 'none'),
 }
 
 def _deep_merge(base: dict, over: dict, where: str = '') -> dict:

@@ -184,22 +184,22 @@ def realistic_predictions(model, split: str, warnings: list | None = None) -> pd
 
 # %% ../../nbs/25_train_pipeline.ipynb #5034186f
 def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFrame | None, cfg: dict) -> tuple[dict, dict | None]:
-    "Fit a temperature on held-out-template predictions, keep it per `calibration.method` (auto: if it lowers ECE on the realistic calibration half); sets `model.calibrator`."
-    from mlportfolio.train.calibrate import choose_calibration, cross_fit_temperature
-    bins, classes = int(cfg['evaluation']['calibration_bins']), model.classes
+    "Choose the calibration (`train.calibrate.choose_calibration`: none, a temperature on held-out templates or on the realistic calibration half) and set `model.calibrator`."
     from mlportfolio.core.predictions import prob_column
-    if pred_unseen is None or list(pred_unseen.filter(like='prob_').columns) != [prob_column(k) for k in classes]:
-        model.calibrator = None
-        return {'chosen': 'none', 'reason': 'no held-out-template predictions (evaluation.unseen_templates disabled or not possible)'}, None
+    from mlportfolio.train.calibrate import choose_calibration, cross_fit_temperature
+    from mlportfolio.train.evaluate import classification_metrics
+    bins, classes, seed = int(cfg['evaluation']['calibration_bins']), model.classes, int(cfg['seed'])
+    if pred_unseen is not None and list(pred_unseen.filter(like='prob_').columns) != [prob_column(k) for k in classes]: pred_unseen = None
+    fit = (None, None) if pred_unseen is None else (_probs(pred_unseen, classes), pred_unseen.true_label.to_numpy())
     sel = (None, None) if real_cal is None else (_probs(real_cal, classes), real_cal.true_label.to_numpy())
-    model.calibrator, info = choose_calibration(_probs(pred_unseen, classes), pred_unseen.true_label.to_numpy(), classes, *sel,
-                                                method=cfg['calibration']['method'], n_bins=bins)
-    unseen_cal = None
-    if model.calibrator is not None:
-        from mlportfolio.train.evaluate import classification_metrics
-        P = cross_fit_temperature(_probs(pred_unseen, classes), pred_unseen.true_label, classes, pred_unseen['template_id'], int(cfg['seed']))
-        unseen_cal = classification_metrics(pred_unseen.true_label, P, classes, bins)
-    return info, unseen_cal
+    if fit[0] is None and sel[0] is None:
+        model.calibrator = None
+        return {'chosen': 'none', 'reason': 'no held-out-template predictions and no realistic calibration half'}, None
+    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg['calibration']['method'], n_bins=bins, seed=seed)
+    if model.calibrator is None or pred_unseen is None: return info, None
+    P = (cross_fit_temperature(fit[0], fit[1], classes, pred_unseen['template_id'], seed) if info['chosen'] == 'heldout'
+         else model.calibrator.transform(fit[0]))        # honest: never scored on the rows its temperature was fitted on
+    return info, classification_metrics(fit[1], P, classes, bins)
 
 def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: dict) -> dict:
     "Set `model.ood`: nearest-neighbour distances to the training rows in the MiniLM block, normalised on `heldout_df`."
@@ -215,7 +215,6 @@ def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: dict)
                               columns=model.feature_dims()['embedding'], seed=int(cfg['seed']))
     model.ood = ood.fit(F_fit, fit_df[T].tolist(), fit_df[L].astype(str).tolist()).calibrate(F_held)
     return dict(k=ood.k, quantile=ood.quantile, reference_rows=int(len(ood.reference_)), calibrate_rows=ood.n_calibrate_, scale=ood.scale_)
-
 
 # %% ../../nbs/25_train_pipeline.ipynb #8ea33732
 def train_run(data=None, config=None, overrides: dict | None = None, register: bool = True, promote: bool = False,
