@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..core.config import get_settings
 from ..core.errors import InputError, MLPError
-from ..core.obs import get_logger
+from ..core.obs import BatchRun, get_logger
 from ..core.store import sha256_bytes
 
 log = get_logger(__name__)
@@ -26,7 +26,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
            'TrainResult', 'prediction_metrics', 'unseen_template_eval', 'realistic_predictions', 'calibrate_model',
-           'attach_ood', 'train_run', 'train_and_register']
+           'attach_ood', 'export_train_metrics', 'train_run', 'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
@@ -216,6 +216,16 @@ def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: dict)
     model.ood = ood.fit(F_fit, fit_df[T].tolist(), fit_df[L].astype(str).tolist()).calibrate(F_held)
     return dict(k=ood.k, quantile=ood.quantile, reference_rows=int(len(ood.reference_)), calibrate_rows=ood.n_calibrate_, scale=ood.scale_)
 
+# %% ../../nbs/25_train_pipeline.ipynb #de31a298
+def export_train_metrics(status: str, duration: float, result: TrainResult | None = None) -> dict:
+    "Export a training run's metrics as batch job `train_run` (`mlp_train_*`): run metrics, test and unseen macro-F1, version."
+    run = BatchRun('train_run', 'train')
+    if result is not None:
+        run.set('test_f1_macro', 'Macro-F1 of the last trained model on the test split', result.test_metrics.get('f1_macro'))
+        run.set('unseen_f1_macro', 'Macro-F1 on templates the last model never saw', (result.unseen_metrics or {}).get('f1_macro'))
+        run.set('model_version', 'Registry version of the last trained model', result.version)
+    return run.finish(status, duration=duration)
+
 # %% ../../nbs/25_train_pipeline.ipynb #8ea33732
 def train_run(data=None, config=None, overrides: dict | None = None, register: bool = True, promote: bool = False,
               progress: bool | None = None) -> TrainResult:
@@ -290,6 +300,8 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
                 pred_real = {k: realistic_predictions(model, k, warnings) for k in splits} if real_cal_raw is not None else {}
                 real_m = {k: prediction_metrics(v, model.classes, bins) for k, v in pred_real.items()}
                 reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
+                from mlportfolio.pcc.monitor import feature_reference, text_features   # what PCC's input-drift check compares with
+                reference['features'] = feature_reference(text_features(fit_df[T].tolist()))
             meta = dict(model_name=cfg['registry']['model_name'], embedding_model=emb_model.model_id, data_hash=data_hash, data_uri=uri,
                         params=res.best_params, fit_on=dc['fit_on'], n_train=int(len(fit_df)), seed=seed,
                         cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std),
@@ -352,13 +364,17 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
         except BaseException as e:
             mlflow.set_tag('mlp.error', f'{type(e).__name__}: {e}'[:4900])
             log.error('training run %s failed: %s: %s', run.info.run_id, type(e).__name__, e)
+            export_train_metrics('failed', time.perf_counter() - t_start)
             raise
-    return TrainResult(run_id=run.info.run_id, experiment_id=exp_id, version=version, data_hash=data_hash, data_uri=uri,
+    result = TrainResult(run_id=run.info.run_id, experiment_id=exp_id, version=version, data_hash=data_hash, data_uri=uri,
                        params=res.best_params, cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std,
                                                        trials=len(res.trials), text_fits=res.text_fits),
                        test_metrics=test_m, validation_metrics=val_m, unseen_metrics=unseen_m, subtype_metrics=sub_m,
-                       realistic_metrics=real_m, calibration=cal_info, ood=ood_info, unseen_calibrated_metrics=unseen_cal_m, curation=rep.as_dict(), warnings=warnings, timings=timings, embed_stats=es,
+                       realistic_metrics=real_m, calibration=cal_info, ood=ood_info, unseen_calibrated_metrics=unseen_cal_m,
+                       curation=rep.as_dict(), warnings=warnings, timings=timings, embed_stats=es,
                        artifact_uri=run.info.artifact_uri, promotion=promotion, model=model)
+    export_train_metrics('success', timings['total'], result)
+    return result
 
 # %% ../../nbs/25_train_pipeline.ipynb #1b3ede94
 FAST_OVERRIDES = {'search.mode': 'none', 'evaluation.unseen_templates.enabled': False, 'classifier.C': 0.1}
