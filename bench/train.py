@@ -9,7 +9,12 @@ Prints, on this machine:
   - the whole `train_run` (embedding from the warm cache, search, fit, both evaluations, reports, MLflow
     registration) with its stage times and its quality figures (test split and unseen templates).
 
-Usage: python bench/train.py [--n 10000] [--n-iter 20] [--cv 5] [--repeats 1] [--baseline-trials 3]
+  - quality and confidence (issue 18): macro-F1, ECE, Brier, confident errors (>= 0.9 and wrong) and the
+    out-of-distribution share on the test split, unseen templates (raw and calibrated, cross-fitted) and the
+    hand-written realistic set's calibration half; its final half only with --final (take that figure once);
+  - realism: the domain-classifier AUC and MMD between 800 generated messages and the realistic calibration half.
+
+Usage: python bench/train.py [--n 10000] [--n-iter 20] [--cv 5] [--repeats 1] [--baseline-trials 3] [--final] [--quality-only]
 Figures are recorded by hand in bench/RESULTS.md (## train).
 """
 import argparse, json, os, statistics, sys, tempfile, time
@@ -27,6 +32,8 @@ def main():
     ap.add_argument('--repeats', type=int, default=1)
     ap.add_argument('--baseline-trials', type=int, default=3)
     ap.add_argument('--skip-cold', action='store_true', help='Reuse MLP_EMBED_CACHE_DIR instead of embedding cold')
+    ap.add_argument('--final', action='store_true', help="Also score the realistic set's final half (the final figure: take it once)")
+    ap.add_argument('--quality-only', action='store_true', help='Skip the embedding and search timings; only train_run and the quality figures')
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix='bench-train-')
@@ -46,6 +53,7 @@ def main():
     data = os.path.join(home, 'privacy_intent.parquet'); df.to_parquet(data, index=False)
     print(f'data: {len(df)} rows generated in {t_gen:.1f}s')
 
+    if args.quality_only: return quality(data, df, args)
     texts = df.text.astype(str).tolist()
     emb = Embedder(progress=False)
     t = time.perf_counter(); E = emb.encode(texts); t_cold = time.perf_counter() - t
@@ -88,8 +96,23 @@ def main():
     print(f'baseline ({k} trials x {args.cv} folds): refit per trial {t_naive:.1f}s vs shared fold branches {t_shared:.1f}s '
           f'-> {t_naive / t_shared:.2f}x')
 
+    quality(data, df, args)
+
+
+def _fig(name, m):
+    if not m: return
+    print(f"  {name:42s} n={m['n']:5d} macro-F1 {m['f1_macro']:.4f} acc {m['accuracy']:.4f} ECE {m['ece']:.4f} Brier {m['brier']:.4f} "
+          f"confident errors {m['confident_errors']} ({m['confident_error_rate']:.1%}) risk@80% {m.get('risk_at_80', float('nan')):.4f}"
+          + (f" ood share {m['ood_share']:.3f}" if 'ood_share' in m else ''))
+
+
+def quality(data, df, args):
+    import os, time, json
+    from mlportfolio.train.pipeline import train_run
+    from mlportfolio.data.realistic import realism_scores
     t = time.perf_counter()
-    out = train_run(data, overrides={'search.n_iter': args.n_iter, 'search.cv': args.cv}, promote=True, progress=False)
+    over = {'search.n_iter': args.n_iter, 'search.cv': args.cv, 'evaluation.realistic.report_final': bool(args.final)}
+    out = train_run(data, overrides=over, promote=True, progress=False)
     t_run = time.perf_counter() - t
     u = out.unseen_metrics or {}
     print(f'train_run: {t_run:.1f}s total; stages {json.dumps(out.timings)}; embed cache hit ratio {out.embed_stats["hit_ratio"]:.3f}')
@@ -101,6 +124,14 @@ def main():
     print('per class (test):', json.dumps({c: round(v['f1'], 4) for c, v in out.test_metrics['per_class'].items()}))
     print('curation:', json.dumps({k: v for k, v in out.curation.items() if k != 'balance'}))
     print('warnings:', out.warnings)
+    print(f"calibration: {json.dumps(out.calibration)}; ood: {json.dumps(out.ood)}")
+    print('confidence and quality:')
+    _fig('test split', out.test_metrics); _fig('unseen templates (raw)', out.unseen_metrics)
+    _fig('unseen templates (calibrated, cross-fitted)', out.unseen_calibrated_metrics)
+    for k, v in out.realistic_metrics.items(): _fig(f'realistic {k} half', v)
+    r = realism_scores(df['text'])
+    print(f"realism: domain-classifier AUC {r['domain_auc']:.3f} (goal <= {r['goal_auc']}), MMD2 {r['mmd2']:.4f} p {r['mmd_p_value']:.3f} "
+          f"({r['n_generated']} generated vs {r['n_real']} realistic {r['split']}); load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == '__main__':

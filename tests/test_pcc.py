@@ -220,6 +220,7 @@ def test_end_to_end_with_the_registered_champion(mlp_home):
     mon = monitoring_rows().iloc[-1]
     assert (mon.status, mon.model_source, mon.fallback_used, mon.rows_written) == ('success', 'registry', False, 150), mon.to_dict()
     assert mon.embedding_model == 'all-MiniLM-L6-v2' and mon.psi_confidence is not None and mon.psi_label_mix is not None
+    assert 0 <= mon.ood_share <= 1, mon.ood_share                # the champion returns an ood_score per case (issue 18)
     out = output_rows()
     assert len(out) == 150 and out.case_id.is_unique and set(out.model_version) == {str(mon.model_version)}
     r = score_partition(TODAY, model_version=99)             # no such version: the last-known-good model scores

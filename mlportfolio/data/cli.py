@@ -46,11 +46,12 @@ def generate(n: int = typer.Option(10000, '--n', '-n', help='Number of rows'),
              days: int = typer.Option(30, help='Timestamps span this many days before --end'),
              end: Optional[str] = typer.Option(None, help='End of the time span (UTC date or time; default: today 00:00 UTC)'),
              contract: Optional[Path] = typer.Option(None, help='Data contract YAML (default: the packaged one)'),
-             group_by: str = typer.Option('near_duplicate', help='Split groups: near_duplicate (same text up to slots-free variations) or template (hold out whole templates)')):
+             group_by: str = typer.Option('near_duplicate', help='Split groups: near_duplicate (same text up to slots-free variations) or template (hold out whole templates)'),
+             realism: bool = typer.Option(False, '--realism/--no-realism', help='Add to the dataset card how well a classifier tells the generated text from the hand-written realistic set (embeds 800 + 113 texts)')):
     "Generate a synthetic privacy-intent dataset, validate it, and write Parquet, a dataset card and the validation report."
     from mlportfolio.data.generate import build_dataset
     with _status(f'generating {n:,} rows'):
-        res = build_dataset(n=n, seed=seed, out=out, days=days, end=end, contract=contract, group_by=group_by)
+        res = build_dataset(n=n, seed=seed, out=out, days=days, end=end, contract=contract, group_by=group_by, realism=realism)
     console.print(_summary(res, 'dataset written'))
 
 @app.command()

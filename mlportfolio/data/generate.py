@@ -28,10 +28,10 @@ DEFAULT_CLASS_WEIGHTS = {'privacy_request': 0.30, 'data_deletion': 0.25, 'opt_ou
 GROUP_BY = ('near_duplicate', 'template')
 
 # %% auto #0
-__all__ = ['COLUMNS', 'SPLITS', 'STYLES', 'DEFAULT_CLASS_WEIGHTS', 'GROUP_BY', 'PII_SLOTS', 'FIRST', 'LAST', 'DOMAINS',
-           'Template', 'TemplateSet', 'load_templates', 'fake_pii', 'add_typos', 'near_dup_key',
-           'near_duplicate_groups', 'merge_groups', 'assign_splits', 'generate_dataset', 'default_dataset_path',
-           'read_dataset', 'sidecar_keys', 'save_dataset', 'build_dataset']
+__all__ = ['COLUMNS', 'SPLITS', 'STYLES', 'DEFAULT_CLASS_WEIGHTS', 'GROUP_BY', 'PII_SLOTS', 'FIRST', 'LAST', 'DOMAINS', 'SHAPES',
+           'DEFAULT_SHAPE_PROBS', 'Template', 'TemplateSet', 'load_templates', 'fake_pii', 'add_typos', 'near_dup_key',
+           'near_duplicate_groups', 'merge_groups', 'assign_splits', 'chat_style', 'shape_message', 'generate_dataset',
+           'default_dataset_path', 'read_dataset', 'sidecar_keys', 'save_dataset', 'build_dataset']
 
 # %% ../../nbs/11_data_generate.ipynb #76326966
 @dataclass(frozen=True)
@@ -203,6 +203,45 @@ def assign_splits(groups, strata, fractions: Sequence[float] = (0.7, 0.15, 0.15)
             assign[g] = SPLITS[i]; have[i] += size[g]
     return df['g'].map(assign).to_numpy(dtype=object)
 
+# %% ../../nbs/11_data_generate.ipynb #9a84416e
+SHAPES = ('chat', 'story', 'behalf', 'reference', 'email', 'letter', 'forward')
+_CHAT = [(r"\bI am\b", 'im'), (r"\bI'm\b", 'im'), (r'\byou\b', 'u'), (r'\byour\b', 'ur'), (r'\bplease\b', 'pls'),
+         (r'\bthanks\b', 'thx'), (r'\bbecause\b', 'cos'), (r'\bdon\'t\b', 'dont'), (r'\bcan\'t\b', 'cant')]
+
+def chat_style(text: str, u: float = 0.0) -> str:
+    "Informal chat: lower case, common abbreviations, no final full stop; commas dropped when `u` < 0.5."
+    t = text.lower()
+    for pat, rep in _CHAT: t = re.sub(pat, rep, t, flags=re.I)
+    if u < 0.5: t = t.replace(',', '')
+    return t.rstrip('.').rstrip()
+
+def shape_message(text: str, u: Sequence[float], var: dict, probs: dict, pii: dict, fill: dict) -> tuple[str, list[str]]:
+    "Wrap `text` in the shapes whose uniform in `u` (16 values) falls under its probability in `probs`; returns `(text, shapes used)`."
+    used = [s for i, s in enumerate(SHAPES) if u[i] < probs.get(f'p_{s}', 0.0) and var.get(_SHAPE_KEY[s])]
+    if 'email' in used and 'letter' in used: used.remove('letter')
+    first = pii['name'].split()[0]
+    fmt = dict(pii, first=first, ref=f'{_pick("ABCKMRSTX", u[14])}{_pick("ABCKMRSTX", u[15])}-{1000 + int(u[13] * 90000)}',
+               day=_pick(['Monday', 'Tuesday', 'the 3rd', 'the 14th', 'the 21st'], u[12]), service=fill.get('service', 'your company'))
+    fmt['subject'] = _pick(var.get('subject') or ['Request'], u[11]).format(**fmt)
+    if 'email' in used or 'letter' in used:                      # the wrapper brings its own greeting
+        for g in var.get('politeness_prefix') or []:
+            if text.startswith(g + ' '): text = text[len(g) + 1:]; break
+    if 'chat' in used: text = chat_style(text, u[10])
+    if 'behalf' in used: text = f"{_pick(var['behalf'], u[9])} {text}"
+    if 'story' in used: text = f"{_pick(var['story'], u[8])} {text}"
+    if 'reference' in used: text = f"{text} {_pick(var['reference'], u[7]).format(**fmt)}"
+    if 'email' in used:
+        head = (f"Subject: {fmt['subject']}\n\n" if u[6] < 0.4 else '') + _pick(var['email_greeting'], u[5]).format(**fmt)
+        text = f"{head}\n\n{text}\n\n{_pick(var['email_signoff'], u[4]).format(**fmt)}"
+    elif 'letter' in used:
+        text = f"{_pick(var['letter_open'], u[5])}\n\n{text}\n\n{_pick(var['letter_close'], u[4])}\n\nYours faithfully,\n{pii['name']}"
+    if 'forward' in used: text = f"{_pick(var['forward'], u[3]).format(**fmt)}\n\n{text}"
+    return text, used
+
+_SHAPE_KEY = dict(chat='politeness_prefix', story='story', behalf='behalf', reference='reference', email='email_greeting',
+                  letter='letter_open', forward='forward')
+DEFAULT_SHAPE_PROBS = dict(p_chat=0.12, p_story=0.15, p_behalf=0.04, p_reference=0.12, p_email=0.2, p_letter=0.04, p_forward=0.04)
+
 # %% ../../nbs/11_data_generate.ipynb #119086f5
 _STYLE_FORMALITY = dict(formal=0.85, technical=0.75, customer_service=0.7, direct=0.5, urgent=0.45, angry=0.2, informal=0.15)
 _STYLE_URGENCY = dict(urgent=0.8, angry=0.65, direct=0.4, technical=0.25, formal=0.25, customer_service=0.2, informal=0.2)
@@ -225,13 +264,17 @@ def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, c
                      p_politeness: float = 0.35, p_urgency: float = 0.10, p_emotion: float = 0.10, p_legal: float = 0.20,
                      p_typo: float = 0.08, p_pii: float = 0.30, p_context: float = 0.30, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                      group_by: str = 'near_duplicate', near_dup_threshold: float = 0.8, taxonomy: Taxonomy | None = None,
-                     templates: TemplateSet | str | Path | None = None) -> pd.DataFrame:
-    "Generate `n` labelled messages (columns `COLUMNS`), deterministic in `seed`; times end at `end` (default: today 00:00 UTC)."
+                     templates: TemplateSet | str | Path | None = None, shapes: dict | None = None) -> pd.DataFrame:
+    "Generate `n` labelled messages (columns `COLUMNS`), deterministic in `seed`; times end at `end` (default: today 00:00 UTC); `shapes`: `shape_message` probabilities (default `DEFAULT_SHAPE_PROBS`, `{}`: none)."
     if group_by not in GROUP_BY: raise InputError(f"group_by {group_by!r} is not one of {', '.join(GROUP_BY)}")
     if not isinstance(n, (int, np.integer)) or n < 1: raise InputError(f'n must be a positive integer, got {n!r}')
     if not isinstance(days, (int, np.integer)) or days < 1: raise InputError(f'days must be a positive integer, got {days!r}')
     probs = dict(p_politeness=p_politeness, p_urgency=p_urgency, p_emotion=p_emotion, p_legal=p_legal, p_typo=p_typo, p_pii=p_pii,
                  p_context=p_context)
+    shapes = dict(DEFAULT_SHAPE_PROBS if shapes is None else shapes)
+    bad = sorted(set(shapes) - set(DEFAULT_SHAPE_PROBS))
+    if bad: raise InputError(f"unknown shape probability {bad[0]!r}; known: {', '.join(DEFAULT_SHAPE_PROBS)}")
+    probs.update(shapes)
     for k, v in probs.items():
         if not 0 <= v <= 1: raise InputError(f'{k} must be between 0 and 1, got {v!r}')
     tax = taxonomy or load_taxonomy()
@@ -251,7 +294,8 @@ def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, c
     pools = {k: ts.by_intent(k) for k in labels}
     var, slots = ts.variations, ts.slots
     tslots = {t.id: ([s for s in t.slots if s in slots], any(s in PII_SLOTS for s in t.slots)) for t in ts.templates}
-    U = rng.random((n, 28))   # every per-row draw, up front: 0-6 variations, 7 template, 8-11 slots, 12-17 texts, 18-24 PII, 25-27 context
+    U = rng.random((n, 28))
+    V = rng.random((n, 16))   # message shapes (drawn after U, so U's columns keep their meaning)   # every per-row draw, up front: 0-6 variations, 7 template, 8-11 slots, 12-17 texts, 18-24 PII, 25-27 context
     rows_text, rows_tpl, rows_pii, core_keys, conf, formality, urgency = [], [], [], [], [], [], []
     for r in range(n):
         u = U[r].tolist()
@@ -278,7 +322,10 @@ def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, c
         if pii and u[5] < p_pii: parts.append(_pick(var['pii'], u[16]).format(**pii))
         if u[6] < p_politeness / 2: parts.append(_pick(var['politeness_suffix'], u[17])); form += 0.05
         if typo: form -= 0.15
-        rows_text.append(' '.join(parts)); rows_tpl.append(t); rows_pii.append(pii is not None)
+        text = ' '.join(parts)
+        if shapes and V[r].min() < max(shapes.values()):
+            text, _ = shape_message(text, V[r].tolist(), var, shapes, pii or _pii(u[18:25]), fill)
+        rows_text.append(text); rows_tpl.append(t); rows_pii.append(pii is not None)
         conf.append(_BASE_CONF[t.kind] - (0.04 if typo else 0.0)); formality.append(form); urgency.append(urg)
     noise = rng.normal(0, 0.03, size=(n, 3))
     df = pd.DataFrame({
@@ -323,8 +370,8 @@ def sidecar_keys(key: str) -> dict[str, str]:
     return dict(card=f'{stem}.card.md', report=f'{stem}.validation.json')
 
 def save_dataset(df: pd.DataFrame, out: str | Path | None = None, *, contract=None, validate: bool = True,
-                 meta: dict | None = None, stage=None) -> dict:
-    "Validate `df` (+ its 26 features), then write Parquet, card and report next to `out`; returns path, sha256, rows and more."
+                 meta: dict | None = None, stage=None, realism: bool = False) -> dict:
+    "Validate `df` (+ its 26 features), then write Parquet, card and report next to `out`; returns path, sha256, rows and more. `realism`: add `data.realistic.realism_scores` to the card."
     import contextlib, hashlib
     from mlportfolio.core.lineage import canonical_parquet
     from mlportfolio.data.features import compute_features, FEATURE_NAMES
@@ -342,8 +389,12 @@ def save_dataset(df: pd.DataFrame, out: str | Path | None = None, *, contract=No
     with stage('write'):
         data = canonical_parquet(curated)
         info = store.put_bytes(key, data)
+        real = None
+        if realism:
+            from mlportfolio.data.realistic import realism_scores, realism_markdown
+            real = realism_markdown(realism_scores(base['text']))
         card = dataset_card(base, report, feats, meta={**(meta or {}), 'sha256': info.sha256, 'rows': len(curated),
-                                                        'path': info.url})
+                                                        'path': info.url}, realism=real)
         store.put_bytes(side['card'], card.encode())
     path = str(Path(store.path(key))) if store.is_local else info.url
     return dict(path=path, url=info.url, sha256=info.sha256, rows=len(curated), size=info.size,
@@ -351,7 +402,7 @@ def save_dataset(df: pd.DataFrame, out: str | Path | None = None, *, contract=No
                 fields=[[str(c), str(t)] for c, t in curated.dtypes.items()], passed=report.get('passed'))
 
 def build_dataset(n: int = 10000, seed: int = 42, out: str | Path | None = None, days: int = 30, end=None,
-                  contract=None, job_name: str = 'data.generate', **kwargs) -> dict:
+                  contract=None, job_name: str = 'data.generate', realism: bool = False, **kwargs) -> dict:
     "Generate, featurise, validate and save a dataset inside one lineage run (START, then COMPLETE or FAIL)."
     from mlportfolio.core.lineage import emit_run, dataset_facets
     out = str(out or default_dataset_path())
@@ -359,7 +410,7 @@ def build_dataset(n: int = 10000, seed: int = 42, out: str | Path | None = None,
     with emit_run(job_name) as run:
         with run.stage('generate'):
             df = generate_dataset(n=n, seed=seed, days=days, end=end, **kwargs)
-        res = save_dataset(df, out, contract=contract, stage=run.stage,
+        res = save_dataset(df, out, contract=contract, stage=run.stage, realism=realism,
                            meta=dict(generator='mlportfolio.data.generate', n=n, seed=seed, days=days, end=str(end),
                                      split_groups=kwargs.get('group_by', 'near_duplicate')))
         run.add_output(dataset_facets(None, res['url'], sha256=res['sha256'], rows=res['rows'], size=res['size'], fields=res['fields']))

@@ -257,8 +257,8 @@ def _md_table(df: pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 def dataset_card(df: pd.DataFrame, report: dict, features: pd.DataFrame | None = None, title: str = 'Privacy-intent dataset',
-                 meta: dict | None = None, taxonomy: Taxonomy | None = None) -> str:
-    "A Markdown dataset card: counts per class and split, subtypes and styles, feature summaries, the contract result."
+                 meta: dict | None = None, taxonomy: Taxonomy | None = None, realism: str | None = None) -> str:
+    "A Markdown dataset card: counts per class and split, subtypes and styles, feature summaries, the contract result (and `realism`, a Markdown section)."
     tax = taxonomy or load_taxonomy()
     parts = [f'# {title}', '', f"{len(df):,} rows, {df['template_id'].nunique() if 'template_id' in df else 'n/a'} templates. "
              f"Contract **{'passed' if report.get('passed') else 'FAILED'}** ({report.get('n_checks', 0) - report.get('n_failed', 0)}/{report.get('n_checks', 0)} checks)."]
@@ -279,6 +279,7 @@ def dataset_card(df: pd.DataFrame, report: dict, features: pd.DataFrame | None =
         parts += ['', '## Feature summaries', '', _md_table(desc.rename_axis('feature'))]
     rows = pd.DataFrame([(x['check'], 'pass' if x['passed'] else '**FAIL**', x['message'].replace('|', '/')) for x in report.get('checks', [])],
                         columns=['check', 'result', 'detail']).set_index('check')
+    if realism: parts += ['', realism]
     parts += ['', '## Data contract', '', _md_table(rows)]
     parts += ['', '## Labels', ''] + [f'- **{l}**: {tax.definitions.get(l, "")}' for l in tax.intents + tax.subtypes]
     return '\n'.join(parts) + '\n'

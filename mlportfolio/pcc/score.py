@@ -119,7 +119,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
     run_id = new_run_id()
     res = ScoreResult(run_id, str(day), 'failed', dry_run=dry_run)
     reasons: Counter = Counter()
-    confs, labels, feats = [], [], []
+    confs, labels, feats, oods = [], [], [], []
     lm = None
     try:
         wh = wh or get_warehouse()
@@ -163,6 +163,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                 rows = output_rows(valid, pred, lm, run_id, day, classes)
                 confs.append(rows['confidence'].to_numpy(np.float32)); labels.append(rows['predicted_label'].to_numpy())
                 if want_features: feats.append(text_features(valid['text'].tolist(), list(lm.reference['features'])))
+                if 'ood_score' in pred: oods.append(pd.to_numeric(pred['ood_score'], errors='coerce').to_numpy(float))
                 pending.append(rows)
                 if sum(len(r) for r in pending) >= stage_every: flush()
             n_chunks += 1
@@ -191,6 +192,8 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         res.status = 'drifted' if (fail_on_drift and d['drift_flag']) else 'partial' if res.dropped_cases else 'success'
         res._label_mix = pd.Series(all_lab).value_counts(normalize=True).round(4).to_dict() if len(all_lab) else {}
         res._mean_conf = float(all_conf.mean()) if len(all_conf) else None
+        all_ood = np.concatenate(oods) if oods else np.array([])
+        res._ood_share = float((all_ood[np.isfinite(all_ood)] > 1).mean()) if np.isfinite(all_ood).any() else None
     except BaseException as e:
         res.status = 'failed'
         res.error = (str(e).splitlines() or [''])[0] if isinstance(e, MLPError) else f'{type(e).__name__}: {(str(e).splitlines() or [""])[0]}'
@@ -213,7 +216,8 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                               label_mix=json.dumps(getattr(res, '_label_mix', {}), sort_keys=True),
                               mean_confidence=getattr(res, '_mean_conf', None), psi_confidence=res.psi_confidence,
                               psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag, max_feature_psi=res.max_feature_psi,
-                              feature_psi=json.dumps(res.feature_psi, sort_keys=True) if res.feature_psi else None)
+                              feature_psi=json.dumps(res.feature_psi, sort_keys=True) if res.feature_psi else None,
+                              ood_share=getattr(res, '_ood_share', None))
             res.monitoring = write_monitor_row(row, wh, attempts=write_attempts)
             export_run_metrics(res)
         log.info('pcc run %s for %s: %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.status,

@@ -74,6 +74,7 @@ MONITORING = TableSpec('pcc_monitoring_logs', (
     Column('drift_flag', B, False, 'A PSI above the threshold (0.2)'),
     Column('feature_psi', S, False, 'JSON: input feature -> PSI against the training reference'),
     Column('max_feature_psi', F, False, 'The largest input-feature PSI of the run'),
+    Column('ood_share', F, False, 'Share of scored cases with ood_score > 1 (out of the training distribution); NULL when the model gives none'),
 ), expiration_days=90, clustering=('status',), description='One row per scoring run, failed runs included')
 
 # %% ../../nbs/30_pcc_tables.ipynb #4f0e1dc5

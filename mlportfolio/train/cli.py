@@ -19,7 +19,7 @@ from ..core.console import console  # readable in a pipe: wide, never squeezed t
 app = typer.Typer(help='Train the privacy-intent model: search, evaluate, register in MLflow.', no_args_is_help=True)
 
 # %% auto #0
-__all__ = ['app', 'parse_sets', 'run', 'config_cmd']
+__all__ = ['app', 'parse_sets', 'run', 'config_cmd', 'explain_cmd']
 
 # %% ../../nbs/29_train_cli.ipynb #d96e84fb
 def parse_sets(items: list[str] | None) -> dict:
@@ -35,7 +35,7 @@ def parse_sets(items: list[str] | None) -> dict:
 
 # %% ../../nbs/29_train_cli.ipynb #5abbbd3d
 @app.command('run')
-def run(data: Optional[str] = typer.Option(None, '--data', '-d', help='Training data: Parquet/CSV path or store URL (default $MLP_HOME/data/privacy_intent.parquet)'),
+def run(data: Optional[str] = typer.Option(None, '--data', '-d', help='Training data: Parquet/CSV path, store URL, or warehouse:TABLE / warehouse:"SELECT ..." (default $MLP_HOME/data/privacy_intent.parquet)'),
         config: Optional[Path] = typer.Option(None, '--config', '-c', help='A train.yaml with your changes, merged over the packaged default'),
         set_: Optional[List[str]] = typer.Option(None, '--set', '-s', help='Override one setting, section.key=value (repeatable), e.g. search.n_iter=5'),
         n_iter: Optional[int] = typer.Option(None, help='Shortcut for --set search.n_iter=N'),
@@ -70,3 +70,19 @@ def config_cmd(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Wri
     text = resource_path('train/train.yaml').read_text()
     if out is None: print(text, end=''); return
     out.write_text(text); console.print(f'wrote {out}')
+
+# %% ../../nbs/29_train_cli.ipynb #26912fa0
+@app.command('explain')
+def explain_cmd(texts: List[str] = typer.Argument(..., help='One or more messages to explain'),
+                model: str = typer.Option('champion', '--model', '-m', help='Alias (champion, challenger), version number or exported folder'),
+                terms: int = typer.Option(6, '--terms', min=1, help='TF-IDF terms to show per message'),
+                neighbours: int = typer.Option(3, '--neighbours', min=0, help='Nearest labelled training examples to show'),
+                as_json: bool = typer.Option(False, '--json', help='Print the explanations as JSON')):
+    "Explain predictions: the TF-IDF terms that pushed the intent, and the nearest labelled training examples."
+    from dataclasses import asdict
+    from mlportfolio.train.explain import explain, explanations_markdown
+    from mlportfolio.train.registry import load_model
+    pyfunc, _ = load_model(int(model) if model.isdigit() else model)
+    exps = explain(pyfunc.unwrap_python_model().model, texts, terms, neighbours)
+    if as_json: print(json.dumps([asdict(e) for e in exps])); return
+    console.print(explanations_markdown(exps), markup=False, highlight=False, soft_wrap=True)

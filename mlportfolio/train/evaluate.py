@@ -16,11 +16,12 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, 
                              roc_auc_score, confusion_matrix, precision_recall_curve)
 
 from ..core.errors import InputError
+from .calibrate import reliability_metrics, risk_coverage
 
 # %% auto #0
 __all__ = ['expected_calibration_error', 'classification_metrics', 'unseen_template_split', 'predictions_frame',
            'reference_distributions', 'subtype_metrics', 'plot_confusion', 'plot_pr_curves', 'plot_calibration',
-           'write_plots', 'model_card']
+           'plot_risk_coverage', 'write_plots', 'model_card']
 
 # %% ../../nbs/23_train_evaluate.ipynb #59b7c258
 def expected_calibration_error(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> float:
@@ -37,7 +38,7 @@ def expected_calibration_error(y_true, proba: np.ndarray, classes, n_bins: int =
     return float(ece)
 
 def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> dict:
-    "Accuracy, macro/weighted F1, per-class precision/recall/F1/support, OvR ROC-AUC and PR-AUC, log loss and ECE."
+    "Accuracy, macro/weighted F1, per-class scores, OvR ROC-AUC and PR-AUC, log loss, ECE, Brier, confident errors and risk at coverage."
     y_true = np.asarray(y_true, dtype=object)
     proba = np.asarray(proba, dtype=float)
     classes = [str(c) for c in classes]
@@ -65,6 +66,7 @@ def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15)
         per_class={c: dict(precision=float(p[j]), recall=float(r[j]), f1=float(f[j]), support=int(s[j]),
                            roc_auc=roc.get(c), pr_auc=pr.get(c)) for j, c in enumerate(classes)},
         predicted_classes=sorted(set(y_pred)),
+        **reliability_metrics(y_true, proba, classes),
     )
 
 # %% ../../nbs/23_train_evaluate.ipynb #4c192534
@@ -145,6 +147,17 @@ def plot_calibration(y_true, proba, classes, n_bins: int = 15, title: str = 'Cal
                       xaxis_title='confidence', yaxis_title='accuracy', xaxis_range=[0, 1], yaxis_range=[0, 1.02])
     return fig
 
+def plot_risk_coverage(curves: dict, title: str = 'Risk-coverage'):
+    "Error rate among the most confident share of rows, one line per evaluation (`{name: (y_true, proba, classes)}`)."
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for name, (y, proba, classes) in curves.items():
+        rc = risk_coverage(y, proba, classes, coverages=np.linspace(0.05, 1.0, 20))
+        fig.add_trace(go.Scatter(x=rc.coverage, y=rc.risk, mode='lines+markers', name=name))
+    fig.update_layout(title=title, xaxis_title='coverage (share of rows kept, most confident first)', yaxis_title='error rate',
+                      xaxis_range=[0, 1])
+    return fig
+
 def write_plots(figs: dict, out_dir: str | Path) -> list[Path]:
     "Write each figure as `<name>.html` (plotly.js written once beside them, so the pages work offline)."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +169,24 @@ def write_plots(figs: dict, out_dir: str | Path) -> list[Path]:
 # %% ../../nbs/23_train_evaluate.ipynb #f71fa714
 def _fmt(v) -> str:
     return '' if v is None else (f'{v:.4f}' if isinstance(v, float) else str(v))
+
+def _reliability_lines(evals, info: dict) -> list[str]:
+    "The card's confidence section: calibration chosen, Brier, confident errors, risk at coverage, out-of-distribution share."
+    cal, ood = info.get('calibration') or {}, info.get('ood') or {}
+    lines = ['', '## Confidence', '',
+             f"- Calibration: {cal.get('chosen', 'none')}" + (f" (temperature {cal['temperature']:.3f}, fitted on "
+             + ('the held-out templates' if cal.get('chosen') == 'heldout' else "the realistic set's calibration half") + ')' if cal.get('temperature') else '')
+             + (f"; ECE on the realistic calibration half {_fmt(cal.get('select_ece_raw'))} raw -> {_fmt(cal.get('select_ece_calibrated'))}"
+                + (' (cross-fitted estimate)' if cal.get('chosen') == 'selection' else '') if cal.get('select_ece_raw') is not None else ''),
+             f"- Out-of-distribution score: mean distance to the {ood.get('k')} nearest of {ood.get('reference_rows')} training rows, divided by its "
+             f"{ood.get('quantile')} quantile on {ood.get('calibrate_rows')} held-out rows (> 1: out of distribution)" if ood else '- Out-of-distribution score: none',
+             '', '| evaluation | ECE | Brier | confident errors (>= 0.9 and wrong) | error among most confident 80% | out-of-distribution share |',
+             '| --- | --- | --- | --- | --- | --- |']
+    for name, m in evals:
+        if m and 'brier' in m:
+            lines.append(f"| {name} | {_fmt(m.get('ece'))} | {_fmt(m.get('brier'))} | {m.get('confident_errors')} ({m.get('confident_error_rate', 0):.1%}) | "
+                         f"{_fmt(m.get('risk_at_80'))} | {_fmt(m.get('ood_share'))} |")
+    return lines
 
 def model_card(info: dict) -> str:
     "A Markdown model card from the run's figures: data, metrics on both evaluations, per-class scores, limitations."
@@ -178,9 +209,13 @@ def model_card(info: dict) -> str:
              '## Metrics', '',
              '| evaluation | n | accuracy | macro-F1 | weighted-F1 | ROC-AUC (OvR) | PR-AUC (OvR) | log loss | ECE |',
              '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for name, m in (('test split', t), ('unseen templates', u), ('validation split', info.get('validation_metrics') or {})):
+    evals = (('test split', t), ('unseen templates', u), ('unseen templates, calibrated (cross-fitted)', info.get('unseen_calibrated_metrics') or {}),
+             ('realistic set, calibration half', info.get('realistic_calibration_metrics') or {}),
+             ('realistic set, final half', info.get('realistic_final_metrics') or {}), ('validation split', info.get('validation_metrics') or {}))
+    for name, m in evals:
         if m: lines.append(f"| {name} | {m.get('n')} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('f1_macro'))} | {_fmt(m.get('f1_weighted'))} | "
                            f"{_fmt(m.get('roc_auc_ovr'))} | {_fmt(m.get('pr_auc_ovr'))} | {_fmt(m.get('log_loss'))} | {_fmt(m.get('ece'))} |")
+    lines += _reliability_lines(evals, info)
     if t.get('per_class'):
         lines += ['', '### Per class (test split)', '', '| class | precision | recall | F1 | support |', '| --- | --- | --- | --- | --- |']
         lines += [f"| {c} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | {v['support']} |" for c, v in t['per_class'].items()]
@@ -188,13 +223,15 @@ def model_card(info: dict) -> str:
         s = info['subtype_metrics']; lines += ['', f"Subtype (test rows predicted and labelled `privacy_request`, n={s.get('n')}): accuracy {_fmt(s.get('accuracy'))}, macro-F1 {_fmt(s.get('f1_macro'))}."]
     if info.get('unseen_templates'):
         lines += ['', f"Unseen templates held out: {', '.join(info['unseen_templates'])}."]
-    lines += ['', '## Plots', '', 'Confusion matrix, precision-recall curves and calibration: `plots/*.html` in the run artifacts.', '',
+    lines += ['', '## Plots', '', 'Confusion matrix, precision-recall curves, calibration and risk-coverage: `plots/*.html` in the run artifacts; '
+              'the most confident errors, explained: `evaluation/worst_errors.md`.', '',
               '## Warnings', ''] + ([f'- {w}' for w in info.get('warnings', [])] or ['- none']) + [
               '', '## Limitations', '',
               '- Trained on synthetic, template-generated English messages. The test split of the data pipeline holds out whole '
               'templates, and the unseen-template figure holds out further ones; real customer messages are more varied than either, '
               'so expect lower scores in production until the model is trained on real labelled data.',
               '- Mixed-intent messages are labelled `other` by the generator; a real triage policy may want them routed differently.',
-              '- Confidence is calibrated on this synthetic distribution only (see the ECE); recalibrate on real data before using thresholds.',
+              '- Confidence is calibrated by a temperature fitted on held-out synthetic templates and checked on the hand-written realistic '
+              "set's calibration half (see Confidence); recalibrate on real labelled data before relying on thresholds.",
               '- English only; MiniLM truncates texts beyond 256 word pieces.']
     return '\n'.join(lines) + '\n'

@@ -29,8 +29,9 @@ from ..core.resources import load_yaml, resource_path
 
 # %% auto #0
 __all__ = ['DEFAULT_CONFIG', 'CHOICES', 'PARAM_KEYS', 'BLAS_THREADS', 'SUBTYPE_PARENT', 'load_train_config', 'model_params',
-           'text_key', 'blas_limit', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'build_features',
-           'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
+           'text_key', 'blas_limit', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures',
+           'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel',
+           'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #a822e449
 DEFAULT_CONFIG = 'train/train.yaml'
@@ -42,6 +43,7 @@ CHOICES = {
     'classifier.imbalance': ('class_weight', 'smote', 'none'),
     'search.mode': ('random', 'grid', 'fixed', 'none'),
     'search.scoring': ('f1_macro', 'f1_weighted', 'accuracy', 'balanced_accuracy', 'f1_micro'),
+    'calibration.method': ('auto', 'heldout', 'selection', 'none'),
 }
 
 def _deep_merge(base: dict, over: dict, where: str = '') -> dict:
@@ -89,7 +91,7 @@ def load_train_config(path: str | Path | dict | None = None, overrides: dict | N
     return cfg
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
-PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
+PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'text_features_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
               'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C')
 
 def model_params(cfg: dict | None = None, **override) -> dict:
@@ -101,6 +103,7 @@ def model_params(cfg: dict | None = None, **override) -> dict:
     unknown = set(override) - set(PARAM_KEYS)
     if unknown: raise ConfigError(f"unknown hyperparameter(s) {', '.join(sorted(unknown))}; known: {', '.join(PARAM_KEYS)}")
     p.update(override)
+    p.setdefault('text_features_weight', 0.0)     # configs written before the optional 26-feature branch
     return {k: p[k] for k in PARAM_KEYS}
 
 def text_key(p: dict) -> tuple:
@@ -159,10 +162,23 @@ def build_embed_branch(p: dict) -> Pipeline:
     "MiniLM embeddings (through the shared, cached embedder) -> StandardScaler."
     return Pipeline([('embed', EmbeddingTransformer(model=p.get('embed_model'))), ('scale', StandardScaler())])
 
+class TextFeatures(BaseEstimator, TransformerMixin):
+    "The data pipeline's 26 text features (`data.features.compute_features`: lengths, keywords, sentiment, ...) as a transformer."
+    def fit(self, X, y=None):
+        from mlportfolio.data.features import FEATURE_NAMES
+        self.n_features_out_ = len(FEATURE_NAMES); return self
+    def transform(self, X):
+        from mlportfolio.data.features import compute_features
+        return compute_features(pd.Series(list(X), dtype='string')).to_numpy(dtype=float)
+
 def build_features(p: dict, seed: int = 42) -> FeatureUnion:
-    "The weighted 584-dim union: embedding branch first, TF-IDF/SVD branch second."
-    return FeatureUnion([('embedding', build_embed_branch(p)), ('tfidf', build_text_branch(p, seed))],
-                        transformer_weights={'embedding': float(p['emb_weight']), 'tfidf': float(p['tfidf_weight'])})
+    "The weighted 584-dim union: embedding branch first, TF-IDF/SVD branch second; the 26 text features third when `text_features_weight` > 0."
+    branches = [('embedding', build_embed_branch(p)), ('tfidf', build_text_branch(p, seed))]
+    weights = {'embedding': float(p['emb_weight']), 'tfidf': float(p['tfidf_weight'])}
+    if float(p.get('text_features_weight') or 0) > 0:
+        branches.append(('text_features', Pipeline([('features', TextFeatures()), ('scale', StandardScaler())])))
+        weights['text_features'] = float(p['text_features_weight'])
+    return FeatureUnion(branches, transformer_weights=weights)
 
 # %% ../../nbs/20_train_model.ipynb #03475896
 def build_classifier(p: dict, seed: int = 42):
@@ -201,9 +217,17 @@ def sample_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
 SUBTYPE_PARENT = 'privacy_request'
 
 class IntentModel:
-    "The fitted two-stage model: an intent pipeline, and a subtype classifier for `privacy_request` on the same features."
-    def __init__(self, pipeline, subtype_clf=None, params: dict | None = None, subtype_parent: str = SUBTYPE_PARENT):
+    """The fitted two-stage model: an intent pipeline, and a subtype classifier for `privacy_request` on the same features.
+
+    Optional, set after fitting (`train.calibrate`): `calibrator` (`transform(proba) -> proba`, e.g. temperature scaling)
+    rescales the intent probabilities; `ood` (`score(features) -> array`) gives each prediction an `ood_score`."""
+    calibrator = None   # class defaults: models pickled before these existed load with neither
+    ood = None
+
+    def __init__(self, pipeline, subtype_clf=None, params: dict | None = None, subtype_parent: str = SUBTYPE_PARENT,
+                 calibrator=None, ood=None):
         self.pipeline, self.subtype_clf, self.params, self.subtype_parent = pipeline, subtype_clf, dict(params or {}), subtype_parent
+        self.calibrator, self.ood = calibrator, ood
 
     @property
     def classes(self) -> list[str]: return [str(c) for c in self.pipeline.classes_]
@@ -219,22 +243,28 @@ class IntentModel:
         svd = self.features.transformer_list[1][1].named_steps['svd']
         emb = self.features.transformer_list[0][1].named_steps['embed']
         d = dict(embedding=int(getattr(emb, 'n_features_out_', EMBED_DIM)), tfidf_svd=int(svd.components_.shape[0]))
+        if len(self.features.transformer_list) > 2: d['text_features'] = int(self.features.transformer_list[2][1].named_steps['features'].n_features_out_)
         return {**d, 'total': sum(d.values())}
 
-    def predict_proba(self, texts) -> np.ndarray:
-        "Intent probabilities, columns in `classes` order."
-        with blas_limit(): return self.clf.predict_proba(self.features.transform(_texts(texts)))
+    def proba_from_features(self, F, calibrated: bool = True) -> np.ndarray:
+        "Intent probabilities of a feature matrix, calibrated by `calibrator` when it is set (and `calibrated`)."
+        P = self.clf.predict_proba(F)
+        return self.calibrator.transform(P) if calibrated and self.calibrator is not None else P
+
+    def predict_proba(self, texts, calibrated: bool = True) -> np.ndarray:
+        "Intent probabilities, columns in `classes` order (`calibrated=False`: the classifier's raw probabilities)."
+        with blas_limit(): return self.proba_from_features(self.features.transform(_texts(texts)), calibrated)
 
     def predict_frame(self, texts, case_ids=None) -> pd.DataFrame:
-        "`[case_id,] predicted_label, subtype_label, confidence, prob_<class>...` for raw texts."
+        "`[case_id,] predicted_label, subtype_label, confidence, prob_<class>..., ood_score` for raw texts (ood_score NaN without `ood`)."
         texts = _texts(texts)
         out = pd.DataFrame({'case_id': list(case_ids)} if case_ids is not None else {})
         if not texts:
-            cols = prediction_columns(self.classes)
+            cols = [*prediction_columns(self.classes), 'ood_score']
             return pd.concat([out, pd.DataFrame({c: pd.Series(dtype=object if c.endswith('label') else float) for c in cols})], axis=1)
         with blas_limit():
             F = self.features.transform(texts)
-            proba = self.clf.predict_proba(F)
+            proba = self.proba_from_features(F)
             classes = np.asarray(self.classes, dtype=object)
             labels = classes[proba.argmax(1)]
             subtype = np.full(len(texts), None, dtype=object)
@@ -245,6 +275,7 @@ class IntentModel:
         out['subtype_label'] = subtype
         out['confidence'] = proba.max(1).astype(float)
         for j, c in enumerate(self.classes): out[prob_column(c)] = proba[:, j].astype(float)
+        out['ood_score'] = self.ood.score(F).astype(float) if self.ood is not None else np.nan
         return out
 
 def _texts(texts) -> list[str]:

@@ -24,19 +24,40 @@ from ..core.store import sha256_bytes
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FAST_OVERRIDES', 'default_data_path', 'read_training_data', 'TrainResult', 'export_train_metrics', 'train_run',
-           'train_and_register']
+__all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
+           'TrainResult', 'prediction_metrics', 'unseen_template_eval', 'realistic_predictions', 'calibrate_model',
+           'attach_ood', 'export_train_metrics', 'train_run', 'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
     "Where `mlp data generate` writes by default: `$MLP_HOME/data/privacy_intent.parquet`."
     return get_settings().data_dir/'privacy_intent.parquet'
 
+WAREHOUSE_PREFIX = 'warehouse:'
+
+def read_warehouse_data(source: str, wh=None) -> tuple[pd.DataFrame, str, str]:
+    "`(frame, uri, sha256)` of `TABLE` or a `SELECT ...` query read through `core.warehouse` (default `MLP_WAREHOUSE`); the hash is of the canonical Parquet bytes."
+    import re
+    from mlportfolio.core.lineage import canonical_parquet
+    from mlportfolio.core.warehouse import get_warehouse
+    src = source.strip()
+    is_query = bool(re.match(r'(?is)^(select|with)\b', src))
+    if not is_query and not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}', src):
+        raise InputError(f"warehouse source {src!r} is neither a table name (letters, digits, _ and dots) nor a SELECT query; "
+                         "use warehouse:TABLE or warehouse:'SELECT ...'")
+    wh = wh or get_warehouse()
+    if not is_query and not wh.table_exists(src.split('.')[-1]):
+        raise InputError(f'training table {src!r} not found in the warehouse {wh.url}')
+    df = wh.query(src if is_query else f'SELECT * FROM {src}')
+    uri = f"{wh.url}{'?query=' + sha256_bytes(src.encode())[:16] if is_query else '#' + src}"
+    return df, uri, sha256_bytes(canonical_parquet(df))
+
 def read_training_data(data=None) -> tuple[pd.DataFrame, str, str]:
-    "`(frame, uri, sha256)` for a path, a store URL or a DataFrame (default: the data pipeline's default output)."
+    "`(frame, uri, sha256)` for a path, a store URL, `warehouse:TABLE_OR_QUERY` or a DataFrame (default: the data pipeline's default output)."
     from mlportfolio.core.lineage import canonical_parquet
     if isinstance(data, pd.DataFrame):
         return data, 'memory://dataframe', sha256_bytes(canonical_parquet(data))
+    if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX): return read_warehouse_data(data[len(WAREHOUSE_PREFIX):])
     data = data or default_data_path()
     s = str(data)
     if '://' in s and not s.startswith('file://'):
@@ -82,13 +103,19 @@ class TrainResult:
     artifact_uri: str
     promotion: dict | None = None
     model: object = field(default=None, repr=False)
+    realistic_metrics: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)
+    unseen_calibrated_metrics: dict | None = None
 
     def summary(self) -> dict:
-        u = self.unseen_metrics or {}
+        u, r = self.unseen_metrics or {}, (self.realistic_metrics or {}).get('calibration')
         return dict(run_id=self.run_id, version=self.version, data_hash=self.data_hash[:12],
                     cv_f1_macro=round(self.cv['best_score'], 4) if np.isfinite(self.cv.get('best_score', np.nan)) else None,
                     test_f1_macro=round(self.test_metrics['f1_macro'], 4), test_accuracy=round(self.test_metrics['accuracy'], 4),
                     unseen_f1_macro=round(u['f1_macro'], 4) if u else None,
+                    realistic_cal_f1_macro=round(r['f1_macro'], 4) if r else None, realistic_cal_ece=round(r['ece'], 4) if r else None,
+                    realistic_cal_confident_errors=r['confident_errors'] if r else None, calibration=self.calibration.get('chosen'),
                     promotion=(self.promotion or {}).get('decision'), seconds=round(self.timings.get('total', 0), 1))
 
 def _flat(d: dict, prefix: str = '') -> dict:
@@ -113,6 +140,82 @@ def _stage(timings: dict, lrun, name: str):
         yield
     timings[name] = round(time.perf_counter() - t0, 3)
 
+# %% ../../nbs/25_train_pipeline.ipynb #61733ec0
+def _probs(pred: pd.DataFrame, classes) -> np.ndarray:
+    from mlportfolio.core.predictions import probabilities
+    return probabilities(pred, classes)
+
+def prediction_metrics(pred: pd.DataFrame, classes, bins: int = 15) -> dict:
+    "`classification_metrics` of a predictions frame, plus the share of out-of-distribution rows (`ood_score` > 1) when scored."
+    from mlportfolio.train.evaluate import classification_metrics
+    m = classification_metrics(pred.true_label, _probs(pred, classes), classes, bins)
+    if 'ood_score' in pred and pred['ood_score'].notna().any(): m['ood_share'] = float((pred['ood_score'] > 1).mean())
+    return m
+
+def unseen_template_eval(fit_df: pd.DataFrame, cfg: dict, params: dict):
+    "`(predictions, metrics, held_templates)` of a model refitted without a share of each intent's templates (raw probabilities)."
+    from mlportfolio.train.evaluate import predictions_frame, unseen_template_split
+    from mlportfolio.train.model import fit_intent_model
+    dc, u, seed = cfg['data'], cfg['evaluation']['unseen_templates'], int(cfg['seed'])
+    T, L = dc['text_col'], dc['label_col']
+    if not u['enabled'] or dc['template_col'] not in fit_df.columns: return None, None, []
+    u_tr, u_ho, held = unseen_template_split(fit_df, float(u['fraction']), seed, int(u['min_templates']), L, dc['template_col'])
+    if not held or u_tr[L].nunique() < 2: return None, None, held
+    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc['subtype_col']), params, seed)
+    pred = predictions_frame(m_u, u_ho, T, L, dc['subtype_col'])
+    pred['template_id'] = u_ho[dc['template_col']].astype(str).to_numpy()
+    m = prediction_metrics(pred, m_u.classes, int(cfg['evaluation']['calibration_bins']))
+    m['templates_held_out'] = len(held); m['train_rows'] = int(len(u_tr))
+    return pred, m, held
+
+def realistic_predictions(model, split: str, warnings: list | None = None) -> pd.DataFrame | None:
+    "Predictions of `model` on one half of the hand-written realistic set; None (and a warning) when its labels are not the model's."
+    from mlportfolio.data.realistic import load_realistic_eval
+    from mlportfolio.train.evaluate import predictions_frame
+    try: ev = load_realistic_eval(split)
+    except MLPError as e:
+        if warnings is not None: warnings.append(f'realistic set skipped: {e}')
+        return None
+    if not set(ev['intent']) <= set(model.classes):
+        if warnings is not None: warnings.append(f"realistic set skipped: its intents are not the model's classes ({', '.join(model.classes)})")
+        return None
+    return predictions_frame(model, ev, 'text', 'intent', 'subtype', id_col='id')
+
+
+# %% ../../nbs/25_train_pipeline.ipynb #5034186f
+def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFrame | None, cfg: dict) -> tuple[dict, dict | None]:
+    "Choose the calibration (`train.calibrate.choose_calibration`: none, a temperature on held-out templates or on the realistic calibration half) and set `model.calibrator`."
+    from mlportfolio.core.predictions import prob_column
+    from mlportfolio.train.calibrate import choose_calibration, cross_fit_temperature
+    from mlportfolio.train.evaluate import classification_metrics
+    bins, classes, seed = int(cfg['evaluation']['calibration_bins']), model.classes, int(cfg['seed'])
+    if pred_unseen is not None and list(pred_unseen.filter(like='prob_').columns) != [prob_column(k) for k in classes]: pred_unseen = None
+    fit = (None, None) if pred_unseen is None else (_probs(pred_unseen, classes), pred_unseen.true_label.to_numpy())
+    sel = (None, None) if real_cal is None else (_probs(real_cal, classes), real_cal.true_label.to_numpy())
+    if fit[0] is None and sel[0] is None:
+        model.calibrator = None
+        return {'chosen': 'none', 'reason': 'no held-out-template predictions and no realistic calibration half'}, None
+    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg['calibration']['method'], n_bins=bins, seed=seed)
+    if model.calibrator is None or pred_unseen is None: return info, None
+    P = (cross_fit_temperature(fit[0], fit[1], classes, pred_unseen['template_id'], seed) if info['chosen'] == 'heldout'
+         else model.calibrator.transform(fit[0]))        # honest: never scored on the rows its temperature was fitted on
+    return info, classification_metrics(fit[1], P, classes, bins)
+
+def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: dict) -> dict:
+    "Set `model.ood`: nearest-neighbour distances to the training rows in the MiniLM block, normalised on `heldout_df`."
+    from mlportfolio.train.calibrate import NearestNeighbourOOD
+    from mlportfolio.train.model import blas_limit
+    o, T, L = cfg['ood'], cfg['data']['text_col'], cfg['data']['label_col']
+    if not o['enabled'] or heldout_df.empty:
+        model.ood = None
+        return {}
+    with blas_limit():
+        F_fit, F_held = model.features.transform(fit_df[T].tolist()), model.features.transform(heldout_df[T].tolist())
+    ood = NearestNeighbourOOD(k=int(o['k']), quantile=float(o['quantile']), max_reference=int(o['max_reference']),
+                              columns=model.feature_dims()['embedding'], seed=int(cfg['seed']))
+    model.ood = ood.fit(F_fit, fit_df[T].tolist(), fit_df[L].astype(str).tolist()).calibrate(F_held)
+    return dict(k=ood.k, quantile=ood.quantile, reference_rows=int(len(ood.reference_)), calibrate_rows=ood.n_calibrate_, scale=ood.scale_)
+
 # %% ../../nbs/25_train_pipeline.ipynb #de31a298
 def export_train_metrics(status: str, duration: float, result: TrainResult | None = None) -> dict:
     "Export a training run's metrics as batch job `train_run` (`mlp_train_*`): run metrics, test and unseen macro-F1, version."
@@ -133,7 +236,7 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
     from mlportfolio.train import registry
     from mlportfolio.train.curate import check_training_frame, curate
     from mlportfolio.train.evaluate import (classification_metrics, model_card, plot_calibration, plot_confusion, plot_pr_curves,
-                                            predictions_frame, reference_distributions, subtype_metrics, unseen_template_split, write_plots)
+                                            plot_risk_coverage, predictions_frame, reference_distributions, subtype_metrics, write_plots)
     from mlportfolio.train.model import fit_intent_model, load_train_config
     from mlportfolio.train.search import run_search
 
@@ -148,7 +251,8 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
     with mlflow.start_run(experiment_id=exp_id, run_name=f'train-{data_hash[:8]}') as run, \
          emit_run('mlportfolio.train', inputs=[in_ds]) as lrun:
         try:
-            mlflow.set_tags({'mlp.kind': 'train', 'mlp.data_hash': data_hash, 'mlp.data_uri': uri, 'mlp.lineage_run_id': lrun.run_id})
+            mlflow.set_tags({'mlp.kind': 'train', 'mlp.data_hash': data_hash, 'mlp.data_uri': uri, 'mlp.lineage_run_id': lrun.run_id,
+                             **({'mlp.data_source': str(data)[:4900]} if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX) else {})})
             mlflow.log_params({k: str(v)[:500] for k, v in _flat(cfg).items()})
             with _stage(timings, lrun, 'validate'):
                 df = check_training_frame(df, T, L, dc['subtype_col'], S, seed=seed)
@@ -179,25 +283,22 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
             with _stage(timings, lrun, 'evaluate'):
                 test_df, val_df = cur[cur[S] == 'test'], cur[cur[S] == 'validation']
                 if test_df.empty: raise InputError('the data has no test split rows; cannot evaluate the model')
-                probs = lambda p: p[[f'prob_{k}' for k in model.classes]].to_numpy()
-                ev = cfg['evaluation']
+                ev, bins = cfg['evaluation'], int(cfg['evaluation']['calibration_bins'])
+                pred_unseen, unseen_m, held = unseen_template_eval(fit_df, cfg, res.best_params)
+                real_cal_raw = realistic_predictions(model, 'calibration', warnings) if ev['realistic']['enabled'] else None
+                cal_info, unseen_cal_m = calibrate_model(model, pred_unseen, real_cal_raw, cfg)
+                ood_held = val_df if not val_df.empty and 'validation' not in fit_splits else test_df
+                ood_info = attach_ood(model, fit_df, ood_held, cfg)
                 pred_test = predictions_frame(model, test_df, T, L, dc['subtype_col'])
-                test_m = classification_metrics(pred_test.true_label, probs(pred_test), model.classes, int(ev['calibration_bins']))
+                test_m = prediction_metrics(pred_test, model.classes, bins)
                 val_m, pred_val = {}, None
                 if not val_df.empty and 'validation' not in fit_splits:
                     pred_val = predictions_frame(model, val_df, T, L, dc['subtype_col'])
-                    val_m = classification_metrics(pred_val.true_label, probs(pred_val), model.classes, int(ev['calibration_bins']))
+                    val_m = prediction_metrics(pred_val, model.classes, bins)
                 sub_m = subtype_metrics(pred_test)
-                unseen_m, held, pred_unseen = None, [], None
-                u = ev['unseen_templates']
-                if u['enabled'] and dc['template_col'] in cur.columns:
-                    u_tr, u_ho, held = unseen_template_split(fit_df, float(u['fraction']), seed, int(u['min_templates']), L, dc['template_col'])
-                    if held and u_tr[L].nunique() >= 2:
-                        m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc['subtype_col']), res.best_params, seed)
-                        pred_unseen = predictions_frame(m_u, u_ho, T, L, dc['subtype_col'])
-                        unseen_m = classification_metrics(pred_unseen.true_label, pred_unseen[[f'prob_{k}' for k in m_u.classes]].to_numpy(),
-                                                          m_u.classes, int(ev['calibration_bins']))
-                        unseen_m['templates_held_out'] = len(held); unseen_m['train_rows'] = int(len(u_tr))
+                splits = ('calibration', 'final') if ev['realistic']['report_final'] else ('calibration',)
+                pred_real = {k: realistic_predictions(model, k, warnings) for k in splits} if real_cal_raw is not None else {}
+                real_m = {k: prediction_metrics(v, model.classes, bins) for k, v in pred_real.items()}
                 reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
                 from mlportfolio.pcc.monitor import feature_reference, text_features   # what PCC's input-drift check compares with
                 reference['features'] = feature_reference(text_features(fit_df[T].tolist()))
@@ -207,7 +308,8 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
                         search=dict(mode=res.mode, n_trials=len(res.trials), n_folds=res.n_folds, scoring=res.scoring,
                                     best_score=res.best_score, best_std=res.best_std),
                         test_metrics=test_m, validation_metrics=val_m, unseen_metrics=unseen_m, subtype_metrics=sub_m,
-                        unseen_templates=held, reference=reference, curation=rep.as_dict(), warnings=warnings,
+                        unseen_calibrated_metrics=unseen_cal_m, realistic_calibration_metrics=real_m.get('calibration'),
+                        realistic_final_metrics=real_m.get('final'), calibration=cal_info, ood=ood_info, unseen_templates=held, reference=reference, curation=rep.as_dict(), warnings=warnings,
                         trained_at=pd.Timestamp.now(tz='UTC').isoformat(), lineage_run_id=lrun.run_id)
             with tempfile.TemporaryDirectory() as d:
                 d = Path(d)
@@ -215,20 +317,31 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
                 pred_test.to_parquet(d/'evaluation'/'predictions_test.parquet', index=False)
                 if pred_val is not None: pred_val.to_parquet(d/'evaluation'/'predictions_validation.parquet', index=False)
                 if pred_unseen is not None: pred_unseen.to_parquet(d/'evaluation'/'predictions_unseen_templates.parquet', index=False)
-                (d/'evaluation'/'metrics.json').write_text(json.dumps(registry._jsonable(dict(test=test_m, validation=val_m, unseen_templates=unseen_m, subtype=sub_m)), indent=2))
+                for k, v in pred_real.items(): v.to_parquet(d/'evaluation'/f'predictions_realistic_{k}.parquet', index=False)
+                from mlportfolio.train.explain import worst_errors_markdown
+                (d/'evaluation'/'worst_errors.md').write_text(worst_errors_markdown(model, {'test split': pred_test,
+                    **{f'realistic set, {k} half': v for k, v in pred_real.items()}}))
+                (d/'evaluation'/'metrics.json').write_text(json.dumps(registry._jsonable(dict(
+                    test=test_m, validation=val_m, unseen_templates=unseen_m, unseen_templates_calibrated=unseen_cal_m, subtype=sub_m,
+                    **{f'realistic_{k}': v for k, v in real_m.items()}, calibration=cal_info, ood=ood_info)), indent=2))
                 res.trials.drop(columns=['params']).to_csv(d/'search'/'trials.csv', index=False)
                 (d/'curation'/'report.json').write_text(json.dumps(registry._jsonable(rep.as_dict()), indent=2))
                 import yaml
                 (d/'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
-                P = probs(pred_test)
+                P = _probs(pred_test, model.classes)
+                curves = {'test split': (pred_test.true_label, P, model.classes),
+                          **{f'realistic {k}': (v.true_label, _probs(v, model.classes), model.classes) for k, v in pred_real.items()}}
+                if pred_unseen is not None: curves['unseen templates (raw)'] = (pred_unseen.true_label, _probs(pred_unseen, model.classes), model.classes)
                 write_plots({'confusion_matrix': plot_confusion(pred_test.true_label, pred_test.predicted_label, model.classes),
                              'pr_curves': plot_pr_curves(pred_test.true_label, P, model.classes),
-                             'calibration': plot_calibration(pred_test.true_label, P, model.classes, int(ev['calibration_bins']))}, d/'plots')
+                             'calibration': plot_calibration(pred_test.true_label, P, model.classes, bins),
+                             'risk_coverage': plot_risk_coverage(curves)}, d/'plots')
                 card = model_card({**meta, 'classes': model.classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims()})
                 (d/'model_card.md').write_text(card)
                 mlflow.log_artifacts(str(d))
             mets = {'cv_best_mean': res.best_score, 'cv_best_std': res.best_std, **_metrics('test', test_m),
                     **_metrics('val', val_m), **_metrics('unseen', unseen_m), **_metrics('subtype', sub_m),
+                    **_metrics('unseen_calibrated', unseen_cal_m), **{k: v for s_, m_ in real_m.items() for k, v in _metrics(f'realistic_{s_}', m_).items()},
                     'embed_cache_hit_ratio': es['hit_ratio'], 'embed_texts_new': es['misses'],
                     **{f'seconds_{k}': v for k, v in timings.items()}}
             mlflow.log_metrics({k: float(v) for k, v in mets.items() if v is not None and np.isfinite(v)})
@@ -257,6 +370,7 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
                        params=res.best_params, cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std,
                                                        trials=len(res.trials), text_fits=res.text_fits),
                        test_metrics=test_m, validation_metrics=val_m, unseen_metrics=unseen_m, subtype_metrics=sub_m,
+                       realistic_metrics=real_m, calibration=cal_info, ood=ood_info, unseen_calibrated_metrics=unseen_cal_m,
                        curation=rep.as_dict(), warnings=warnings, timings=timings, embed_stats=es,
                        artifact_uri=run.info.artifact_uri, promotion=promotion, model=model)
     export_train_metrics('success', timings['total'], result)
