@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/errors.html.md"""
 
 # %% auto #0
 __all__ = ['MLPError', 'ConfigError', 'InputError', 'NotFoundError', 'DataValidationError', 'StoreError', 'WarehouseError',
-           'ModelError', 'JobError', 'MissingExtraError']
+           'ModelError', 'JobError', 'MissingExtraError', 'LLMUnavailableError']
 
 # %% ../../nbs/00_errors.ipynb #d187b8ce
 class MLPError(Exception):
@@ -42,3 +42,8 @@ class JobError(MLPError):
     exit_code = 1
 class MissingExtraError(MLPError, ImportError):
     "A system's optional dependencies are not installed; the message names the extra to install."
+
+class LLMUnavailableError(MLPError):
+    "No LLM backend answered: every backend of the chain failed, or the deadline passed first."
+    exit_code = 1
+
