@@ -10,12 +10,12 @@ Docs: https://mlportfolio.github.io/mlportfolio/review_api.html.md"""
 from __future__ import annotations
 import secrets, threading, time, uuid
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.config import get_settings
@@ -29,24 +29,30 @@ HTTP_REQUESTS = counter('review_http_requests', 'Reviewer HTTP requests', ('meth
 HTTP_SECONDS = histogram('review_http_request_seconds', 'Reviewer HTTP request time', ('route',))
 
 # %% auto #0
-__all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'ReviewItem', 'ReviewRequest', 'ReviewOut', 'ReviewResponse', 'ReviewList',
-           'StatsOut', 'HealthOut', 'ErrorOut', 'create_app', 'serve']
+__all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'ReviewItem', 'ReviewRequest', 'ReviewOut', 'request_models', 'ReviewResponse',
+           'ReviewList', 'StatsOut', 'HealthOut', 'ErrorOut', 'create_app', 'serve']
 
 # %% ../../nbs/56_review_api.ipynb #c0006
 class ReviewItem(BaseModel):
     "One prediction to review."
     model_config = ConfigDict(extra='forbid')
-    id: str = Field(..., min_length=1, max_length=200, description='Item id (unique within the request)')
-    text: str = Field(..., min_length=1, max_length=10_000, description='The audited text')
-    pred_label: str = Field(..., min_length=1, max_length=100, description='The predicted label: an intent of the taxonomy')
+    id: str = Field(..., min_length=1, max_length=200, pattern=r'[^\s\x1c-\x1f]', description='Item id (not blank)')
+    text: str = Field(..., min_length=1, max_length=10_000, pattern=r'[^\s\x1c-\x1f]', description='The audited text (not blank)')
+    pred_label: str = Field(..., min_length=1, max_length=100, description='The predicted label: an intent of the taxonomy (an enum in the served schema)')
     confidence: Optional[float] = Field(None, ge=0, le=1, description="The model's confidence")
 
+    @field_validator('confidence', mode='before')
+    @classmethod
+    def _no_bool(cls, v):
+        if isinstance(v, bool): raise ValueError('confidence must be a number, not true/false')
+        return v
+
 class ReviewRequest(BaseModel):
-    "Body of `POST /review`."
+    "Body of `POST /review`; an id repeated within one request is reviewed once (its first occurrence)."
     model_config = ConfigDict(extra='forbid')
     items: list[ReviewItem] = Field(..., min_length=1, max_length=20)
     run_id: Optional[str] = Field(None, pattern=r'^[A-Za-z0-9._:-]{1,100}$', description='Run id; a repeat is idempotent')
-    explain: bool = Field(True, description='Ask the reasoner to explain flagged items')
+    explain: StrictBool = Field(True, description='Ask the reasoner to explain flagged items')
 
 class ReviewOut(BaseModel):
     "One stored review."
@@ -78,6 +84,15 @@ class ReviewOut(BaseModel):
     latency_ms: Optional[float] = None
     llm_error: Optional[str] = None
     created_at: str
+
+def request_models(taxonomy) -> tuple[type[BaseModel], type[BaseModel]]:
+    "`(item model, request model)` whose `pred_label` is an enum of the taxonomy's intents, so the OpenAPI schema says what is allowed."
+    from typing import Literal
+    from pydantic import create_model
+    Item = create_model('ReviewItem', __base__=ReviewItem,
+                        pred_label=(Literal[tuple(taxonomy.intents)], Field(..., description='The predicted label: an intent of the taxonomy')))
+    Req = create_model('ReviewRequest', __base__=ReviewRequest, items=(list[Item], Field(..., min_length=1, max_length=20)))
+    return Item, Req
 
 class ReviewResponse(BaseModel):
     run_id: str
@@ -132,7 +147,10 @@ def _install_errors(app: FastAPI) -> None:
         return _json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, e: StarletteHTTPException): return _json_error(e.status_code, str(e.detail), 'HTTPException')
+    async def http_error(request, e: StarletteHTTPException):
+        r = _json_error(e.status_code, str(e.detail), 'HTTPException')
+        r.headers.update(e.headers or {})   # e.g. Allow on a 405
+        return r
 
     @app.exception_handler(Exception)
     async def unexpected(request, e: Exception):
@@ -146,6 +164,7 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
         k = get_settings().api_key
         api_key = k.get_secret_value() if k is not None and k.get_secret_value() else None
     audit, lock = audit or AuditLog(), threading.Lock()
+    _, Request_ = request_models(reviewer.tax)
     errs = {422: {'model': ErrorOut}, 404: {'model': ErrorOut}, 401: {'model': ErrorOut}}
     app = FastAPI(title='mlportfolio reviewer', version='1', responses=errs)
     _install_errors(app)
@@ -167,10 +186,10 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
         HTTP_SECONDS.labels(route).observe(time.perf_counter() - t0)
         return resp
 
-    @app.post('/review', response_model=ReviewResponse)
-    def post_review(body: ReviewRequest) -> ReviewResponse:
+    def post_review(body) -> ReviewResponse:
         import pandas as pd
-        frame = check_predictions(pd.DataFrame([i.model_dump() for i in body.items]), reviewer.tax, 'review request')
+        items = pd.DataFrame([i.model_dump() for i in body.items]).drop_duplicates('id')
+        frame = check_predictions(items, reviewer.tax, 'review request')
         run_id = body.run_id or f'api-{uuid.uuid4().hex[:12]}'
         with lock:
             old_explain, reviewer.explain = reviewer.explain, body.explain
@@ -179,9 +198,11 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
         wanted = set(frame.id)
         rows = [_out(r) for r in audit.list(run_id=run_id, limit=10_000) if r['item_id'] in wanted]
         return ReviewResponse(run_id=run_id, reviewed_now=res.n_reviewed_now, reviews=rows)
+    post_review.__annotations__['body'] = Request_    # a class built from the taxonomy: set after `from __future__ import annotations`
+    app.post('/review', response_model=ReviewResponse)(post_review)
 
     @app.get('/reviews', response_model=ReviewList)
-    def get_reviews(run_id: Optional[str] = Query(None, max_length=100), verdict: Optional[str] = Query(None, max_length=20),
+    def get_reviews(run_id: Optional[str] = Query(None, max_length=100), verdict: Optional[Literal['Correct', 'Incorrect', 'Uncertain']] = None,
                     limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=1_000_000)) -> ReviewList:
         rows = [_out(r) for r in audit.list(run_id=run_id, verdict=verdict, limit=limit, offset=offset)]
         return ReviewList(count=len(rows), reviews=rows)
@@ -208,4 +229,6 @@ def serve(host: str = '127.0.0.1', port: int = 8750, llm: str = 'auto', referenc
     import uvicorn
     if llm not in ('auto', 'never'): raise InputError(f"--llm {llm!r} for the server; allowed: auto, never")
     reviewer = Reviewer(reference, llm=llm)
+    from mlportfolio.core.embed import encode
+    encode(['warm up'], progress=False)   # load the embedding model now, not on the first request
     uvicorn.run(create_app(reviewer), host=host, port=port, log_level=log_level)

@@ -110,14 +110,16 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind'),
 def evaluate(n: int = typer.Option(600, help='Clean labelled items audited (the generator test split, sampled)'),
              llm_sample: int = typer.Option(0, '--llm-sample', help='Items (of the n) also reviewed with the LLM; 0 skips the LLM figures'),
              rates: str = typer.Option('0.05,0.1,0.2', help='Noise rates, comma-separated'),
-             data: Optional[Path] = typer.Option(None, '--data', help='Clean labelled set (.csv/.parquet with text and label or intent, optional split)'),
+             data: Optional[Path] = typer.Option(None, '--data', help='Clean labelled set (.csv/.parquet with text and label or intent, optional split; default: the training data)'),
+             split: str = typer.Option('test', '--split', help="Rows of --data to audit, by its split column (e.g. test, or final for the realistic set); 'all' for every row"),
+             reference: Optional[Path] = typer.Option(None, '--reference', help='Labelled reference set; its train split is used (default: the training data)'),
              out: Optional[Path] = typer.Option(None, '--out', '-o', help='Write the metrics table here (.csv)'),
              as_json: bool = typer.Option(False, '--json', help='Print the metrics as JSON')):
     "Inject label noise (uniform and class-conditional) into a clean set and measure the flags of each signal."
     from mlportfolio.review.evaluate import evaluate as _evaluate
     try: rate_list = [float(r) for r in rates.split(',') if r.strip()]
     except ValueError: raise InputError(f'--rates {rates!r} must be comma-separated numbers, e.g. 0.05,0.1,0.2') from None
-    table = _evaluate(n=n, llm_sample=llm_sample, rates=rate_list, data=data)
+    table = _evaluate(n=n, llm_sample=llm_sample, rates=rate_list, data=data, split=None if split == 'all' else split, reference=reference)
     if out: table.to_csv(out, index=False)
     if as_json: return _print_json(table.to_dict('records'))
     t = Table(*table.columns, title='review evaluation (flags of label errors)')

@@ -112,21 +112,22 @@ def systems(sig: pd.DataFrame, classes: list[str], rule: CombineRule) -> dict[st
     return res
 
 # %% ../../nbs/57_review_evaluate.ipynb #c0014
-def clean_set(data: str | Path | None = None, n: int = 600, seed: int = 0, taxonomy: Taxonomy | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "`(audited, reference)`: up to `n` rows of the test split (`id, text, label`) and the train split as the reference."
+def clean_set(data: str | Path | None = None, n: int = 600, seed: int = 0, taxonomy: Taxonomy | None = None,
+              split: str | None = 'test', reference: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "`(audited, reference)`: up to `n` rows of `data`'s `split` (`id, text, label`) and the train split of `reference` (default: the training data)."
     tax = taxonomy or load_taxonomy()
     path = Path(data) if data else default_reference_path()
-    ref = load_reference(path, tax, split='train')
-    test = load_reference(path, tax, split='test')
+    ref = load_reference(reference or default_reference_path(), tax, split='train')
+    test = load_reference(path, tax, split=split)
     test = test.sample(n=min(n, len(test)), random_state=seed).reset_index(drop=True)
     return test, ref
 
 def evaluate(n: int = 600, llm_sample: int = 0, rates=(0.05, 0.1, 0.2), modes=NOISE_MODES, data=None, seed: int = 0,
-             rule: CombineRule | None = None, reviewer=None, complete=None) -> pd.DataFrame:
+             rule: CombineRule | None = None, reviewer=None, complete=None, split: str | None = 'test', reference=None) -> pd.DataFrame:
     "One row per (noise mode, rate, system): the flag metrics and LLM calls per 1,000 items."
     from mlportfolio.review.run import Reviewer
     tax = load_taxonomy()
-    audited, ref = clean_set(data, n, seed, tax)
+    audited, ref = clean_set(data, n, seed, tax, split, reference)
     rule = rule or CombineRule()
     if llm_sample < 0 or llm_sample > len(audited): raise InputError(f'--llm-sample must be between 0 and {len(audited)}, got {llm_sample}')
     reviewer = reviewer or Reviewer(ref, tax, llm='never' if not llm_sample else 'always', complete=complete, rule=rule, explain=False)

@@ -33,9 +33,10 @@ REVIEWS = counter('review_reviews', 'Reviews stored, by verdict', ['verdict'])
 LLM_CALLS = counter('review_llm_calls', 'LLM calls made by the reviewer, by agent', ['agent'])
 REVIEW_SECONDS = histogram('review_item_seconds', 'Time to review one item')
 LLM_MODES = ('auto', 'always', 'never')
+VISIBLE = r'[^\s\x1c-\x1f]'   # a text needs one character that is not white space (nor a separator control)
 
 # %% auto #0
-__all__ = ['log', 'REVIEWS', 'LLM_CALLS', 'REVIEW_SECONDS', 'LLM_MODES', 'check_predictions', 'read_predictions',
+__all__ = ['log', 'REVIEWS', 'LLM_CALLS', 'REVIEW_SECONDS', 'LLM_MODES', 'VISIBLE', 'check_predictions', 'read_predictions',
            'read_pcc_predictions', 'Reviewer', 'RunResult', 'new_run_id', 'write_results', 'review_run']
 
 # %% ../../nbs/54_review_run.ipynb #c0006
@@ -46,10 +47,10 @@ def check_predictions(df: pd.DataFrame, taxonomy: Taxonomy, what: str = 'predict
     if missing: raise InputError(f"{what} lack column(s) {', '.join(missing)}; they have: {', '.join(map(str, df.columns))}")
     if not len(df): raise InputError(f'{what} hold no rows')
     out = pd.DataFrame(dict(id=df['id'].astype(str), text=df['text'], pred_label=df['pred_label'].astype(str)))
-    empty = out.text.isna() | (out.text.astype(str).str.strip() == '')
+    empty = out.text.isna() | ~out.text.astype(str).str.contains(VISIBLE, regex=True)
     if empty.any(): raise InputError(f'{what}: {int(empty.sum())} row(s) have an empty text (first: id {out.id[empty].iloc[0]!r}); every audited item needs its text')
     out['text'] = out.text.astype(str)
-    if (out.id.str.strip() == '').any(): raise InputError(f'{what}: an id is empty; every row needs an id')
+    if (~out.id.str.contains(VISIBLE, regex=True)).any(): raise InputError(f'{what}: an id is empty; every row needs an id')
     dup = out.id.duplicated()
     if dup.any(): raise InputError(f'{what}: id {out.id[dup].iloc[0]!r} appears more than once; ids must be unique')
     check_labels(out.pred_label, taxonomy, what)

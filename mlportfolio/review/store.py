@@ -156,7 +156,7 @@ def runs(self: AuditLog, limit: int = 20) -> list[dict]:
 def get(self: AuditLog, key: str | int) -> dict:
     "Review number `key`, or else the latest review of item id `key`."
     c, key = self.conn, str(key)
-    row = c.execute('SELECT * FROM reviews WHERE review_id = ?', (int(key),)).fetchone() if key.isdigit() else None
+    row = c.execute('SELECT * FROM reviews WHERE review_id = ?', (int(key),)).fetchone() if key.isascii() and key.isdigit() and len(key) <= 18 else None
     row = row or c.execute('SELECT * FROM reviews WHERE item_id = ? ORDER BY review_id DESC LIMIT 1', (key,)).fetchone()
     if row is None: raise NotFoundError(f'no review {key!r} (a review number or an item id) in {self.path}')
     return _review_dict(row)
