@@ -233,3 +233,13 @@ def test_agent_outputs_stay_in_taxonomy_property():
         assert set(x['cited_ids']) <= {'def:other', 'r1'}
         assert x['explanation'] is None or 0 < len(x['explanation']) <= 600
     check()
+
+
+def test_job_review_papermill(mlp_home, data):
+    "The `review` job notebook under papermill with a real kernel, then a rerun of the same run id."
+    args = ['job', 'run', 'review', '-p', f"input={data['preds']}", '-p', f"reference={data['reference']}", '-p', 'llm=never', '-p', 'run_id=job-1']
+    run_mlp(*args, check=0)
+    run_mlp(*args, check=0)
+    with sqlite3.connect(mlp_home/'review'/'reviews.sqlite') as c:
+        assert c.execute("SELECT COUNT(*), COUNT(DISTINCT item_id) FROM reviews WHERE run_id = 'job-1'").fetchone() == (60, 60)
+        assert c.execute("SELECT status FROM runs WHERE run_id = 'job-1'").fetchone()[0] == 'succeeded'

@@ -85,7 +85,7 @@ def read_pcc_predictions(date, model_version: str | None = None, wh=None, taxono
     preds = check_predictions(df[['case_id', 'text', 'predicted_label', 'confidence']], taxonomy or load_taxonomy(), f'PCC predictions of {day}')
     return preds, {c: mv for c in preds.id}
 
-# %% ../../nbs/54_review_run.ipynb #c0011
+# %% ../../nbs/54_review_run.ipynb #c0012
 class Reviewer:
     "Everything a review needs, built once: the model-free signal, the retriever, the agents and the combination rule."
     def __init__(self, reference: pd.DataFrame | str | Path | None = None, taxonomy: Taxonomy | None = None, llm: str = 'auto',
@@ -104,7 +104,7 @@ class Reviewer:
         return dict(llm=self.llm, per_label=self.per_label, explain=self.explain, k=self.signal.k, prompt_version=PROMPT_VERSION,
                     rule=asdict(self.rule), reference=self.reference_name)
 
-# %% ../../nbs/54_review_run.ipynb #c0013
+# %% ../../nbs/54_review_run.ipynb #c0014
 from fastcore.basics import patch
 
 def _merge_usage(row: dict, res: dict, agent: str) -> None:
@@ -149,7 +149,7 @@ def review_item(self: Reviewer, item: dict, mf: dict, vec: np.ndarray | None = N
     REVIEWS.labels(verdict).inc(); REVIEW_SECONDS.observe(time.perf_counter() - t0)
     return row
 
-# %% ../../nbs/54_review_run.ipynb #c0016
+# %% ../../nbs/54_review_run.ipynb #c0017
 @dataclass
 class RunResult:
     "What a review run did."
@@ -185,7 +185,7 @@ def write_results(reviews: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp: _results_frame(reviews).to_csv(tmp, index=False)
     return path
 
-# %% ../../nbs/54_review_run.ipynb #c0017
+# %% ../../nbs/54_review_run.ipynb #c0018
 def review_run(predictions: pd.DataFrame, reviewer: Reviewer, run_id: str | None = None, source: str = 'file',
                input: str | None = None, out: str | Path | None = None, audit: AuditLog | None = None, batch_size: int = 10,
                report: bool = True, pcc: dict | None = None, progress: bool | None = None, write: bool = True) -> RunResult:
