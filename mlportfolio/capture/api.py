@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_api.html.md"""
 
 # %% ../../nbs/75_capture_api.ipynb #f6c97882
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
 import json, secrets, time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -192,7 +194,8 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
     def metrics():
         from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
         from mlportfolio.capture.store import ACTIVE_NOTES
-        ACTIVE_NOTES.set(service().store.count())
+        from mlportfolio.capture.service import REVIEW_QUEUE
+        ACTIVE_NOTES.set(service().store.count()); REVIEW_QUEUE.set(service().review_queue_size())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return _wrap(app)

@@ -16,7 +16,8 @@ __all__ = ['EXTRAS', 'EXTRA_INCLUDES', 'extra_modules', 'missing_distributions',
 
 # %% ../../nbs/05a_extras.ipynb #ad9ed16f
 EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distribution that provides it}
-    'embed': {'torch': 'torch', 'sentence_transformers': 'sentence-transformers', 'transformers': 'transformers'},
+    'embed': {'torch': 'torch', 'sentence_transformers': 'sentence-transformers', 'transformers': 'transformers',
+              'sklearn': 'scikit-learn'},
     'gcp': {'google.cloud.bigquery': 'google-cloud-bigquery', 'gcsfs': 'gcsfs'},
     'train': {'mlflow': 'mlflow', 'imblearn': 'imbalanced-learn', 'plotly': 'plotly'},
     'pcc': {'mlflow': 'mlflow', 'plotly': 'plotly'},

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import DataValidationError, InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Synthetic privacy-intent data: generate, validate, import, lineage.', no_args_is_help=True)
 
 def _status(msg: str):
@@ -37,7 +36,7 @@ def _summary(res: dict, title: str) -> Table:
     return t
 
 # %% auto #0
-__all__ = ['console', 'app', 'generate', 'validate', 'import_', 'lineage', 'taxonomy']
+__all__ = ['app', 'generate', 'validate', 'import_', 'lineage', 'taxonomy']
 
 # %% ../../nbs/19_data_cli.ipynb #2a305cc2
 @app.command()

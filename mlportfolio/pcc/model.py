@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/pcc_model.html.md"""
 
 # %% ../../nbs/31_pcc_model.ipynb #5468d484
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('pcc', 'batch scoring (pcc)')  # one clear line, naming the extra, when its dependencies are missing
 import datetime as dt, json, os, re, shutil, uuid
 from dataclasses import dataclass, field
 from pathlib import Path

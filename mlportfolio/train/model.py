@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_model.html.md"""
 
 # %% ../../nbs/20_train_model.ipynb #314d2636
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
 import copy
 from pathlib import Path
 from typing import Any, Sequence
