@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
 from ..core.obs import counter, get_logger, histogram
-from .run import Reviewer, check_predictions, review_run
+from .run import VISIBLE, Reviewer, check_predictions, review_run
 from .store import AuditLog
 
 log = get_logger(__name__)
@@ -36,8 +36,8 @@ __all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'ReviewItem', 'ReviewRequest'
 class ReviewItem(BaseModel):
     "One prediction to review."
     model_config = ConfigDict(extra='forbid')
-    id: str = Field(..., min_length=1, max_length=200, pattern=r'[^\s\x1c-\x1f]', description='Item id (not blank)')
-    text: str = Field(..., min_length=1, max_length=10_000, pattern=r'[^\s\x1c-\x1f]', description='The audited text (not blank)')
+    id: str = Field(..., min_length=1, max_length=200, pattern=VISIBLE, description='Item id (not blank)')
+    text: str = Field(..., min_length=1, max_length=10_000, pattern=VISIBLE, description='The audited text (not blank)')
     pred_label: str = Field(..., min_length=1, max_length=100, description='The predicted label: an intent of the taxonomy (an enum in the served schema)')
     confidence: Optional[float] = Field(None, ge=0, le=1, description="The model's confidence")
 

@@ -33,7 +33,7 @@ REVIEWS = counter('review_reviews', 'Reviews stored, by verdict', ['verdict'])
 LLM_CALLS = counter('review_llm_calls', 'LLM calls made by the reviewer, by agent', ['agent'])
 REVIEW_SECONDS = histogram('review_item_seconds', 'Time to review one item')
 LLM_MODES = ('auto', 'always', 'never')
-VISIBLE = r'[^\s\x1c-\x1f]'   # a text needs one character that is not white space (nor a separator control)
+VISIBLE = r'[^\s\x1c-\x1f\x85\ufeff]'   # one character that is white space to none of Python, ECMA (JSON Schema) and Rust regexes
 
 # %% auto #0
 __all__ = ['log', 'REVIEWS', 'LLM_CALLS', 'REVIEW_SECONDS', 'LLM_MODES', 'VISIBLE', 'check_predictions', 'read_predictions',
