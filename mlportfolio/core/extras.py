@@ -25,11 +25,13 @@ EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distributio
     'capture': {'faiss': 'faiss-cpu', 'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'perception': {'torch': 'torch', 'torchvision': 'torchvision', 'open_clip': 'open-clip-torch', 'PIL': 'pillow', 'mlflow': 'mlflow'},
     'jupyter': {'jupyterlab': 'jupyterlab', 'ipywidgets': 'ipywidgets'},
+    'review': {'cleanlab': 'cleanlab', 'faiss': 'faiss-cpu', 'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
+    'docs': {'mkdocs': 'mkdocs-material', 'selenium': 'selenium'},
     'llm': {'transformers': 'transformers', 'gguf': 'gguf', 'accelerate': 'accelerate', 'lmformatenforcer': 'lm-format-enforcer',
             'faiss': 'faiss-cpu'},
 }
 EXTRA_INCLUDES: dict[str, list[str]] = {  # an extra that installs other extras too
-    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'],
+    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'], 'review': ['embed', 'llm'],
 }
 
 # %% ../../nbs/05a_extras.ipynb #74f49dcc

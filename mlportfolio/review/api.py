@@ -8,6 +8,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/review_api.html.md"""
 
 # %% ../../nbs/56_review_api.ipynb #c0004
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('review', 'the reviewer (mlp review)')  # one clear line, naming the extra, when its dependencies are missing
 import secrets, threading, time, uuid
 from pathlib import Path
 from typing import Literal, Optional

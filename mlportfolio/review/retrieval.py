@@ -8,6 +8,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/review_retrieval.html.md"""
 
 # %% ../../nbs/51_review_retrieval.ipynb #c0004
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('review', 'the reviewer (mlp review)')  # one clear line, naming the extra, when its dependencies are missing
 import hashlib
 
 import numpy as np

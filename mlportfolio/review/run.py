@@ -8,6 +8,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/review_run.html.md"""
 
 # %% ../../nbs/54_review_run.ipynb #c0004
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('review', 'the reviewer (mlp review)')  # one clear line, naming the extra, when its dependencies are missing
 import time, uuid
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone

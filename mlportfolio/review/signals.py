@@ -8,6 +8,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/review_signals.html.md"""
 
 # %% ../../nbs/50_review_signals.ipynb #c0004
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('review', 'the reviewer (mlp review)')  # one clear line, naming the extra, when its dependencies are missing
 import hashlib, io, re
 from pathlib import Path
 
