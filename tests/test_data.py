@@ -93,3 +93,17 @@ def test_generate_data_job(mlp_home, mlp, tmp_path):
     done = [e for e in _events(mlp_home) if e['eventType'] == 'COMPLETE']
     assert done[-1]['outputs'][0]['facets']['contentHash']['value'] == sha256_file(out)
     assert len(pd.read_parquet(out)) == 500
+
+
+def test_realistic_set_not_in_generated_data():
+    "No message of the hand-written realistic set, nor a near-duplicate of one, is produced by the generator."
+    from mlportfolio.data.realistic import load_realistic_eval, find_near_duplicates
+    from mlportfolio.data.generate import load_templates
+    ev = load_realistic_eval()
+    assert len(ev) >= 200 and set(ev['split']) == {'calibration', 'final'}
+    templates = [t.text for t in load_templates().templates]          # the phrasings themselves, slots unfilled
+    assert find_near_duplicates(templates, ev['text'], ids=ev['id']).empty
+    for seed in (1, 2):
+        gen = generate_dataset(n=20000, seed=seed, end=END)
+        leaks = find_near_duplicates(gen['text'], ev['text'], ids=ev['id'])
+        assert leaks.empty, leaks.assign(text=gen['text'].iloc[leaks['row']].to_numpy()).head().to_string()
