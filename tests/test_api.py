@@ -34,7 +34,7 @@ def home(tmp_path_factory):
         else: os.environ[k] = v
 
 
-def register_toy(classes=None, alias='champion') -> int:
+def register_toy(classes=None, alias='champion', test_predictions=False) -> int:
     "Register pcc's toy TF-IDF model (classes outside the taxonomy make it fail the compatibility check) and give it `alias`."
     import mlflow, pandas as pd
     from mlflow.models import infer_signature
@@ -50,9 +50,56 @@ def register_toy(classes=None, alias='champion') -> int:
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name='model', python_model=m, signature=sig, pip_requirements=['scikit-learn'],
                                        metadata={'classes': m.classes, 'embedding_model': None, 'data_hash': 'toy'})
+        if test_predictions:   # held-out predictions as the training pipeline saves them (calibration reads them)
+            from mlportfolio.pcc.testing import TOY_TEXTS
+            texts = [f'{t} {w}' for c, ts in TOY_TEXTS.items() for t in ts for w in ('today', 'thanks', 'asap')]
+            truth = [c for c, ts in TOY_TEXTS.items() for t in ts for w in range(3)]
+            out = m.predict(None, pd.DataFrame({'text': texts}))
+            with tempfile.TemporaryDirectory() as d:
+                f = Path(d)/'predictions_test.parquet'
+                out.assign(text=texts, true_label=truth).to_parquet(f)
+                mlflow.log_artifact(str(f), 'evaluation')
     mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME)
     client.set_registered_model_alias(registry.MODEL_NAME, alias, mv.version)
     return int(mv.version)
+
+
+class FaultyLLM:
+    "A real OpenAI-compatible endpoint on loopback whose behaviour the test sets: ok, 500, invalid (not JSON) or hang."
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        outer = self
+        self.mode, self.calls = 'ok', 0
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get('content-length') or 0)) or b'{}')
+                outer.calls += 1
+                if outer.mode == 'hang': time.sleep(10)
+                if outer.mode == '500': return self._send(500, b'{"error": "boom"}')
+                if outer.mode == 'invalid': return self._send(200, b'<html>not json')
+                enum = body['response_format']['json_schema']['schema']['properties']['answer']['enum']
+                answer = 'opt_out' if 'opt_out' in enum else enum[0]
+                msg = {'choices': [{'message': {'role': 'assistant', 'content': json.dumps({'answer': answer})}}],
+                       'usage': {'prompt_tokens': 10, 'completion_tokens': 3}}
+                self._send(200, json.dumps(msg).encode())
+            def _send(self, code, data):
+                try:
+                    self.send_response(code); self.send_header('content-type', 'application/json')
+                    self.send_header('content-length', str(len(data))); self.end_headers(); self.wfile.write(data)
+                except OSError: pass   # the client gave up (hang mode)
+        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}/v1'
+        import threading
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope='module')
+def llm():
+    f = FaultyLLM()
+    yield f
+    f.httpd.shutdown()
 
 
 class Server:
@@ -65,12 +112,14 @@ class Server:
         self.proc = subprocess.Popen([MLP, 'api', 'serve', '--port', str(self.port), '--workers', str(workers), '--log-level', 'warning', *map(str, args)],
                                      env=e, stdout=open(self.log, 'w'), stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, timeout=120):
+    def wait_ready(self, timeout=120, llm=False):
+        "Wait for a loaded model (and, with `llm`, the LLM classifier prepared)."
         end = time.time() + timeout
         while time.time() < end:
             assert self.proc.poll() is None, f'server exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}'
             try:
-                if httpx.get(f'{self.url}/ready', timeout=2).status_code == 200: return self
+                r = httpx.get(f'{self.url}/ready', timeout=2)
+                if r.status_code == 200 and (not llm or r.json()['llm_available']): return self
             except httpx.HTTPError: pass
             time.sleep(0.3)
         raise AssertionError(f'server not ready in {timeout} s:\n{self.log.read_text()[-3000:]}')
@@ -88,8 +137,9 @@ class Server:
 
 
 @pytest.fixture(scope='module')
-def server(home):
-    s = Server(home, '--max-batch-size', 8, '--max-queue', 64, '--reload-seconds', 0.5).wait_ready()
+def server(home, llm):
+    env = {'MLP_LLM_URL': llm.url, 'MLP_LLM_MODEL': 'fake-llm', 'MLP_API_LLM_BACKENDS': 'openai', 'MLP_API_LLM_DEADLINE_MS': '4000'}
+    s = Server(home, '--max-batch-size', 8, '--max-queue', 64, '--reload-seconds', 0.5, env=env).wait_ready(llm=True)
     yield s
     s.stop()
 
@@ -117,9 +167,11 @@ def test_predict_labels_model_ready_and_errors(server):
     assert httpx.post(f'{server.url}/predict', json={'text': 'x'}).status_code == 401
     assert httpx.get(f'{server.url}/labels', headers={'X-API-Key': 'wrong'}).status_code == 401
     assert httpx.get(f'{server.url}/health').status_code == 200 and httpx.get(f'{server.url}/metrics').status_code == 200
-    # an escalation without an LLM installed (or with a failing one) degrades: the classifier's label, 200
-    r = c.post('/predict', json={'text': 'hmm', 'threshold': 1.0, 'max_llm_rate': 1.0})
-    assert r.status_code == 200 and r.json()['predictions'][0]['decision'] in ('llm', 'degraded')
+    # below the threshold the LLM answers (the loopback endpoint says opt_out)
+    r = c.post('/predict', json={'text': 'please delete my account and all my data', 'threshold': 1.0, 'max_llm_rate': 1.0})
+    p = r.json()['predictions'][0]
+    assert (p['decision'], p['label'], p['backend'], p['escalation']) == ('llm', 'opt_out', 'openai', 'low_confidence'), (p['fallback_path'], p['latency'])
+    assert p['fallback_path'] == ['classifier', 'llm:openai'] and p['latency']['llm_ms'] > 0
     m = httpx.get(f'{server.url}/metrics').text
     assert 'mlp_api_requests_total{route="/predict",status="200"}' in m and 'mlp_api_batch_size_bucket' in m
     assert 'mlp_api_model_info{alias="champion",version="1"} 1.0' in m
@@ -211,6 +263,38 @@ def test_hot_reload_under_load_and_broken_version_refused(server):
     assert versions.index(str(v2)) > versions.index('1') and '1' not in versions[versions.index(str(v2)):]   # one switch
     assert httpx.get(f'{server.url}/model', headers=H).json()['version'] == str(v2)
     assert 'refused' in server.log.read_text() or True
+
+
+def test_llm_faults_degrade_open_the_breaker_and_recover(server, llm):
+    "500s, invalid JSON and a hung endpoint: 200 with the classifier's label and decision degraded; the breaker opens, then recovers."
+    c = httpx.Client(base_url=server.url, headers=H, timeout=30)
+    def ask(tag):
+        t0 = time.perf_counter()
+        r = c.post('/predict', json={'text': f'please delete my account and all my data ({tag} {time.time()})', 'threshold': 1.0, 'max_llm_rate': 1.0})
+        assert r.status_code == 200, r.text
+        return r.json()['predictions'][0], time.perf_counter() - t0
+    fb0 = server.metric('mlp_api_fallbacks_total')
+    for mode in ('500', 'invalid', 'hang'):
+        llm.mode = mode
+        p, took = ask(mode)
+        assert p['decision'] == 'degraded' and p['label'] == 'data_deletion' and p['backend'] == 'classifier', (mode, p)
+        assert p['fallback_path'][0] == 'classifier' and p['fallback_path'][1] in ('llm:unavailable', 'llm:deadline'), p
+        assert took < 4.0 + 3.0, (mode, took)                        # the deadline (4 s) bounds the wait
+    ready = httpx.get(f'{server.url}/ready').json()
+    assert [b['breaker_state'] for b in ready['llm_backends'] if b['name'] == 'openai'] == ['open'], ready
+    assert server.metric('mlp_llm_breaker_state{backend="openai"}') == 2
+    calls = llm.calls
+    p, took = ask('open')                                             # open breaker: no call, an immediate degraded answer
+    assert p['fallback_path'] == ['classifier', 'llm:breaker_open'] and llm.calls == calls
+    assert server.metric('mlp_api_fallbacks_total') - fb0 >= 4
+    llm.mode = 'ok'                                                  # after the cool-down one probe goes through and closes it
+    end = time.time() + 60
+    while time.time() < end:
+        p, _ = ask('probe')
+        if p['decision'] == 'llm': break
+        time.sleep(2)
+    assert p['decision'] == 'llm' and p['backend'] == 'openai', p
+    assert [b['breaker_state'] for b in httpx.get(f'{server.url}/ready').json()['llm_backends']] == ['closed']
 
 
 async def _wait_version(url, version, timeout=60):
@@ -315,3 +399,18 @@ def test_dockerfile_passes_hadolint():
     exe = shutil.which('hadolint', path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     r = subprocess.run([exe, str(ROOT/'deploy/api/Dockerfile')], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_calibrate_cli_writes_the_routing_curve(home):
+    "`mlp api calibrate` on a version's held-out predictions: the threshold for a target LLM-call rate, CSV + HTML curve."
+    import pandas as pd
+    v = register_toy(alias='calibration-test', test_predictions=True)
+    r = run_mlp('api', 'calibrate', '--version', v, '--mode', 'llm_rate', '--target', '0.25', check=0, env={'MLP_HOME': str(home)})
+    assert f'version {v}: threshold' in r.stdout
+    folder = home/'models'/'api'/f'v{v}'
+    cal = json.loads((folder/'calibration.json').read_text())
+    curve = pd.read_csv(folder/'routing_curve.csv')
+    assert cal['mode'] == 'llm_rate' and cal['llm_rate'] <= 0.25 and cal['n'] == 72
+    assert curve.llm_rate.is_monotonic_increasing and 'plotly' in (folder/'routing_curve.html').read_text()
+    r = run_mlp('api', 'calibrate', '--version', v, '--mode', 'cost', env={'MLP_HOME': str(home)})
+    assert r.returncode == 2 and 'not one of' in r.stderr
