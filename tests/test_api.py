@@ -316,7 +316,7 @@ async def _wait_metric(server, name, at_least, timeout=60):
 
 @pytest.mark.skipif(not shutil.which('prometheus'), reason='the prometheus binary (Debian package prometheus) is not installed')
 def test_two_workers_scraped_by_prometheus(home, tmp_path):
-    s = Server(home, '--reload-seconds', 0, workers=2).wait_ready()
+    s = Server(home, '--reload-seconds', 0, workers=2, env={'MLP_API_LLM_WARM': 'false'}).wait_ready(timeout=300)
     prom_port = free_port()
     cfg = tmp_path/'prometheus.yml'
     cfg.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: mlp-api\n    static_configs: [{{targets: ['127.0.0.1:{s.port}']}}]\n")

@@ -17,7 +17,7 @@ from ..core.config import get_settings
 from ..core.embed import encode
 from ..core.errors import InputError, LLMUnavailableError
 from ..core.llm import LLMChain, LocalBackend, get_chain
-from ..data.taxonomy import load_taxonomy
+from ..core.taxonomy import load_taxonomy
 
 # %% auto #0
 __all__ = ['PROMPT_HEADER', 'quote_text', 'render_prompt', 'ExampleIndex', 'LLMClassifier']

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/embed.html.md"""
 
 # %% ../../nbs/04_embed.ipynb #b59bb1f9
 from __future__ import annotations
+from .extras import require_extra
+require_extra('embed', 'core.embed (sentence embeddings)')  # one clear line, naming the extra, when its dependencies are missing
 import hashlib, importlib.util, os, sqlite3, threading
 from pathlib import Path
 from typing import Iterable, Sequence

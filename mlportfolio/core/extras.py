@@ -16,17 +16,19 @@ __all__ = ['EXTRAS', 'EXTRA_INCLUDES', 'extra_modules', 'missing_distributions',
 
 # %% ../../nbs/05a_extras.ipynb #ad9ed16f
 EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distribution that provides it}
-    'embed': {'torch': 'torch', 'sentence_transformers': 'sentence-transformers', 'transformers': 'transformers'},
+    'embed': {'torch': 'torch', 'sentence_transformers': 'sentence-transformers', 'transformers': 'transformers',
+              'sklearn': 'scikit-learn'},
     'gcp': {'google.cloud.bigquery': 'google-cloud-bigquery', 'gcsfs': 'gcsfs'},
     'train': {'mlflow': 'mlflow', 'imblearn': 'imbalanced-learn', 'plotly': 'plotly'},
     'pcc': {'mlflow': 'mlflow', 'plotly': 'plotly'},
     'mapper': {'umap': 'umap-learn', 'faiss': 'faiss-cpu', 'plotly': 'plotly'},
     'capture': {'faiss': 'faiss-cpu', 'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
+    'serve': {'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'perception': {'torch': 'torch', 'torchvision': 'torchvision', 'open_clip': 'open-clip-torch', 'PIL': 'pillow', 'mlflow': 'mlflow'},
     'jupyter': {'jupyterlab': 'jupyterlab', 'ipywidgets': 'ipywidgets'},
 }
 EXTRA_INCLUDES: dict[str, list[str]] = {  # an extra that installs other extras too
-    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'],
+    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'serve': ['pcc'],
 }
 
 # %% ../../nbs/05a_extras.ipynb #74f49dcc

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..core.errors import InputError, DataValidationError
 from ..core.resources import resource_path
-from .taxonomy import load_taxonomy, Taxonomy
+from ..core.taxonomy import load_taxonomy, Taxonomy
 from .generate import near_dup_key
 
 # %% auto #0

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_clip.html.md"""
 
 # %% ../../nbs/84_perception_clip.ipynb #44546902
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import contextlib, json, logging, os, time
 from itertools import product
 from pathlib import Path

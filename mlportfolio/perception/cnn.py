@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_cnn.html.md"""
 
 # %% ../../nbs/83_perception_cnn.ipynb #c55de670
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import io, os, time
 from datetime import datetime, timezone
 from typing import Any, Callable
