@@ -36,6 +36,10 @@ delay = function() return DELAY_MS end
 '''
 
 
+os.environ.setdefault('MLP_TORCH_THREADS', '1')   # as the Docker image: one torch thread per process on a small shared box
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
 def loadavg() -> str: return Path('/proc/loadavg').read_text().split(' ')[0:3].__str__()
 
 
@@ -78,9 +82,12 @@ def wrk(url: str, conns: int, seconds: float, delay_ms: float = 0, lua_dir: Path
     "Run wrk; returns rps, p50, p99 (ms) and errors."
     script = lua_dir/f'predict_{int(delay_ms)}.lua'
     script.write_text(LUA.replace('DELAY_MS', str(int(delay_ms))))
-    out = subprocess.run(['wrk', '-t', str(min(conns, 2)), '-c', str(conns), '-d', f'{seconds}s', '--latency', '-s', str(script),
-                          f'{url}/predict'], capture_output=True, text=True, timeout=seconds + 60).stdout
-    lat = dict(re.findall(r'^\s+(50|99)%\s+(\S+)$', out, re.M))
+    r = subprocess.run(['wrk', '-t', str(min(conns, 2)), '-c', str(conns), '-d', f'{int(round(seconds))}s', '--latency', '-s', str(script),
+                          f'{url}/predict'], capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode: raise SystemExit(f'wrk failed: {r.stderr.strip()[:300]}')
+    out = r.stdout
+    lat = dict(re.findall(r'^\s+(50|99)%\s+(\S+)\s*$', out, re.M))
+    if '50' not in lat: return dict(rps=0.0, p50=float('nan'), p99=float('nan'), errors=-1)   # no request finished
     errors = sum(int(x) for x in re.findall(r'Non-2xx or 3xx responses: (\d+)', out))
     errors += sum(int(x) for x in re.findall(r'(?:connect|read|write|timeout) (\d+)', out))
     return dict(rps=float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1)), p50=ms(lat['50']), p99=ms(lat['99']), errors=errors)
@@ -101,7 +108,7 @@ def direct_p50(model: str, n: int = 40) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--duration', type=float, default=8)
+    ap.add_argument('--duration', type=int, default=8)
     ap.add_argument('--model', default='champion')
     ap.add_argument('--write', action='store_true', help='replace the ## api section of bench/RESULTS.md')
     a = ap.parse_args()
@@ -115,7 +122,7 @@ def main():
     for mode, batch in (('off', 1), ('on', 32)):
         p, url = start_server(a.model, batch, str(tmp/f'cache-{mode}'))
         try:
-            wrk(url, 8, 2, lua_dir=tmp)                                   # warm-up
+            wrk(url, 8, 4, lua_dir=tmp)                                   # warm-up
             for c in (1, 8, 32):
                 res[mode, c] = wrk(url, c, a.duration, lua_dir=tmp); loads[mode, c] = loadavg()
                 r = res[mode, c]
