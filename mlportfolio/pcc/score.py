@@ -15,19 +15,20 @@ import pandas as pd
 
 from ..core.config import get_settings
 from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError
-from ..core.obs import get_logger, counter, histogram
+from ..core.obs import BatchRun, get_logger, counter, histogram
 from ..core.warehouse import Warehouse, get_warehouse
 from ..core.predictions import prob_column
 from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, parse_day, pcc_specs, pcc_sql,
                                     taxonomy_classes)
 from .model import LoadedModel, resolve_model
-from .monitor import drift_figures, flush_pending, monitor_row, new_run_id, write_monitor_row
+from .monitor import (DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, text_features,
+                                     write_monitor_row)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOW_CONFIDENCE', 'STAGE_ROWS_BIGQUERY', 'validate_cases', 'output_rows', 'ScoreResult', 'score_partition',
-           'score']
+__all__ = ['log', 'LOW_CONFIDENCE', 'STAGE_ROWS_BIGQUERY', 'PCC_STATUSES', 'DROP_REASONS', 'validate_cases', 'output_rows',
+           'ScoreResult', 'DriftError', 'score_partition', 'score', 'export_run_metrics']
 
 # %% ../../nbs/33_pcc_score.ipynb #b0ddef0f
 def validate_cases(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> tuple[pd.DataFrame, Counter]:
@@ -82,6 +83,8 @@ class ScoreResult:
     psi_confidence: float | None = None
     psi_label_mix: float | None = None
     drift_flag: bool | None = None
+    feature_psi: dict | None = None
+    max_feature_psi: float | None = None
     duration_seconds: float = 0.0
     notes: list = field(default_factory=list)
     error: str | None = None
@@ -101,10 +104,14 @@ _RUNS = counter('pcc_runs', 'PCC scoring runs by status', ['status'])
 _ROWS = counter('pcc_cases', 'PCC cases by outcome', ['outcome'])
 _DURATION = histogram('pcc_run_seconds', 'PCC scoring run duration')
 
+class DriftError(JobError):
+    "A run scored with `fail_on_drift` whose outputs or inputs drifted (status `drifted`)."
+    exit_code = 3
+
 def score_partition(date: str | dt.date | None = 'today', model: str = 'champion', model_version: int | str | None = None,
                     force_latest: bool = False, dry_run: bool = False, chunk_size: int = 1000, max_chars: int = MAX_TEXT_CHARS,
                     wh: Warehouse | None = None, loaded_model: LoadedModel | None = None, progress: bool | None = None,
-                    write_attempts: int = 3) -> ScoreResult:
+                    write_attempts: int = 3, fail_on_drift: bool = False) -> ScoreResult:
     "Score one day of `pcc_cases` into `pcc_inference_output`; always leaves a monitoring row (unless `dry_run`)."
     t0 = time.perf_counter()
     day = parse_day(date)
@@ -112,7 +119,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
     run_id = new_run_id()
     res = ScoreResult(run_id, str(day), 'failed', dry_run=dry_run)
     reasons: Counter = Counter()
-    confs, labels = [], []
+    confs, labels, feats = [], [], []
     lm = None
     try:
         wh = wh or get_warehouse()
@@ -126,6 +133,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
             for s in (specs['cases'], specs['output'], specs['monitoring']): wh.expire_partitions(s)
             flush_pending(wh)
         lm = loaded_model or resolve_model(model, model_version, force_latest)
+        want_features = bool((lm.reference or {}).get('features'))
         res.model_version, res.model_source, res.fallback_used = lm.version, lm.source, lm.fallback_used
         if lm.fallback_used: res.notes.append(f'FALLBACK: {lm.fallback_reason}; scored with last-known-good version {lm.version}')
         stats = wh.query(pcc_sql('partition_stats'), {'partition_date': day}).iloc[0]
@@ -154,6 +162,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                 pred = lm.predict(valid[['text', 'case_id']])
                 rows = output_rows(valid, pred, lm, run_id, day, classes)
                 confs.append(rows['confidence'].to_numpy(np.float32)); labels.append(rows['predicted_label'].to_numpy())
+                if want_features: feats.append(text_features(valid['text'].tolist(), list(lm.reference['features'])))
                 pending.append(rows)
                 if sum(len(r) for r in pending) >= stage_every: flush()
             n_chunks += 1
@@ -174,11 +183,12 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
             res.rows_written = int(check['n_run'])
         all_conf = np.concatenate(confs) if confs else np.array([], dtype=np.float32)
         all_lab = np.concatenate(labels) if labels else np.array([], dtype=object)
-        d = drift_figures(lm.reference, all_conf, all_lab)
+        d = drift_figures(lm.reference, all_conf, all_lab, features=pd.concat(feats, ignore_index=True) if feats else None)
         res.psi_confidence, res.psi_label_mix, res.drift_flag = d['psi_confidence'], d['psi_label_mix'], d['drift_flag']
+        res.feature_psi, res.max_feature_psi = d['feature_psi'], d['max_feature_psi']
         res.notes += d['notes']
         if d['drift_flag']: log.warning('drift on %s: %s', day, d['notes'][-1])
-        res.status = 'partial' if res.dropped_cases else 'success'
+        res.status = 'drifted' if (fail_on_drift and d['drift_flag']) else 'partial' if res.dropped_cases else 'success'
         res._label_mix = pd.Series(all_lab).value_counts(normalize=True).round(4).to_dict() if len(all_lab) else {}
         res._mean_conf = float(all_conf.mean()) if len(all_conf) else None
     except BaseException as e:
@@ -202,10 +212,14 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                               drop_reasons=json.dumps(res.drop_reasons, sort_keys=True),
                               label_mix=json.dumps(getattr(res, '_label_mix', {}), sort_keys=True),
                               mean_confidence=getattr(res, '_mean_conf', None), psi_confidence=res.psi_confidence,
-                              psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag)
+                              psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag, max_feature_psi=res.max_feature_psi,
+                              feature_psi=json.dumps(res.feature_psi, sort_keys=True) if res.feature_psi else None)
             res.monitoring = write_monitor_row(row, wh, attempts=write_attempts)
+            export_run_metrics(res)
         log.info('pcc run %s for %s: %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.status,
                  res.total_cases, res.passed_validation, res.dropped_cases, res.duration_seconds)
+    if res.status == 'drifted':
+        raise DriftError(f'drift on {day}: {res.notes[-1]} (run {res.run_id}; its rows are published)')
     return res
 
 def score(date: str | dt.date | None = 'today', **kw) -> ScoreResult:
@@ -213,3 +227,30 @@ def score(date: str | dt.date | None = 'today', **kw) -> ScoreResult:
     try: return score_partition(date, **kw)
     except MLPError: raise
     except Exception as e: raise JobError(f'scoring {date} failed: {type(e).__name__}: {str(e)[:300]}') from e
+
+# %% ../../nbs/33_pcc_score.ipynb #772e6949
+PCC_STATUSES = ('success', 'partial', 'drifted', 'failed')
+DROP_REASONS = ('null_text', 'empty_text', 'text_too_long', 'duplicate_case_id')
+
+def export_run_metrics(res: ScoreResult) -> dict:
+    "Export the metrics of one finished run as job `pcc` (textfile, and Pushgateway when set); returns `{'path', 'pushed'}`."
+    run = BatchRun('pcc', 'pcc', statuses=PCC_STATUSES)
+    for outcome, n in (('total', res.total_cases), ('scored', res.passed_validation), ('dropped', res.dropped_cases), ('written', res.rows_written)):
+        run.set('cases', 'Cases of the last run, by outcome', n, outcome=outcome)
+    for reason in dict.fromkeys([*DROP_REASONS, *res.drop_reasons]):
+        run.set('dropped_cases', 'Cases the last run dropped, by reason', res.drop_reasons.get(reason, 0), reason=reason)
+    run.set('dropped_share', 'Share of the last run\'s cases that were dropped', res.dropped_cases / res.total_cases if res.total_cases else None)
+    for signal, v in (('confidence', res.psi_confidence), ('label_mix', res.psi_label_mix), ('features_max', res.max_feature_psi)):
+        run.set('psi', 'PSI of the last run against the model\'s reference', v, signal=signal)
+    for feature, v in (res.feature_psi or {}).items():
+        run.set('feature_psi', 'PSI of an input feature in the last run against the training reference', v, feature=feature)
+    for label, share in getattr(res, '_label_mix', {}).items():
+        run.set('label_share', 'Share of the last run\'s scored cases per predicted label', share, label=label)
+    run.set('drift_flag', '1 when a PSI of the last run is above the threshold', None if res.drift_flag is None else float(res.drift_flag))
+    run.set('drift_threshold', 'The PSI above which a run counts as drifted', DRIFT_THRESHOLD)
+    run.set('fallback_used', '1 when the last run scored with the last-known-good model', float(res.fallback_used))
+    if res.model_version is not None:
+        run.set('model_info', 'The model of the last run (value 1)', 1, model_version=str(res.model_version), model_source=str(res.model_source))
+    run.set('partition_timestamp_seconds', 'The day the last run scored (Unix time of its midnight UTC)',
+            dt.datetime.fromisoformat(res.partition_date).replace(tzinfo=dt.timezone.utc).timestamp())
+    return run.finish(res.status, duration=res.duration_seconds)
