@@ -53,6 +53,7 @@ pytest: install ## The integration tests in tests/
 	$(BIN)/python -m pytest tests -q
 
 test: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
+test: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
 test: check-sync ## Everything CI runs: sync checks, every notebook test (slow included), pytest
 	$(BIN)/nbdev-test --flags slow --n-workers 2 --timing
 	$(BIN)/python -m pytest tests -q

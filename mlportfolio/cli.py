@@ -164,6 +164,7 @@ SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when 
     'map': 'mlportfolio.mapper.cli',
     'capture': 'mlportfolio.capture.cli',
     'perceive': 'mlportfolio.perception.cli',
+    'llm': 'mlportfolio.api.llm_cli',
 }
 
 def _broken_group(name: str, error: Exception) -> typer.Typer:

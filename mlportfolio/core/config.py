@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     llm_url: Optional[str] = Field(None, description='OpenAI-compatible endpoint; local SmolLM2 when unset')
     llm_model: Optional[str] = Field(None, description='Model name at the LLM endpoint')
     llm_api_key: Optional[SecretStr] = Field(None, description='API key of the LLM endpoint')
+    llm_cache_dir: Optional[Path] = Field(None, description='Converted local LLMs (default $MLP_HOME/cache/llm); share it across homes to convert once')
     pushgateway_url: Optional[str] = Field(None, description='Prometheus Pushgateway that batch jobs push their metrics to (textfile only when unset)')
     api_key: Optional[SecretStr] = Field(None, description='API key required for write requests to our HTTP APIs')
     torch_threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); 1 is fastest on small, busy machines")
@@ -77,6 +78,8 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path: return self.home/'cache'
     @property
     def embeddings_cache_dir(self) -> Path: return Path(self.embed_cache_dir).expanduser() if self.embed_cache_dir else self.cache_dir/'embeddings'
+    @property
+    def llm_models_dir(self) -> Path: return Path(self.llm_cache_dir).expanduser() if self.llm_cache_dir else self.cache_dir/'llm'
     @property
     def models_dir(self) -> Path: return self.home/'models'
     @property

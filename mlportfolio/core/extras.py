@@ -26,9 +26,11 @@ EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distributio
     'serve': {'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'perception': {'torch': 'torch', 'torchvision': 'torchvision', 'open_clip': 'open-clip-torch', 'PIL': 'pillow', 'mlflow': 'mlflow'},
     'jupyter': {'jupyterlab': 'jupyterlab', 'ipywidgets': 'ipywidgets'},
+    'llm': {'transformers': 'transformers', 'gguf': 'gguf', 'accelerate': 'accelerate', 'lmformatenforcer': 'lm-format-enforcer',
+            'faiss': 'faiss-cpu'},
 }
 EXTRA_INCLUDES: dict[str, list[str]] = {  # an extra that installs other extras too
-    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'serve': ['pcc'],
+    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'], 'serve': ['pcc'],
 }
 
 # %% ../../nbs/05a_extras.ipynb #74f49dcc
