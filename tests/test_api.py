@@ -265,32 +265,45 @@ def test_hot_reload_under_load_and_broken_version_refused(server):
     assert 'refused' in server.log.read_text() or True
 
 
-def test_llm_faults_degrade_open_the_breaker_and_recover(server, llm):
-    "500s, invalid JSON and a hung endpoint: 200 with the classifier's label and decision degraded; the breaker opens, then recovers."
+def _ask_llm(server, tag):
     c = httpx.Client(base_url=server.url, headers=H, timeout=30)
-    def ask(tag):
-        t0 = time.perf_counter()
-        r = c.post('/predict', json={'text': f'please delete my account and all my data ({tag} {time.time()})', 'threshold': 1.0, 'max_llm_rate': 1.0})
-        assert r.status_code == 200, r.text
-        return r.json()['predictions'][0], time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = c.post('/predict', json={'text': f'please delete my account and all my data ({tag} {time.time()})', 'threshold': 1.0, 'max_llm_rate': 1.0})
+    assert r.status_code == 200, r.text
+    return r.json()['predictions'][0], time.perf_counter() - t0
+
+
+def test_llm_faults_degrade_never_5xx(server, llm):
+    "500s, invalid JSON and a hung endpoint: 200 with the classifier's label, decision degraded, within the deadline; metrics move."
     fb0 = server.metric('mlp_api_fallbacks_total')
     for mode in ('500', 'invalid', 'hang'):
         llm.mode = mode
-        p, took = ask(mode)
+        p, took = _ask_llm(server, mode)
         assert p['decision'] == 'degraded' and p['label'] == 'data_deletion' and p['backend'] == 'classifier', (mode, p)
-        assert p['fallback_path'][0] == 'classifier' and p['fallback_path'][1] in ('llm:unavailable', 'llm:deadline'), p
+        assert p['fallback_path'][0] == 'classifier' and p['fallback_path'][1] in ('llm:unavailable', 'llm:deadline', 'llm:breaker_open'), p
         assert took < 4.0 + 3.0, (mode, took)                        # the deadline (4 s) bounds the wait
-    ready = httpx.get(f'{server.url}/ready').json()
+    assert server.metric('mlp_api_fallbacks_total') - fb0 >= 3
+    llm.mode = 'ok'
+
+
+def test_llm_breaker_opens_and_recovers(server, llm):
+    "Consecutive failures open the breaker (/ready, mlp_llm_breaker_state); an open breaker costs no call; after the cool-down a probe closes it."
+    llm.mode = '500'
+    for i in range(3): _ask_llm(server, f'fail {i}')
+    end = time.time() + 20   # a failure reaches the breaker when the chain gives up, which can be after the router's deadline
+    while time.time() < end:
+        ready = httpx.get(f'{server.url}/ready').json()
+        if [b['breaker_state'] for b in ready['llm_backends'] if b['name'] == 'openai'] == ['open']: break
+        time.sleep(0.5)
     assert [b['breaker_state'] for b in ready['llm_backends'] if b['name'] == 'openai'] == ['open'], ready
     assert server.metric('mlp_llm_breaker_state{backend="openai"}') == 2
     calls = llm.calls
-    p, took = ask('open')                                             # open breaker: no call, an immediate degraded answer
+    p, _ = _ask_llm(server, 'open')                                  # open breaker: no call, an immediate degraded answer
     assert p['fallback_path'] == ['classifier', 'llm:breaker_open'] and llm.calls == calls
-    assert server.metric('mlp_api_fallbacks_total') - fb0 >= 4
     llm.mode = 'ok'                                                  # after the cool-down one probe goes through and closes it
     end = time.time() + 60
     while time.time() < end:
-        p, _ = ask('probe')
+        p, _ = _ask_llm(server, 'probe')
         if p['decision'] == 'llm': break
         time.sleep(2)
     assert p['decision'] == 'llm' and p['backend'] == 'openai', p
