@@ -167,6 +167,7 @@ SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when 
     'train': 'mlportfolio.train.cli',
     'registry': 'mlportfolio.train.registry_cli',
     'pcc': 'mlportfolio.pcc.cli',
+    'api': 'mlportfolio.api.cli',
     'review': 'mlportfolio.review.cli',
     'map': 'mlportfolio.mapper.cli',
     'capture': 'mlportfolio.capture.cli',

@@ -27,11 +27,12 @@ EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distributio
     'jupyter': {'jupyterlab': 'jupyterlab', 'ipywidgets': 'ipywidgets'},
     'review': {'cleanlab': 'cleanlab', 'faiss': 'faiss-cpu', 'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'docs': {'mkdocs': 'mkdocs-material', 'selenium': 'selenium'},
+    'serve': {'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'llm': {'transformers': 'transformers', 'gguf': 'gguf', 'accelerate': 'accelerate', 'lmformatenforcer': 'lm-format-enforcer',
             'faiss': 'faiss-cpu'},
 }
 EXTRA_INCLUDES: dict[str, list[str]] = {  # an extra that installs other extras too
-    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'], 'review': ['embed', 'llm'],
+    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'], 'review': ['embed', 'llm'], 'serve': ['pcc'],
 }
 
 # %% ../../nbs/05a_extras.ipynb #74f49dcc

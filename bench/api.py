@@ -1,0 +1,170 @@
+"""Inference API benchmark: throughput and latency of `POST /predict` (one text per request) with and without
+adaptive micro-batching, the gateway overhead, on a real uvicorn on loopback serving the registered champion.
+
+Load generator: `wrk` (Debian package), with a Lua script that sends a different text in every request, and the
+server's embedding cache pointed at an empty folder: every text is cold (embedded for real), as in production.
+  (a) batching off: `--max-batch-size 1` (one classifier call per text);
+  (b) adaptive micro-batching: `--max-batch-size 32`.
+For each: requests per second and p50/p99 latency at concurrency 1, 8 and 32 (closed loop, `--duration` seconds
+each, after a short warm-up); the ratio (b)/(a) is computed from the same run. Then (b) is loaded at half of its
+own capacity (16 connections paced by wrk's `delay()` hook) for the p99 at half capacity.
+Gateway overhead: p50 of /predict at concurrency 1 minus p50 of a direct in-process call of the same model on one
+text (`LoadedModel.predict`), both cold.
+
+The machine is shared: the load average is printed beside the figures.
+
+Usage: MLP_HOME=... python bench/api.py [--duration 8] [--model champion] [--write]
+  (MLP_HOME must hold a registered champion: `mlp job run generate_data && mlp job run train -p promote=True`)
+"""
+import argparse, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MLP = str(Path(sys.executable).parent/'mlp')
+LUA = '''
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local body = string.format('{"text": "please delete my account %d and every record you hold about order %d", "route": "classifier"}',
+                             math.random(1, 1000000000), counter)
+  return wrk.format(nil, nil, nil, body)
+end
+delay = function() return DELAY_MS end
+'''
+
+
+os.environ.setdefault('MLP_TORCH_THREADS', '1')   # as the Docker image: one torch thread per process on a small shared box
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+def loadavg() -> str: return Path('/proc/loadavg').read_text().split(' ')[0:3].__str__()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def start_server(model: str, batch: int, cache_dir: str):
+    port = free_port()
+    env = {**os.environ, 'MLP_EMBED_CACHE_DIR': cache_dir, 'MLP_PROGRESS': 'false', 'MLP_API_LLM_BACKENDS': 'openai'}
+    env.pop('MLP_API_KEY', None)
+    p = subprocess.Popen([MLP, 'api', 'serve', '--port', str(port), '--model', model, '--max-batch-size', str(batch),
+                          '--max-queue', '4096', '--reload-seconds', '0', '--log-level', 'warning'],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    import httpx
+    url = f'http://127.0.0.1:{port}'
+    end = time.time() + 300
+    while time.time() < end:
+        try:
+            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: return p, url
+        except httpx.HTTPError: pass
+        time.sleep(0.5)
+    raise SystemExit('server did not become ready')
+
+
+def stop(p):
+    os.killpg(p.pid, signal.SIGTERM)
+    try: p.wait(20)
+    except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL)
+
+
+def ms(v: str) -> float:
+    m = re.fullmatch(r'([\d.]+)(us|ms|s|m)', v)
+    n, u = float(m.group(1)), m.group(2)
+    return n * {'us': 1e-3, 'ms': 1.0, 's': 1e3, 'm': 6e4}[u]
+
+
+def wrk(url: str, conns: int, seconds: float, delay_ms: float = 0, lua_dir: Path = None) -> dict:
+    "Run wrk; returns rps, p50, p99 (ms) and errors."
+    script = lua_dir/f'predict_{int(delay_ms)}.lua'
+    script.write_text(LUA.replace('DELAY_MS', str(int(delay_ms))))
+    r = subprocess.run(['wrk', '-t', str(min(conns, 2)), '-c', str(conns), '-d', f'{int(round(seconds))}s', '--latency', '-s', str(script),
+                          f'{url}/predict'], capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode: raise SystemExit(f'wrk failed: {r.stderr.strip()[:300]}')
+    out = r.stdout
+    lat = dict(re.findall(r'^\s+(50|99)%\s+(\S+)\s*$', out, re.M))
+    if '50' not in lat: return dict(rps=0.0, p50=float('nan'), p99=float('nan'), errors=-1)   # no request finished
+    errors = sum(int(x) for x in re.findall(r'Non-2xx or 3xx responses: (\d+)', out))
+    errors += sum(int(x) for x in re.findall(r'(?:connect|read|write|timeout) (\d+)', out))
+    return dict(rps=float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1)), p50=ms(lat['50']), p99=ms(lat['99']), errors=errors)
+
+
+def direct_p50(model: str, n: int = 40) -> float:
+    "p50 (ms) of the model's own predict on one cold text, in this process."
+    import pandas as pd
+    from mlportfolio.pcc.model import resolve_model
+    m = resolve_model(model)
+    m.predict(pd.DataFrame({'text': ['warm up the embedder']}))
+    xs = []
+    for i in range(n):
+        t0 = time.perf_counter(); m.predict(pd.DataFrame({'text': [f'please delete my account {i} {time.time()} and every record you hold']}))
+        xs.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--duration', type=int, default=8)
+    ap.add_argument('--model', default='champion')
+    ap.add_argument('--write', action='store_true', help='replace the ## api section of bench/RESULTS.md')
+    a = ap.parse_args()
+    if not shutil.which('wrk'): raise SystemExit('wrk is not installed (Debian package wrk)')
+    tmp = Path(tempfile.mkdtemp(prefix='api-bench-'))
+    os.environ['MLP_EMBED_CACHE_DIR'] = str(tmp/'direct-cache')
+    print(f'load average before: {loadavg()}', flush=True)
+    direct = direct_p50(a.model)
+    print(f'direct in-process predict, one cold text: p50 {direct:.1f} ms', flush=True)
+    res, loads = {}, {}
+    for mode, batch in (('off', 1), ('on', 32)):
+        p, url = start_server(a.model, batch, str(tmp/f'cache-{mode}'))
+        try:
+            wrk(url, 8, 4, lua_dir=tmp)                                   # warm-up
+            for c in (1, 8, 32):
+                res[mode, c] = wrk(url, c, a.duration, lua_dir=tmp); loads[mode, c] = loadavg()
+                r = res[mode, c]
+                print(f'batching {mode:<3} c={c:<3} {r["rps"]:8.1f} req/s  p50 {r["p50"]:7.1f} ms  p99 {r["p99"]:7.1f} ms  errors {r["errors"]}  load {loads[mode, c]}', flush=True)
+            if mode == 'on':
+                half = res['on', 32]['rps'] / 2
+                delay = max(0.0, 16 / half * 1e3 - res['on', 1]['p50'])
+                res['half'] = wrk(url, 16, a.duration, delay_ms=delay, lua_dir=tmp); loads['half'] = loadavg()
+                r = res['half']
+                print(f'batching on, paced at half capacity (target {half:.0f} req/s): {r["rps"]:.1f} req/s  p50 {r["p50"]:.1f} ms  p99 {r["p99"]:.1f} ms  load {loads["half"]}', flush=True)
+        finally: stop(p)
+    ratio = res['on', 32]['rps'] / res['off', 32]['rps']
+    overhead = res['on', 1]['p50'] - direct
+    print(f'throughput ratio (b)/(a) at c=32: {ratio:.2f}x;  gateway overhead p50: {overhead:.1f} ms (/predict c=1 {res["on", 1]["p50"]:.1f} ms - direct {direct:.1f} ms)')
+    if a.write: write_results(res, loads, direct, ratio, overhead, a)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_results(res, loads, direct, ratio, overhead, a):
+    import platform
+    lines = ['## api', '',
+             f'`python bench/api.py --duration {a.duration:g} --write` on {platform.node() or "this machine"} ({os.cpu_count()} CPUs, shared with other '
+             'engineers\' jobs: the load average is beside each figure). Real uvicorn on loopback, the registered champion '
+             f'({a.model}), load from `wrk` with a different text in every request and an empty embedding cache (cold texts); '
+             'one text per request, route=classifier.', '',
+             '| batching | concurrency | req/s | p50 ms | p99 ms | errors | load avg (1, 5, 15 min) |', '| --- | --- | --- | --- | --- | --- | --- |']
+    for mode in ('off', 'on'):
+        for c in (1, 8, 32):
+            r = res[mode, c]
+            lines.append(f'| {"(a) off" if mode == "off" else "(b) adaptive"} | {c} | {r["rps"]:.1f} | {r["p50"]:.1f} | {r["p99"]:.1f} | {r["errors"]} | {loads[mode, c]} |')
+    h = res['half']
+    lines += ['', f'- (b)/(a) throughput at concurrency 32: **{ratio:.2f}x** (goal ≥ 3x).',
+              f'- (b) paced at half its capacity (16 connections, wrk `delay()`): {h["rps"]:.1f} req/s, p50 {h["p50"]:.1f} ms, '
+              f'**p99 {h["p99"]:.1f} ms** (goal ≤ 50 ms), load {loads["half"]}.',
+              f'- Gateway overhead (p50 of /predict at concurrency 1 minus p50 of a direct in-process model call on one cold text, '
+              f'{direct:.1f} ms): **{overhead:.1f} ms**.', '']
+    path = ROOT/'bench/RESULTS.md'
+    text = path.read_text()
+    section = '\n'.join(lines)
+    text = re.sub(r'## api\n.*?(?=\n## |\Z)', section.rstrip('\n') + '\n', text, flags=re.S) if '\n## api\n' in text else text.rstrip('\n') + '\n\n' + section
+    tmp = path.with_suffix('.tmp'); tmp.write_text(text); os.replace(tmp, path)
+
+
+if __name__ == '__main__':
+    main()
