@@ -17,13 +17,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet $(TORCH_PINS) -e ".[all,dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name mlportfolio --display-name "Python (mlportfolio)" >/dev/null
 	-@git config merge.nbdev-merge.name "resolve notebook conflicts" 2>/dev/null && git config merge.nbdev-merge.driver "$(BIN)/nbdev-merge %O %A %B %P" 2>/dev/null
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the package with its extras (only when pyproject.toml changed)
+install: $(STAMP) ## Create .venv and install the package with every extra (only when pyproject.toml changed)
 
 demo: install ## Run the privacy-intent chain on the embedded defaults (DuckDB, local MLflow, local artifacts)
 	$(BIN)/mlp job run generate_data

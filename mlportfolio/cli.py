@@ -6,27 +6,36 @@ Docs: https://mlportfolio.github.io/mlportfolio/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #71f8b552
 from __future__ import annotations
-import importlib, importlib.util, sys
+import importlib, importlib.util, os, sys, tempfile, traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 import mlportfolio
 from .core.errors import MLPError, InputError
-
-console = Console()
-err_console = Console(stderr=True)
+from .core.console import console, err_console, print_error, print_note, print_table
+from .core.extras import extra_for_module, missing_extra_message
+from .core.store import atomic_path
 
 app = typer.Typer(name='mlp', help='mlportfolio: eight ML-engineering systems on one platform.',
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
                   context_settings={'help_option_names': ['-h', '--help']})
 
+def _print_version(value: bool):
+    if value:
+        console.print(mlportfolio.__version__)
+        raise typer.Exit()
+
+@app.callback()
+def _root(version: bool = typer.Option(False, '--version', callback=_print_version, is_eager=True, help='Print the version and exit.'),
+          debug: bool = typer.Option(False, '--debug', help='On an unexpected error, print the full traceback.')):
+    "mlportfolio: eight ML-engineering systems on one platform."
+
 # %% auto #0
-__all__ = ['console', 'err_console', 'app', 'config_app', 'job_app', 'SYSTEM_GROUPS', 'version', 'config_show', 'job_list',
-           'job_run', 'job_runs', 'embed', 'main']
+__all__ = ['app', 'config_app', 'job_app', 'kernel_app', 'notebooks_app', 'SYSTEM_GROUPS', 'version', 'config_show', 'job_list',
+           'job_show', 'job_run', 'job_runs', 'embed', 'kernel_install', 'notebooks_copy', 'main']
 
 # %% ../nbs/90_cli.ipynb #20501757
 @app.command()
@@ -41,43 +50,59 @@ app.add_typer(config_app, name='config')
 def config_show():
     "Print every setting with its resolved value (secrets masked) and where each location derives from."
     from mlportfolio.core.config import settings_table
-    table = Table('setting', 'value', 'description', title='mlportfolio settings')
-    for k, v, d in settings_table(): table.add_row(k, v, d)
-    console.print(table)
+    print_table([dict(setting=k, value=v, description=d) for k, v, d in settings_table()], title='mlportfolio settings')
 
 # %% ../nbs/90_cli.ipynb #e6083267
-job_app = typer.Typer(help='List, run and inspect papermill jobs.', no_args_is_help=True)
+job_app = typer.Typer(help='List, inspect and run papermill jobs; each run leaves an output notebook and a run record.', no_args_is_help=True)
 app.add_typer(job_app, name='job')
 
+def _complete_job(incomplete: str) -> list[str]:
+    "Shell completion of job names."
+    from mlportfolio.core.jobs import list_jobs
+    return [j for j in list_jobs() if j.startswith(incomplete)]
+
 @job_app.command('list')
-def job_list():
+def job_list(as_json: bool = typer.Option(False, '--json', help='Print JSON (every job with its parameters) instead of a table')):
     "List the jobs and their parameters with defaults."
     from mlportfolio.core.jobs import list_jobs, job_parameters
-    table = Table('job', 'parameters (defaults)')
-    for name in list_jobs():
-        table.add_row(name, ', '.join(f'{k}={v!r}' for k, v in job_parameters(name).items()))
-    console.print(table)
+    rows = [dict(job=name, parameters=job_parameters(name)) for name in list_jobs()]
+    if as_json: return print_table(rows, as_json=True)
+    print_table([dict(job=r['job'], parameters=', '.join(f'{k}={v!r}' for k, v in r['parameters'].items())) for r in rows],
+                ['job', 'parameters'])
+
+@job_app.command('show')
+def job_show(name: str = typer.Argument(..., help='Job name (see `mlp job list`)', autocompletion=_complete_job),
+             as_json: bool = typer.Option(False, '--json', help='Print JSON instead of a table')):
+    "Print each parameter of job NAME with its type, default and help."
+    from mlportfolio.core.jobs import job_parameter_info
+    rows = job_parameter_info(name)
+    if as_json: return print_table(rows, as_json=True)
+    print_table([{**r, 'default': repr(r['default'])} for r in rows], ['name', 'type', 'default', 'help'], title=f'job {name}')
 
 @job_app.command('run')
-def job_run(name: str = typer.Argument(..., help='Job name (see `mlp job list`)'),
-            param: Optional[List[str]] = typer.Option(None, '--param', '-p', help='Job parameter as key=value; repeatable'),
-            kernel: Optional[str] = typer.Option(None, help='Jupyter kernel name (default: python3)')):
+def job_run(name: str = typer.Argument(..., help='Job name (see `mlp job list`)', autocompletion=_complete_job),
+            param: Optional[List[str]] = typer.Option(None, '--param', '-p', help='Job parameter as key=value (a Python/JSON literal or a string); repeatable; wins over -f'),
+            params_file: Optional[Path] = typer.Option(None, '--params-file', '-f', help='YAML file of parameters (name: value)'),
+            kernel: Optional[str] = typer.Option(None, help='Jupyter kernel name (default: python3, this Python)')):
     "Run job NAME with parameters; prints where its output notebook and run record went."
-    from mlportfolio.core.jobs import run_job, parse_param, job_path
+    from mlportfolio.core.jobs import run_job, parse_param, job_path, load_params_file
     job_path(name)
-    params = dict(parse_param(p) for p in (param or []))
+    params = load_params_file(params_file) if params_file else {}
+    params.update(dict(parse_param(p) for p in (param or [])))
     rec = run_job(name, kernel=kernel, **params)
-    console.print(f'[green]succeeded[/green] {name} in {rec.duration_seconds:.1f}s; output: {rec.output_notebook}', soft_wrap=True)
+    print_note(f'{name} in {rec.duration_seconds:.1f}s; output: {rec.output_notebook}', prefix='succeeded')
 
 @job_app.command('runs')
-def job_runs(name: Optional[str] = typer.Argument(None, help='Only this job'),
-             limit: int = typer.Option(20, help='How many runs')):
+def job_runs(name: Optional[str] = typer.Argument(None, help='Only this job', autocompletion=_complete_job),
+             limit: int = typer.Option(20, min=1, max=10_000, help='How many runs'),
+             as_json: bool = typer.Option(False, '--json', help='Print the run records as JSON'),
+             wide: bool = typer.Option(False, '--wide', help='Every field of the run records')):
     "Show the most recent runs with status and duration."
     from mlportfolio.core.jobs import list_runs
-    table = Table('job', 'started (UTC)', 'status', 'seconds', 'error')
-    for r in list_runs(name, limit):
-        table.add_row(r['job'], r['started_at'][:19], r['status'], f"{r.get('duration_seconds') or 0:.1f}", (r.get('error') or '')[:80])
-    console.print(table)
+    runs = list_runs(name, limit)
+    if as_json or wide: return print_table(runs, as_json=as_json, wide=True)
+    print_table([dict(job=r['job'], started=r['started_at'][:19], status=r['status'], seconds=f"{r.get('duration_seconds') or 0:.1f}",
+                      error=r.get('error') or '') for r in runs], ['job', 'started', 'status', 'seconds', 'error'])
 
 # %% ../nbs/90_cli.ipynb #21ebfe2e
 @app.command()
@@ -89,7 +114,45 @@ def embed(input: Path = typer.Argument(..., help='A .txt (one text per line), .c
     "Embed the texts of INPUT into a float32 (n, dim) .npy file, L2-normalised, cached by content."
     from mlportfolio.core.embed import embed_file
     vecs = embed_file(input, out, text_col=text_col, model=model, progress=progress)
-    console.print(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
+    print_note(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
+
+# %% ../nbs/90_cli.ipynb #205e2ad0
+kernel_app = typer.Typer(help='The Jupyter kernel for notebooks that use mlportfolio.', no_args_is_help=True)
+app.add_typer(kernel_app, name='kernel')
+
+@kernel_app.command('install')
+def kernel_install(user: bool = typer.Option(False, '--user', help="Install for the current user (~/.local/share/jupyter)"),
+                   sys_prefix: bool = typer.Option(False, '--sys-prefix', help='Install into this environment (the default)'),
+                   prefix: Optional[Path] = typer.Option(None, help='Install under this prefix instead'),
+                   name: str = typer.Option('mlportfolio', help='Kernel name the notebooks ask for')):
+    "Register this Python as the `Python (mlportfolio)` Jupyter kernel, the one the notebooks name."
+    from ipykernel.kernelspec import install
+    if sum([user, sys_prefix, prefix is not None]) > 1: raise InputError('choose one of --user, --sys-prefix and --prefix')
+    if not name.replace('-', '').replace('_', '').isalnum() or not name.isascii():
+        raise InputError(f'kernel name {name!r} may hold only ASCII letters, digits, - and _')
+    where = install(user=user, prefix=str(prefix) if prefix else (None if user else sys.prefix), kernel_name=name,
+                    display_name='Python (mlportfolio)')
+    print_note(f'kernel {name} installed in {where}', prefix='ok')
+
+notebooks_app = typer.Typer(help='Copy the packaged notebooks to open them in JupyterLab.', no_args_is_help=True)
+app.add_typer(notebooks_app, name='notebooks')
+
+@notebooks_app.command('copy')
+def notebooks_copy(folder: Path = typer.Argument(..., help='Folder to write the notebooks into (created when missing)'),
+                   force: bool = typer.Option(False, '--force', help='Overwrite notebooks that are already there')):
+    "Write the job notebooks into FOLDER/jobs so a pip user can open and run them in JupyterLab."
+    from mlportfolio.core.jobs import jobs_dir
+    if folder.exists() and not folder.is_dir(): raise InputError(f'{folder} is a file; give a folder')
+    dest = folder/'jobs'
+    sources = sorted(jobs_dir().glob('*.ipynb'))
+    clash = [p.name for p in sources if (dest/p.name).exists()]
+    if clash and not force: raise InputError(f"{dest} already holds {', '.join(clash)}; use --force to overwrite")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in sources:
+            with atomic_path(dest/p.name) as tmp: tmp.write_bytes(p.read_bytes())
+    except OSError as e: raise InputError(f'cannot write to {dest}: {e.strerror}') from None
+    print_note(f'{len(sources)} notebooks in {dest}; open them with: jupyter lab {dest}', prefix='copied')
 
 # %% ../nbs/90_cli.ipynb #9835cd03
 SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when the module exists
@@ -97,28 +160,75 @@ SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when 
     'train': 'mlportfolio.train.cli',
     'registry': 'mlportfolio.train.registry_cli',
     'pcc': 'mlportfolio.pcc.cli',
-    'api': 'mlportfolio.api.cli',
-    'review': 'mlportfolio.review.cli',
     'map': 'mlportfolio.mapper.cli',
     'capture': 'mlportfolio.capture.cli',
     'perceive': 'mlportfolio.perception.cli',
 }
 
+def _broken_group(name: str, error: Exception) -> typer.Typer:
+    "A stand-in group for a system whose CLI module failed to import: any use of it reports that error in one line."
+    broken = typer.Typer(help=f'(unavailable: {type(error).__name__}) run `mlp {name}` for details', invoke_without_command=True)
+    @broken.callback()
+    def _fail(ctx: typer.Context):
+        if isinstance(error, MLPError): raise error
+        raise MLPError(f'the `mlp {name}` commands could not load: {type(error).__name__}: {error}')
+    return broken
+
 def _register_system_groups():
     for name, module in SYSTEM_GROUPS.items():
         if importlib.util.find_spec(module.rsplit('.', 1)[0]) is None or importlib.util.find_spec(module) is None: continue
-        sub = importlib.import_module(module).app
+        try: sub = importlib.import_module(module).app
+        except Exception as e: sub = _broken_group(name, e)  # never let one system stop `mlp` from starting
         app.add_typer(sub, name=name)
 
 _register_system_groups()
 
+# %% ../nbs/90_cli.ipynb #fa150eed
+def _error_log_path() -> Path:
+    "Where unexpected tracebacks go: `MLP_HOME/logs/mlp-errors.log`, or the temp folder when the home is unusable."
+    try:
+        from mlportfolio.core.config import get_settings
+        folder = get_settings().home/'logs'
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception: folder = Path(tempfile.gettempdir())
+    return folder/'mlp-errors.log'
+
+def _log_traceback(argv: list[str]) -> Path | None:
+    "Append the current exception's traceback (with the command, not its values) to the error log; None when it cannot."
+    path = _error_log_path()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, 'a') as f:
+            cmd = ' '.join(a for a in argv if not a.startswith('-'))[:200]
+            f.write(f'--- {datetime.now(timezone.utc).isoformat()} mlp {cmd}\n{traceback.format_exc()}\n')
+        return path
+    except OSError: return None
+
 # %% ../nbs/90_cli.ipynb #9eaef1b4
+def _unexpected(e: BaseException, argv: list[str], debug: bool) -> int:
+    "Report an error that is not the user's: one line naming the log (or the traceback with --debug); returns exit code 1."
+    if isinstance(e, ModuleNotFoundError) and extra_for_module(e.name or ''):
+        extra = extra_for_module(e.name)
+        print_error(missing_extra_message(extra, [e.name], 'this command'))
+        return 2
+    if debug: err_console.file.write(traceback.format_exc())
+    path = _log_traceback(argv)
+    where = f'the traceback is in {path}' if path else 'the traceback could not be saved'
+    print_error(f'unexpected {type(e).__name__}: {e} ({where}; run `mlp --debug ...` to print it)', prefix='internal error')
+    return 1
+
 def main(argv: list[str] | None = None):
-    "Entry point of `mlp`: runs the app, turning an `MLPError` into one line on stderr and its exit code."
+    "Entry point of `mlp`: `MLPError` -> one line and its exit code; any other error -> one line plus the log path."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv
+    argv = [a for a in argv if a != '--debug']  # accepted anywhere on the line
     try:
         app(args=argv, prog_name='mlp')
     except MLPError as e:
-        err_console.print(f'[red]error:[/red] {e}', highlight=False, soft_wrap=True)
+        print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err_console.print('interrupted'); sys.exit(130)
+        print_error('interrupted'); sys.exit(130)
+    except SystemExit: raise
+    except Exception as e:
+        sys.exit(_unexpected(e, argv, debug))

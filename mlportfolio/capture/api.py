@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_api.html.md"""
 
 # %% ../../nbs/75_capture_api.ipynb #f6c97882
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
 import json, secrets, time
 from contextlib import asynccontextmanager
 from pathlib import Path

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='QuickCapture: capture, route, search and review notes (SNR).', no_args_is_help=True)
 
 def _print_json(obj) -> None:
@@ -28,8 +27,8 @@ def _service():
     return QuickCapture()
 
 # %% auto #0
-__all__ = ['console', 'app', 'add', 'search', 'read_notes_file', 'import_', 'edit', 'delete', 'review', 'tags', 'export', 'stats',
-           'serve', 'flush', 'evaluate']
+__all__ = ['app', 'add', 'search', 'read_notes_file', 'import_', 'edit', 'delete', 'review', 'tags', 'export', 'stats', 'serve',
+           'flush', 'evaluate']
 
 # %% ../../nbs/79_capture_cli.ipynb #51792b2e
 @app.command()

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_route.html.md"""
 
 # %% ../../nbs/71_capture_route.ipynb #6fe92989
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
 import hashlib, json, threading
 from dataclasses import dataclass, field, asdict
 from pathlib import Path

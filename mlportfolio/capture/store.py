@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_store.html.md"""
 
 # %% ../../nbs/72_capture_store.ipynb #13d18964
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
 import json, os, re, sqlite3, threading, uuid
 from datetime import datetime, timezone
 from pathlib import Path

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/embed.html.md"""
 
 # %% ../../nbs/04_embed.ipynb #b59bb1f9
 from __future__ import annotations
+from .extras import require_extra
+require_extra('embed', 'core.embed (sentence embeddings)')  # one clear line, naming the extra, when its dependencies are missing
 import hashlib, importlib.util, json, logging, os, platform, re, sqlite3, threading, time, warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -15,7 +17,8 @@ from fastcore.basics import patch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import get_settings, ensure_dir
-from .errors import ConfigError, InputError, ModelError
+from .errors import InputError, ModelError
+from .extras import missing_distributions
 from .obs import get_logger
 from .resources import resource_path
 from .store import atomic_path, sha256_file
@@ -116,7 +119,7 @@ class EmbeddingCache:
 
     def __len__(self) -> int: return self._conn().execute('SELECT COUNT(*) FROM vectors').fetchone()[0]
 
-# %% ../../nbs/04_embed.ipynb #d468f54d
+# %% ../../nbs/04_embed.ipynb #2071d722
 EMBED_BACKENDS = ('auto', 'torch', 'onnx', 'onnx-int8')
 QUALITY_MEAN_COS, QUALITY_MIN_COS = 0.99, 0.97   # the quality gate against torch fp32
 
@@ -127,12 +130,11 @@ def check_backend(backend: str) -> str:
 
 def onnx_available() -> bool:
     "True when onnxruntime and onnx are installed (the `onnx` extra)."
-    return all(importlib.util.find_spec(m) is not None for m in ('onnxruntime', 'onnx'))
+    return not missing_distributions('onnx')
 
 def require_onnxruntime():
-    "The `onnxruntime` module, or one line naming the extra to install."
-    if not onnx_available():
-        raise ConfigError("the ONNX embedding backends need onnxruntime and onnx: pip install 'mlportfolio[onnx]' (or set MLP_EMBED_BACKEND=torch)")
+    "The `onnxruntime` module, or one line naming the extra to install (`MissingExtraError`)."
+    require_extra('onnx', 'MLP_EMBED_BACKEND=onnx or onnx-int8 (ONNX Runtime)')
     import onnxruntime
     return onnxruntime
 
@@ -153,7 +155,7 @@ def fast_tokenizer(load_path: str | Path, padding: bool = True):
     if padding: tok.enable_padding(pad_id=pad.get('pad_id', 0), pad_token=pad.get('pad_token', '[PAD]'))
     return tok
 
-# %% ../../nbs/04_embed.ipynb #455354b3
+# %% ../../nbs/04_embed.ipynb #5e063b58
 def mean_pool_normalise(hidden, mask):
     "Mean of the token vectors under the attention mask, then L2 normalisation (sentence-transformers' Pooling + Normalize)."
     import torch
@@ -193,7 +195,7 @@ def quantize_int8(src: str | Path, dest: str | Path) -> Path:
     finally: root.setLevel(level)
     return Path(dest)
 
-# %% ../../nbs/04_embed.ipynb #73658c19
+# %% ../../nbs/04_embed.ipynb #5ceffa5c
 _DIGESTS: dict[str, str] = {}
 
 def source_digest(load_path: str | Path) -> str:
@@ -234,7 +236,7 @@ def onnx_model(model_id: str, load_path: str | Path, int8: bool = False) -> Path
     log.info('built %s for %s in %.1fs', path, model_id, time.perf_counter() - t0)
     return path
 
-# %% ../../nbs/04_embed.ipynb #6f481aa0
+# %% ../../nbs/04_embed.ipynb #9dfaa29d
 class OnnxEncoder:
     "Sentence vectors from an ONNX file (pooling and normalisation inside the graph) through ONNX Runtime on the CPU."
     def __init__(self, path: str | Path, load_path: str | Path, batch_size: int = 32, threads: int | None = None):
@@ -256,7 +258,7 @@ class OnnxEncoder:
             parts.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
         return np.vstack(parts).astype(np.float32, copy=False) if parts else np.zeros((0, EMBED_DIM), np.float32)
 
-# %% ../../nbs/04_embed.ipynb #c1ba2935
+# %% ../../nbs/04_embed.ipynb #d331c03a
 class PipelinedEncoder:
     "The transformer on a torch device (fp16 on CUDA): token-budget length buckets, tokenisation on a worker thread, pinned memory."
     def __init__(self, load_path: str | Path, device: str = 'cuda', max_tokens: int | None = None, chunk: int = 16384):
@@ -283,7 +285,7 @@ class PipelinedEncoder:
             finally: torch.cuda.empty_cache()
         raise ModelError(f'not even one sequence of {self.max_len} tokens fits in GPU memory')
 
-# %% ../../nbs/04_embed.ipynb #ce56fcb2
+# %% ../../nbs/04_embed.ipynb #3b6c3920
 @patch
 def _batches(self: PipelinedEncoder, texts: list[str], put) -> None:
     "Worker thread: tokenise chunk by chunk, sort by token length, cut batches within the token budget, pad, pin, `put`."
@@ -376,7 +378,7 @@ class Embedder:
         state = dict(self.__dict__); state['_model'] = state['_cache'] = state['_encoder'] = None
         return state
 
-# %% ../../nbs/04_embed.ipynb #07372e8c
+# %% ../../nbs/04_embed.ipynb #b8d8c5bd
 @patch(as_prop=True)
 def device(self: Embedder) -> str:
     "The device in use (`auto` resolved once)."
@@ -461,7 +463,7 @@ def encode(texts: Sequence[str], model: str | None = None, progress: bool | None
     "Embed `texts` with the shared embedder of `model` (default: `MLP_EMBED_MODEL` or MiniLM)."
     return get_embedder(model).encode(texts, progress=progress)
 
-# %% ../../nbs/04_embed.ipynb #41172768
+# %% ../../nbs/04_embed.ipynb #6d2565ed
 def sample_corpus() -> list[str]:
     "The packaged sample corpus (short and long support texts), one text per line."
     return [l.strip() for l in resource_path('sample_corpus.txt').read_text(encoding='utf-8').splitlines() if l.strip()]
@@ -486,7 +488,7 @@ def measure_backends(model: str | None = None, texts: list[str] | None = None, b
         out[b] = dict(seconds=round(min(secs), 4), texts_per_s=round(len(texts) / min(secs), 1), **cosine_quality(vecs, ref))
     return out
 
-# %% ../../nbs/04_embed.ipynb #d6d6c86a
+# %% ../../nbs/04_embed.ipynb #9c006305
 def backend_decision_path() -> Path: return get_settings().cache_dir/'embed-backend.json'
 
 def machine_signature() -> str:

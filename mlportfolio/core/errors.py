@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/errors.html.md"""
 
 # %% auto #0
 __all__ = ['MLPError', 'ConfigError', 'InputError', 'NotFoundError', 'DataValidationError', 'StoreError', 'WarehouseError',
-           'ModelError', 'JobError']
+           'ModelError', 'JobError', 'MissingExtraError']
 
 # %% ../../nbs/00_errors.ipynb #d187b8ce
 class MLPError(Exception):
@@ -40,3 +40,5 @@ class ModelError(MLPError):
 class JobError(MLPError):
     "A papermill job ran and failed; its run record holds the details."
     exit_code = 1
+class MissingExtraError(MLPError, ImportError):
+    "A system's optional dependencies are not installed; the message names the extra to install."

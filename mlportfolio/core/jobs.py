@@ -23,8 +23,8 @@ from .obs import get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameters', 'parse_param', 'RunRecord', 'git_sha', 'run_job',
-           'list_runs']
+__all__ = ['log', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameter_info', 'job_parameters', 'check_job_params', 'parse_param',
+           'load_params_file', 'RunRecord', 'git_sha', 'run_job', 'list_runs']
 
 # %% ../../nbs/07_jobs.ipynb #e62136d2
 def jobs_dir() -> Path:
@@ -42,19 +42,34 @@ def job_path(name: str) -> Path:
     return jobs_dir()/f'{name}.ipynb'
 
 # %% ../../nbs/07_jobs.ipynb #c97b90e5
+_TYPES = {'int': int, 'float': (int, float), 'str': str, 'bool': bool, 'list': list, 'dict': dict}
+
+def job_parameter_info(name: str) -> list[dict]:
+    "Each parameter of job `name` as declared in its `parameters` cell: name, type, default (a value) and help."
+    import papermill as pm
+    info = []
+    for p in pm.inspect_notebook(str(job_path(name))).values():
+        try: default = ast.literal_eval(p['default'])
+        except (ValueError, SyntaxError): default = p['default']
+        kind = p['inferred_type_name'] if p['inferred_type_name'] not in ('None', '') else type(default).__name__
+        info.append(dict(name=p['name'], type=kind, default=default, help=p['help']))
+    return info
+
 def job_parameters(name: str) -> dict[str, Any]:
     "The parameters a job declares (its `parameters` cell) with their default values."
-    nb = nbformat.read(job_path(name), as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == 'code' and 'parameters' in c.metadata.get('tags', [])]
-    if not cells: return {}
-    params = {}
-    for node in ast.parse(cells[0].source).body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                if isinstance(t, ast.Name):
-                    try: params[t.id] = ast.literal_eval(node.value) if node.value is not None else None
-                    except ValueError: params[t.id] = ast.unparse(node.value)
+    return {p['name']: p['default'] for p in job_parameter_info(name)}
+
+def check_job_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    "Refuse unknown parameters and values of the wrong type, one clear line naming the parameter; returns `params`."
+    info = {p['name']: p for p in job_parameter_info(name)}
+    unknown = sorted(set(params) - set(info))
+    if unknown:
+        raise InputError(f"unknown parameter(s) {', '.join(unknown)} for job {name!r}; it takes: {', '.join(info) or '(none)'}")
+    for key, value in params.items():
+        want = _TYPES.get(info[key]['type'])
+        if value is None or want is None: continue
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
+            raise InputError(f"parameter {key} of job {name!r} takes {info[key]['type']}, got {value!r}")
     return params
 
 # %% ../../nbs/07_jobs.ipynb #4355e155
@@ -68,6 +83,14 @@ def parse_param(raw: str) -> tuple[str, Any]:
         try: return key, parse(value)
         except (ValueError, SyntaxError, json.JSONDecodeError): pass
     return key, value
+
+def load_params_file(path: str | Path) -> dict[str, Any]:
+    "Job parameters from a YAML (or JSON) file holding one mapping of name to value."
+    from mlportfolio.core.resources import load_yaml
+    raw = load_yaml(path)
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise InputError(f'{path}: a parameters file must hold one mapping of parameter name to value')
+    return raw
 
 # %% ../../nbs/07_jobs.ipynb #7444f93a
 @dataclass
@@ -109,10 +132,7 @@ def run_job(name: str, kernel: str | None = None, progress: bool | None = None, 
     "Execute job `name` with `params`; return its run record. A failed run raises `JobError` after saving its record."
     import papermill as pm
     nb_path = job_path(name)
-    declared = job_parameters(name)
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        raise InputError(f"unknown parameter(s) {', '.join(unknown)} for job {name!r}; it takes: {', '.join(declared) or '(none)'}")
+    check_job_params(name, params)
     s = ensure_home()
     run_dir = s.runs_dir/name/_utc_stamp()
     run_dir.mkdir(parents=True)

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import DataValidationError, InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Synthetic privacy-intent data: generate, validate, import, lineage.', no_args_is_help=True)
 
 def _status(msg: str):
@@ -37,7 +36,7 @@ def _summary(res: dict, title: str) -> Table:
     return t
 
 # %% auto #0
-__all__ = ['console', 'app', 'generate', 'validate', 'import_', 'lineage', 'taxonomy']
+__all__ = ['app', 'generate', 'validate', 'import_', 'lineage', 'taxonomy']
 
 # %% ../../nbs/19_data_cli.ipynb #2a305cc2
 @app.command()
@@ -59,11 +58,12 @@ def validate(path: str = typer.Argument(..., help='A saved dataset: .parquet or 
              contract: Optional[Path] = typer.Option(None, help='Data contract YAML (default: the packaged one)'),
              report: Optional[str] = typer.Option(None, help='Where to write the JSON report (default: next to the dataset)')):
     "Check a saved dataset against the schemas and the data contract; exit 2 if any check fails."
-    from mlportfolio.data.generate import read_dataset, _store_and_key, sidecar_keys
+    from mlportfolio.core.io import open_url
+    from mlportfolio.data.generate import read_dataset, sidecar_keys
     from mlportfolio.data.validate import validate_dataset
     df = read_dataset(path)
     if report is None:
-        store, key = _store_and_key(path)
+        store, key = open_url(path)
         report = store.url_of(sidecar_keys(key)['report'])
     try: rep = validate_dataset(df, contract=contract, report_path=report, name=str(path))
     except DataValidationError as e:
@@ -73,8 +73,8 @@ def validate(path: str = typer.Argument(..., help='A saved dataset: .parquet or 
     console.print(f"[green]valid[/green]: {rep['rows']:,} rows; report: {rep['report_path']}")
 
 def _read_text(url: str) -> str:
-    from mlportfolio.data.generate import _store_and_key
-    store, key = _store_and_key(url)
+    from mlportfolio.core.io import open_url
+    store, key = open_url(url)
     return store.get_bytes(key).decode()
 
 @app.command('import')
@@ -121,7 +121,7 @@ def lineage(limit: int = typer.Option(10, help='How many runs'),
 @app.command()
 def taxonomy():
     "Print the intents and privacy_request subtypes with their definitions (from MLP_TAXONOMY or the packaged file)."
-    from mlportfolio.data.taxonomy import load_taxonomy
+    from mlportfolio.core.taxonomy import load_taxonomy
     tax = load_taxonomy()
     t = Table('label', 'kind', 'definition', title=f'{tax.name} v{tax.version}')
     for l in tax.intents: t.add_row(l, 'intent', tax.definitions[l])

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Embedding mapper: compare text domains on one map (UMAP, t-SNE, PCA) with shift metrics.',
                   no_args_is_help=True)
 
@@ -26,7 +25,7 @@ def _inputs(input: list[str] | None, query: str | None):
     return list(input or []) or None
 
 # %% auto #0
-__all__ = ['console', 'app', 'INPUT_HELP', 'run', 'neighbours']
+__all__ = ['app', 'INPUT_HELP', 'run', 'neighbours']
 
 # %% ../../nbs/69_mapper_cli.ipynb #d75b68c9
 @app.command('run')

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/mapper_map.html.md"""
 
 # %% ../../nbs/61_mapper_map.ipynb #43244682
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('mapper', 'the embedding mapper')  # one clear line, naming the extra, when its dependencies are missing
 import hashlib, json, os, uuid
 from dataclasses import dataclass, field
 from pathlib import Path

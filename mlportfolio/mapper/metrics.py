@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/mapper_metrics.html.md"""
 
 # %% ../../nbs/60_mapper_metrics.ipynb #14daca2a
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('mapper', 'the embedding mapper')  # one clear line, naming the extra, when its dependencies are missing
 from itertools import combinations
 from typing import Sequence
 

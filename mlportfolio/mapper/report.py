@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/mapper_report.html.md"""
 
 # %% ../../nbs/62_mapper_report.ipynb #f308a07d
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('mapper', 'the embedding mapper')  # one clear line, naming the extra, when its dependencies are missing
 import html, json, os, re, uuid
 from datetime import datetime, timezone
 from pathlib import Path

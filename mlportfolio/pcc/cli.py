@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='PCC: batch privacy-intent scoring from the warehouse, monitoring, drift and dashboards.', no_args_is_help=True)
 
 # %% auto #0
-__all__ = ['console', 'app', 'seed_cases_cmd', 'score_cmd', 'runs_cmd', 'lookml_cmd', 'dashboard_cmd', 'sql_cmd']
+__all__ = ['app', 'seed_cases_cmd', 'score_cmd', 'runs_cmd', 'lookml_cmd', 'dashboard_cmd', 'sql_cmd']
 
 # %% ../../nbs/39_pcc_cli.ipynb #dae9e045
 @app.command('seed-cases')

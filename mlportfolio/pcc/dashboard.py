@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/pcc_dashboard.html.md"""
 
 # %% ../../nbs/34_pcc_dashboard.ipynb #926e06b0
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('pcc', 'batch scoring (pcc)')  # one clear line, naming the extra, when its dependencies are missing
 import datetime as dt, html, re, shutil, uuid, os
 from pathlib import Path
 

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from ..core.errors import ConfigError, InputError, JobError, MLPError
+from ..core.extras import require_extra
 from ..core.obs import get_logger
 
 log = get_logger(__name__)
@@ -29,9 +30,9 @@ def check_engine(engine: str) -> str:
 
 def require_ray():
     "The `ray` module (with Ray Data), or one line naming the extra to install."
+    require_extra('ray', '--engine ray (Ray Data)')
     os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
-    try: import ray, ray.data
-    except ImportError: raise ConfigError("--engine ray needs Ray Data: pip install 'mlportfolio[ray]' (or use --engine local)") from None
+    import ray, ray.data
     return ray
 
 def init_ray(address: str | None = None, num_cpus: int | None = None):

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/pcc_model.html.md"""
 
 # %% ../../nbs/31_pcc_model.ipynb #5468d484
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('pcc', 'batch scoring (pcc)')  # one clear line, naming the extra, when its dependencies are missing
 import datetime as dt, json, os, re, shutil, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,8 @@ from ..core.config import get_settings, ensure_dir
 from ..core.errors import MLPError, ModelError, NotFoundError, InputError
 from ..core.store import atomic_path
 from ..core.obs import get_logger
-from .tables import taxonomy_classes, prob_column
+from ..core.predictions import prob_column
+from .tables import taxonomy_classes
 
 log = get_logger(__name__)
 

@@ -22,8 +22,9 @@ from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, Inp
 from ..core.obs import get_logger, counter, histogram
 from ..core.store import ArtifactStore
 from ..core.warehouse import Warehouse, get_warehouse
+from ..core.predictions import prob_column
 from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, parse_day, pcc_specs, pcc_sql,
-                                    prob_column, taxonomy_classes)
+                                    taxonomy_classes)
 from .model import LoadedModel, fetch_export, load_folder, resolve_model
 from .engine import check_engine, read_frames, run_local, run_ray
 from .tables import output_columns
@@ -77,7 +78,7 @@ def output_rows(cases: pd.DataFrame, pred: pd.DataFrame, lm: LoadedModel, run_id
         out[col] = pred[col].astype(float).values if col in pred else np.nan
     return out
 
-# %% ../../nbs/33_pcc_score.ipynb #a38083b2
+# %% ../../nbs/33_pcc_score.ipynb #2bf358ef
 STRING_COLUMNS = ('case_id', 'predicted_label', 'subtype_label', 'model_version', 'embedding_model', 'prediction_notes', 'run_id', 'drop_reason')
 
 class BatchScorer:
@@ -114,7 +115,7 @@ class BatchScorer:
         if self.model_path: state['_model'] = None
         return state
 
-# %% ../../nbs/33_pcc_score.ipynb #e8c608ba
+# %% ../../nbs/33_pcc_score.ipynb #1d997176
 @patch
 def __call__(self: BatchScorer, df: pd.DataFrame) -> pd.DataFrame:
     "Validate and score one chunk; every frame has the same columns and types."
@@ -136,7 +137,7 @@ def __call__(self: BatchScorer, df: pd.DataFrame) -> pd.DataFrame:
         if c == 'confidence' or c.startswith('prob_'): out[c] = out[c].astype('float64')
     return out
 
-# %% ../../nbs/33_pcc_score.ipynb #8114cbca
+# %% ../../nbs/33_pcc_score.ipynb #7d9a43f3
 @dataclass
 class ScoreResult:
     "What one run did; `row` is its monitoring row."
@@ -174,7 +175,7 @@ _RUNS = counter('pcc_runs', 'PCC scoring runs by status', ['status'])
 _ROWS = counter('pcc_cases', 'PCC cases by outcome', ['outcome'])
 _DURATION = histogram('pcc_run_seconds', 'PCC scoring run duration')
 
-# %% ../../nbs/33_pcc_score.ipynb #317141f7
+# %% ../../nbs/33_pcc_score.ipynb #cd2e3591
 def prepare_tables(wh: Warehouse, classes: list[str], dry_run: bool) -> dict:
     "Stage 1: the table specs; outside a dry run also create the tables, expire old partitions and flush pending monitoring rows."
     if dry_run:
@@ -202,7 +203,7 @@ def partition_counts(wh: Warehouse, day: dt.date) -> tuple[int, int]:
     if total == 0: raise NotFoundError(f'no cases for {day} in {CASES.name} ({wh.url})')
     return total, distinct
 
-# %% ../../nbs/33_pcc_score.ipynb #9784bcad
+# %% ../../nbs/33_pcc_score.ipynb #a497676e
 def ray_source(wh: Warehouse, day: dt.date, folder: str, chunk_size: int):
     "What the Ray engine reads: `read_bigquery` arguments on BigQuery; else the day's cases as Parquet files staged under `folder`."
     if wh.dialect == 'bigquery':
@@ -235,7 +236,7 @@ def scored_frames(engine: str, wh: Warehouse, day: dt.date, scorer: BatchScorer,
         try: store.fs.rm(store.path(key), recursive=True)
         except (FileNotFoundError, OSError): pass
 
-# %% ../../nbs/33_pcc_score.ipynb #83103759
+# %% ../../nbs/33_pcc_score.ipynb #95d5e302
 @dataclass
 class Staged:
     "What stage 5 saw: drop reasons, the confidences and labels of the scored rows (for drift), rows staged."
@@ -281,7 +282,7 @@ def publish(wh: Warehouse, day: dt.date, version: str, run_id: str, scored: int,
                              f"{int(check['n_rows'])} row(s) for {int(check['n_cases'])} distinct case(s)")
     return int(check['n_run'])
 
-# %% ../../nbs/33_pcc_score.ipynb #aa184451
+# %% ../../nbs/33_pcc_score.ipynb #eb15d9ee
 def record_drift(res: ScoreResult, lm: LoadedModel, acc: Staged, day: dt.date) -> None:
     "Drift (PSI) of the run against the model's reference, and the run's label mix and mean confidence, onto `res`."
     all_conf = np.concatenate(acc.confs) if acc.confs else np.array([], dtype=np.float32)
@@ -313,7 +314,7 @@ def finish_run(res: ScoreResult, day: dt.date, lm: LoadedModel | None, wh: Wareh
     log.info('pcc run %s for %s (%s engine): %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.engine, res.status,
              res.total_cases, res.passed_validation, res.dropped_cases, res.duration_seconds)
 
-# %% ../../nbs/33_pcc_score.ipynb #0796aef3
+# %% ../../nbs/33_pcc_score.ipynb #33d9717b
 def score_partition(date: str | dt.date | None = 'today', model: str = 'champion', model_version: int | str | None = None,
                     force_latest: bool = False, dry_run: bool = False, chunk_size: int = 1000, max_chars: int = MAX_TEXT_CHARS,
                     wh: Warehouse | None = None, loaded_model: LoadedModel | None = None, progress: bool | None = None,

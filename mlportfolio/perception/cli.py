@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from ..core.errors import InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Visual-symbolic perception: synthetic scenes, CNN/CLIP grounding, a program executor that answers questions.',
                   no_args_is_help=True)
 
 # %% auto #0
-__all__ = ['console', 'app', 'generate', 'train', 'ask', 'evaluate']
+__all__ = ['app', 'generate', 'train', 'ask', 'evaluate']
 
 # %% ../../nbs/89_perception_cli.ipynb #9a05316f
 @app.command()

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_clip.html.md"""
 
 # %% ../../nbs/84_perception_clip.ipynb #44546902
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import contextlib, json, logging, os, time
 from itertools import product
 from pathlib import Path
@@ -20,7 +22,7 @@ from ..core.errors import InputError, ModelError, NotFoundError
 from ..core.resources import resource_path
 from ..core.store import ArtifactStore
 from .scenes import ATTRIBUTES
-from .cnn import setup_torch, to_tensor, save_checkpoint, load_checkpoint, _decode
+from .cnn import fit_epochs, setup_torch, to_tensor, save_checkpoint, load_checkpoint, _decode
 
 TINY_MODEL = 'mlp-clip-tiny'
 TEMPLATE = 'a {size} {color} {shape}'
@@ -164,7 +166,6 @@ def train_clip(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 10, batch_
                seed: int = 0, device: str = 'auto', progress: bool = False, model_name: str = TINY_MODEL,
                on_epoch: Callable[[int, ClipPerceiver, dict], bool | None] | None = None) -> tuple[ClipPerceiver, list[dict]]:
     "Train a CLIP from scratch on labelled crops and their captions; `on_epoch` may return True to stop early."
-    from tqdm import tqdm
     if len(x) == 0: raise InputError('no training crops: the scenes gave no objects')
     if epochs < 1: raise InputError(f'epochs {epochs} must be >= 1')
     dev = setup_torch(seed, device)
@@ -178,22 +179,12 @@ def train_clip(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 10, batch_
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs*((len(xt) + batch_size - 1)//batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    gen = torch.Generator().manual_seed(seed)
-    history, t0 = [], time.perf_counter()
-    for ep in tqdm(range(1, epochs + 1), desc='clip epochs', disable=not progress):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen).to(dev)
-        tot, n = 0.0, 0
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            present, local = torch.unique(cap_ids[idx], return_inverse=True)
-            img = model.encode_image(xt[idx]); txt = model.encode_text(tokens[present])
-            loss = clip_loss(img, txt, local, model.logit_scale.exp().clamp(max=100))
-            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-            tot += float(loss.detach())*len(idx); n += len(idx)
-        model.eval(); p._text = None
-        stats = dict(epoch=ep, loss=tot/n, seconds=time.perf_counter() - t0)
-        history.append(stats)
-        if on_epoch and on_epoch(ep, p, stats): break
+    def loss_of(idx):
+        present, local = torch.unique(cap_ids[idx], return_inverse=True)
+        img = model.encode_image(xt[idx]); txt = model.encode_text(tokens[present])
+        return clip_loss(img, txt, local, model.logit_scale.exp().clamp(max=100))
+    def forget_text(): p._text = None    # cached caption embeddings are stale after an epoch
+    history = fit_epochs(model, opt, len(xt), loss_of, epochs=epochs, batch_size=batch_size, seed=seed, device=dev,
+                         desc='clip epochs', progress=progress, step_sched=sched, after_epoch=forget_text, on_epoch=on_epoch, perceiver=p)
     p.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size)
     return p, history

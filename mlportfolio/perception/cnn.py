@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_cnn.html.md"""
 
 # %% ../../nbs/83_perception_cnn.ipynb #c55de670
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import io, os, time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -24,8 +26,8 @@ from .proposals import CROP
 MODELS_PREFIX = 'perception/models'
 
 # %% auto #0
-__all__ = ['MODELS_PREFIX', 'setup_torch', 'to_tensor', 'save_checkpoint', 'model_versions', 'load_checkpoint', 'AttributeCNN',
-           'CNNPerceiver', 'train_cnn', 'attribute_accuracy']
+__all__ = ['MODELS_PREFIX', 'setup_torch', 'to_tensor', 'fit_epochs', 'save_checkpoint', 'model_versions', 'load_checkpoint',
+           'AttributeCNN', 'CNNPerceiver', 'train_cnn', 'attribute_accuracy']
 
 # %% ../../nbs/83_perception_cnn.ipynb #2af8aea2
 def setup_torch(seed: int | None = None, device: str = 'auto', threads: int | None = None) -> str:
@@ -44,6 +46,32 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
     "`(n, h, w, 3)` uint8 crops -> `(n, 3, h, w)` float in [-1, 1]."
     if crops.ndim != 4 or crops.shape[-1] != 3: raise InputError(f'crops must have shape (n, h, w, 3), got {crops.shape}')
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+# %% ../../nbs/83_perception_cnn.ipynb #f57a82dc
+def fit_epochs(model: nn.Module, opt, n_items: int, loss_of: Callable[[torch.Tensor], torch.Tensor], *, epochs: int,
+               batch_size: int, seed: int, device: str, desc: str, progress: bool = False, step_sched=None, epoch_sched=None,
+               after_epoch: Callable[[], None] | None = None, on_epoch: Callable | None = None, perceiver=None) -> list[dict]:
+    "The one training loop of the perception models: shuffled mini-batches of `n_items`, `loss_of(idx)` per batch, schedulers, early stop."
+    from tqdm import tqdm
+    gen = torch.Generator().manual_seed(seed)
+    history, t0 = [], time.perf_counter()
+    for ep in tqdm(range(1, epochs + 1), desc=desc, disable=not progress):
+        model.train()
+        perm = torch.randperm(n_items, generator=gen).to(device)
+        tot, n = 0.0, 0
+        for i in range(0, n_items, batch_size):
+            idx = perm[i:i + batch_size]
+            loss = loss_of(idx)
+            opt.zero_grad(); loss.backward(); opt.step()
+            if step_sched is not None: step_sched.step()
+            tot += float(loss.detach())*len(idx); n += len(idx)
+        if epoch_sched is not None: epoch_sched.step()
+        model.eval()
+        if after_epoch: after_epoch()
+        stats = dict(epoch=ep, loss=tot/n, seconds=time.perf_counter() - t0)
+        history.append(stats)
+        if on_epoch and on_epoch(ep, perceiver, stats): break
+    return history
 
 # %% ../../nbs/83_perception_cnn.ipynb #4b5c25f8
 def save_checkpoint(kind: str, state_dict: dict, meta: dict, store: ArtifactStore | None = None) -> str:
@@ -132,33 +160,21 @@ def train_cnn(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, batch_si
               seed: int = 0, device: str = 'auto', width: int = 16, progress: bool = False,
               on_epoch: Callable[[int, 'CNNPerceiver', dict], bool | None] | None = None) -> tuple[CNNPerceiver, list[dict]]:
     "Train an `AttributeCNN` on labelled crops; `on_epoch(epoch, perceiver, stats)` may return True to stop early."
-    from tqdm import tqdm
     if len(x) == 0: raise InputError('no training crops: the scenes gave no objects')
     if epochs < 1: raise InputError(f'epochs {epochs} must be >= 1')
     dev = setup_torch(seed, device)
     model = AttributeCNN(width=width).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     xt = to_tensor(x).to(dev)
     yt = {a: torch.as_tensor(v).to(dev) for a, v in y.items()}
-    gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
-    perceiver, history, t0 = CNNPerceiver(model, dev), [], time.perf_counter()
-    for ep in tqdm(range(1, epochs + 1), desc='cnn epochs', disable=not progress):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen).to(dev)
-        tot, n = 0.0, 0
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            out = model(xt[idx])
-            loss = sum(loss_fn(out[a], yt[a][idx]) for a in ATTRIBUTES)
-            opt.zero_grad(); loss.backward(); opt.step()
-            tot += float(loss.detach())*len(idx); n += len(idx)
-        sched.step()
-        model.eval()
-        stats = dict(epoch=ep, loss=tot/n, seconds=time.perf_counter() - t0)
-        history.append(stats)
-        if on_epoch and on_epoch(ep, perceiver, stats): break
+    def loss_of(idx):
+        out = model(xt[idx])
+        return sum(loss_fn(out[a], yt[a][idx]) for a in ATTRIBUTES)
+    perceiver = CNNPerceiver(model, dev)
+    history = fit_epochs(model, opt, len(xt), loss_of, epochs=epochs, batch_size=batch_size, seed=seed, device=dev,
+                         desc='cnn epochs', progress=progress, epoch_sched=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
+                         on_epoch=on_epoch, perceiver=perceiver)
     perceiver.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size)
     return perceiver, history
 

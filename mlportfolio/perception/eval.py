@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_eval.html.md"""
 
 # %% ../../nbs/85_perception_eval.ipynb #63ddc681
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import math, re, time
 from pathlib import Path
 from typing import Sequence

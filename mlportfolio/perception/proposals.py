@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_proposals.html.md"""
 
 # %% ../../nbs/82_perception_proposals.ipynb #2b2ecaff
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import io
 from dataclasses import dataclass
 from pathlib import Path

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_scenes.html.md"""
 
 # %% ../../nbs/80_perception_scenes.ipynb #7b3a7ac6
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
 import json, os, shutil, uuid
 from dataclasses import dataclass
 from pathlib import Path

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import InputError
 
-console = Console()
+from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Train the privacy-intent model: search, evaluate, register in MLflow.', no_args_is_help=True)
 
 # %% auto #0
-__all__ = ['console', 'app', 'parse_sets', 'run', 'config_cmd']
+__all__ = ['app', 'parse_sets', 'run', 'config_cmd']
 
 # %% ../../nbs/29_train_cli.ipynb #d96e84fb
 def parse_sets(items: list[str] | None) -> dict:

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_evaluate.html.md"""
 
 # %% ../../nbs/23_train_evaluate.ipynb #1a33e7cd
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
 from pathlib import Path
 
 import numpy as np

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_pipeline.html.md"""
 
 # %% ../../nbs/25_train_pipeline.ipynb #8a5979d0
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
 import io, json, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field

@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_registry.html.md"""
 
 # %% ../../nbs/24_train_registry.ipynb #2388bd83
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
 import json, logging, os, re, tempfile, time, urllib.error, urllib.request, warnings
 from datetime import datetime, timezone
 from pathlib import Path

@@ -10,25 +10,26 @@ import json
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-console = Console()
+from ..core.console import console, print_table
 app = typer.Typer(help='List, show, promote, roll back and export versions of the privacy-intent model.', no_args_is_help=True)
 _MODEL_OPT = typer.Option('privacy-intent', '--model', help='Registered model name')
 
 # %% auto #0
-__all__ = ['console', 'app', 'list_cmd', 'show_cmd', 'promote_cmd', 'rollback_cmd', 'export_cmd']
+__all__ = ['app', 'list_cmd', 'show_cmd', 'promote_cmd', 'rollback_cmd', 'export_cmd']
 
 # %% ../../nbs/28_train_registry_cli.ipynb #42630b40
 @app.command('list')
-def list_cmd(model: str = _MODEL_OPT):
-    "Every version, newest first, with aliases, data hash and test / unseen-template macro-F1."
+def list_cmd(model: str = _MODEL_OPT,
+             wide: bool = typer.Option(False, '--wide', help='Every column (data hash, promotion, run id)'),
+             as_json: bool = typer.Option(False, '--json', help='Every column as JSON, for scripts')):
+    "Every version, newest first, with aliases and test / unseen-template macro-F1 (`--wide` for all columns)."
     from mlportfolio.train.registry import list_versions
     df = list_versions(model)
-    t = Table(*df.columns, title=f'{model} versions')
-    for row in df.itertuples(index=False): t.add_row(*['' if v is None or v != v else (f'{v:.4f}' if isinstance(v, float) else str(v)) for v in row])
-    console.print(t if len(df) else f'no versions of {model} yet; train one with `mlp train run`')
+    if not len(df) and not as_json: return console.print(f'no versions of {model} yet; train one with `mlp train run`', markup=False)
+    rows = [{k: (None if v is None or v != v else v) for k, v in r.items()} for r in df.to_dict('records')]
+    print_table(rows, ['version', 'aliases', 'created', 'test_f1_macro', 'unseen_f1_macro'], wide=wide, as_json=as_json,
+                title=None if as_json else f'{model} versions')
 
 @app.command('show')
 def show_cmd(ref: str = typer.Argument('champion', help='Alias (champion, challenger) or version number'), model: str = _MODEL_OPT,

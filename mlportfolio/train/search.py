@@ -6,6 +6,8 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_search.html.md"""
 
 # %% ../../nbs/22_train_search.ipynb #b649442e
 from __future__ import annotations
+from ..core.extras import require_extra
+require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
 import math, time
 from dataclasses import dataclass, field
 
