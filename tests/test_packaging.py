@@ -132,7 +132,7 @@ SYSTEM_COMMANDS = {
     'embed': ['embed', '{work}/texts.txt', '--out', '{work}/v.npy'],
     'train': ['train', 'run', '--data', '{work}/none.parquet'],
     'pcc': ['pcc', 'score', '--date', 'today'],
-    'mapper': ['map', 'run', '--input', '{work}/texts.txt'],
+    'mapper': ['map', 'neighbours', '--input', '{work}/texts.txt', '--text', 'hello'],
     'capture': ['capture', 'add', 'a note'],
     'perception': ['perceive', 'generate', '--scenes', '2', '--out', '{work}/scenes'],
 }

@@ -194,7 +194,8 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
     def metrics():
         from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
         from mlportfolio.capture.store import ACTIVE_NOTES
-        ACTIVE_NOTES.set(service().store.count())
+        from mlportfolio.capture.service import REVIEW_QUEUE
+        ACTIVE_NOTES.set(service().store.count()); REVIEW_QUEUE.set(service().review_queue_size())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return _wrap(app)

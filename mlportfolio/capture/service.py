@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.obs import counter, histogram, get_logger
+from ..core.obs import counter, gauge, histogram, get_logger
 from .parse import ParsedNote, parse_note, normalize_tag, parse_timestamp, CONTENT_TYPES
 from .route import Router, get_router, Route
 from .store import NoteStore, STORAGE_SECONDS
@@ -24,6 +24,9 @@ VALIDATION_FAILURES = counter('validation_failure', 'Validation issues of severi
 PROCESSING_SECONDS = histogram('processing_duration_seconds', 'Time of each QuickCapture pipeline stage', ('stage',), namespace='quickcapture')
 ROUTED = counter('notes_routed', 'Notes routed, by ontology tag and whether they need review', ('tag', 'needs_review'), namespace='quickcapture')
 SEARCHES = counter('searches', 'Searches, by mode', ('mode',), namespace='quickcapture')
+ROUTE_CONFIDENCE = histogram('routing_confidence', 'Calibrated confidence of the ontology route of each stored note', namespace='quickcapture',
+                             buckets=(.1, .2, .3, .4, .5, .6, .7, .8, .9, 1.0))
+REVIEW_QUEUE = gauge('review_queue', 'Notes routed with too little confidence, waiting for a person (set on each /metrics scrape)', namespace='quickcapture')
 SEARCH_MODES = ('keyword', 'semantic', 'hybrid')
 RRF_K = 60
 _EMBED_LOCK = threading.Lock()   # HF fast tokenizers are not safe to share across threads
@@ -54,8 +57,8 @@ def _query_pool():
     return _QUERY_POOL
 
 # %% auto #0
-__all__ = ['log', 'NOTES_INGESTED', 'VALIDATION_FAILURES', 'PROCESSING_SECONDS', 'ROUTED', 'SEARCHES', 'SEARCH_MODES', 'RRF_K',
-           'set_torch_threads', 'rrf', 'check_filters', 'QuickCapture']
+__all__ = ['log', 'NOTES_INGESTED', 'VALIDATION_FAILURES', 'PROCESSING_SECONDS', 'ROUTED', 'SEARCHES', 'ROUTE_CONFIDENCE',
+           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'set_torch_threads', 'rrf', 'check_filters', 'QuickCapture']
 
 # %% ../../nbs/73_capture_service.ipynb #1aa35291
 def rrf(*rankings: list, k: int = RRF_K) -> list[tuple[int, float]]:
@@ -117,6 +120,7 @@ class QuickCapture:
             for i in note.issues:
                 if i.severity in ('error', 'warning'): VALIDATION_FAILURES.labels(severity=i.severity, code=i.code).inc()
             ROUTED.labels(tag=route.tag, needs_review=str(route.needs_review).lower()).inc()
+            ROUTE_CONFIDENCE.observe(route.confidence)
         PROCESSING_SECONDS.labels(stage='total').observe(time.perf_counter() - t0)
         return dict(stored, created=created)
 
@@ -181,6 +185,10 @@ class QuickCapture:
                      ranks=dict(keyword=kw_r.get(i), semantic=sem_r.get(i)))
             out.append(n)
         return out
+
+    def review_queue_size(self) -> int:
+        "Notes waiting for review."
+        with self.store._lock: return self.store.conn.execute('SELECT COUNT(*) FROM notes WHERE needs_review').fetchone()[0]
 
     def stats(self) -> dict:
         "Counts by route, content type, validity and review need, plus store health."

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     llm_url: Optional[str] = Field(None, description='OpenAI-compatible endpoint; local SmolLM2 when unset')
     llm_model: Optional[str] = Field(None, description='Model name at the LLM endpoint')
     llm_api_key: Optional[SecretStr] = Field(None, description='API key of the LLM endpoint')
+    pushgateway_url: Optional[str] = Field(None, description='Prometheus Pushgateway that batch jobs push their metrics to (textfile only when unset)')
     api_key: Optional[SecretStr] = Field(None, description='API key required for write requests to our HTTP APIs')
     torch_threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); 1 is fastest on small, busy machines")
     seed: int = Field(42, description='Default seed of every random step')
@@ -85,6 +86,8 @@ class Settings(BaseSettings):
     def lineage_dir(self) -> Path: return self.home/'lineage'
     @property
     def data_dir(self) -> Path: return self.home/'data'
+    @property
+    def metrics_dir(self) -> Path: return self.home/'metrics'
     @property
     def capture_db_path(self) -> Path: return Path(self.capture_db).expanduser() if self.capture_db else self.home/'capture'/'capture.sqlite'
 
@@ -133,6 +136,7 @@ def settings_table(settings: Settings | None = None) -> list[tuple[str, str, str
     rows = [(f'MLP_{name.upper()}', mask_secret(getattr(s, name)), f.description or '')
             for name, f in type(s).model_fields.items()]
     derived = dict(artifacts_url='artifact store', warehouse_url='warehouse', mlflow_tracking_uri='MLflow tracking',
-                   mlflow_registry_uri='MLflow registry', cache_dir='caches', runs_dir='job runs', lineage_dir='lineage events')
+                   mlflow_registry_uri='MLflow registry', cache_dir='caches', runs_dir='job runs', lineage_dir='lineage events',
+                   metrics_dir='batch-job metrics (Prometheus textfiles)')
     rows += [(f'({k})', mask_secret(getattr(s, k)), f'derived: {v}') for k, v in derived.items()]
     return rows

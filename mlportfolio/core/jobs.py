@@ -18,13 +18,13 @@ import mlportfolio
 from .config import get_settings, ensure_home
 from .errors import InputError, JobError, NotFoundError
 from .store import atomic_path
-from .obs import get_logger
+from .obs import BatchRun, get_logger
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameter_info', 'job_parameters', 'check_job_params', 'parse_param',
-           'load_params_file', 'RunRecord', 'git_sha', 'run_job', 'list_runs']
+__all__ = ['log', 'JOB_STATUSES', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameter_info', 'job_parameters', 'check_job_params',
+           'parse_param', 'load_params_file', 'RunRecord', 'git_sha', 'export_run_metrics', 'run_job', 'list_runs']
 
 # %% ../../nbs/07_jobs.ipynb #e62136d2
 def jobs_dir() -> Path:
@@ -125,6 +125,14 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
 
+# %% ../../nbs/07_jobs.ipynb #1f815eca
+JOB_STATUSES = ('succeeded', 'failed')
+
+def export_run_metrics(rec: RunRecord) -> dict:
+    "Export the metrics of a finished run (`mlp_job_*{job_name}`) to `MLP_HOME/metrics/<job>.prom` and the Pushgateway."
+    run = BatchRun(rec.job, 'job', labels={'job_name': rec.job}, statuses=JOB_STATUSES)
+    return run.finish(rec.status, duration=rec.duration_seconds)
+
 # %% ../../nbs/07_jobs.ipynb #2a68e8c3
 def _utc_stamp() -> str: return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S_%fZ')
 
@@ -153,6 +161,7 @@ def run_job(name: str, kernel: str | None = None, progress: bool | None = None, 
         rec.ended_at = datetime.now(timezone.utc).isoformat()
         rec.duration_seconds = round(time.perf_counter() - t0, 3)
         rec.save()
+        export_run_metrics(rec)
     if rec.status == 'failed':
         raise JobError(f"job {name!r} failed: {rec.error} (run record: {rec.run_dir/'run.json'})")
     return rec

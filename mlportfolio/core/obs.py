@@ -1,4 +1,4 @@
-"""Logging set-up (plain or JSON lines) and Prometheus helpers: namespaced metrics on a given registry, and a timer that records a histogram.
+"""Logging set-up (plain or JSON lines), Prometheus helpers (namespaced metrics on a given registry, a timer that records a histogram), and the export of a batch job's metrics: a textfile under `MLP_HOME/metrics` and a push to a Pushgateway.
 
 Docs: https://mlportfolio.github.io/mlportfolio/obs.html.md"""
 
@@ -6,17 +6,22 @@ Docs: https://mlportfolio.github.io/mlportfolio/obs.html.md"""
 
 # %% ../../nbs/06_obs.ipynb #e5a1e5ea
 from __future__ import annotations
-import functools, json, logging, sys, threading, time
+import functools, json, logging, math, re, sys, threading, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Iterable
 
+from fastcore.basics import patch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, REGISTRY, generate_latest
 
-from .config import get_settings
+from .config import get_settings, ensure_dir, mask_secret
+from .errors import InputError
+from .store import atomic_path
 
 # %% auto #0
-__all__ = ['DEFAULT_BUCKETS', 'JsonFormatter', 'setup_logging', 'get_logger', 'counter', 'gauge', 'histogram', 'timed']
+__all__ = ['DEFAULT_BUCKETS', 'JsonFormatter', 'setup_logging', 'get_logger', 'counter', 'gauge', 'histogram', 'timed',
+           'metrics_path', 'write_textfile', 'read_textfile', 'push_metrics', 'export_metrics', 'BatchRun']
 
 # %% ../../nbs/06_obs.ipynb #2d5438a4
 class JsonFormatter(logging.Formatter):
@@ -100,3 +105,93 @@ class timed:
         def wrapper(*args, **kwargs):
             with timed(self.hist, **self.labels): return fn(*args, **kwargs)
         return wrapper
+
+# %% ../../nbs/06_obs.ipynb #45c55f10
+_log = get_logger(__name__)
+_JOB_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+
+def metrics_path(job: str) -> Path:
+    "The textfile of batch job `job`: `MLP_HOME/metrics/<job>.prom`."
+    if not isinstance(job, str) or not _JOB_NAME.fullmatch(job):
+        raise InputError(f'metrics job name {job!r} is not valid; use letters, digits and _ (not starting with a digit)')
+    return get_settings().metrics_dir/f'{job}.prom'
+
+def write_textfile(job: str, registry: CollectorRegistry) -> Path:
+    "Write `registry` in the Prometheus text format to `metrics_path(job)`, atomically; returns the path."
+    path = metrics_path(job)
+    ensure_dir(path.parent, 'metrics folder')
+    with atomic_path(path) as tmp: tmp.write_bytes(generate_latest(registry))
+    return path
+
+def read_textfile(path: str | Path) -> dict[tuple[str, tuple], float]:
+    "Samples of a Prometheus textfile as `{(name, sorted label pairs): value}` (empty when the file is missing)."
+    from prometheus_client.parser import text_string_to_metric_families
+    path = Path(path)
+    if not path.exists(): return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(path.read_text()) for s in fam.samples}
+
+# %% ../../nbs/06_obs.ipynb #2f4db00e
+def push_metrics(job: str, registry: CollectorRegistry, url: str | None = None, grouping_key: dict | None = None,
+                 timeout: float = 5.0) -> bool:
+    "POST `registry` to the Pushgateway at `url` (default `MLP_PUSHGATEWAY_URL`) under `job`; False when unset or it fails."
+    from prometheus_client import pushadd_to_gateway
+    url = url or get_settings().pushgateway_url
+    if not url: return False
+    metrics_path(job)  # validates the name
+    try:
+        pushadd_to_gateway(url, job=job, registry=registry, grouping_key=grouping_key or {}, timeout=timeout)
+        return True
+    except Exception as e:  # urllib errors, refused connections, a gateway that answers 4xx/5xx
+        _log.warning('could not push metrics of job %s to %s: %s', job, mask_secret(url), str(e)[:200])
+        return False
+
+def export_metrics(job: str, registry: CollectorRegistry, grouping_key: dict | None = None) -> dict:
+    "Write the textfile of `job` and push it when a Pushgateway is configured; returns `{'path', 'pushed'}`."
+    return dict(path=write_textfile(job, registry), pushed=push_metrics(job, registry, grouping_key=grouping_key))
+
+# %% ../../nbs/06_obs.ipynb #ed7833fb
+class BatchRun:
+    "The metrics of one run of a batch job, on a registry of its own, exported by `finish`."
+    def __init__(self, job: str, prefix: str, labels: dict | None = None, statuses: Iterable[str] = ('success', 'failed'),
+                 failed: Iterable[str] = ('failed',)):
+        metrics_path(job)
+        self.job, self.prefix, self.labels = job, prefix, dict(labels or {})
+        self.statuses, self.failed = tuple(statuses), set(failed)
+        self.registry = CollectorRegistry()
+        self.started = time.time(); self._t0 = time.perf_counter()
+        self.exported: dict | None = None
+
+    def gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
+        "A gauge `mlp_<prefix>_<name>` on this run's registry; the run's constant labels come first."
+        return gauge(f'{self.prefix}_{name}', doc, [*self.labels, *labels], registry=self.registry)
+
+    def set(self, name: str, doc: str, value: float | None, **labels) -> None:
+        "Set gauge `name` (with `labels`) to `value`; `None` or NaN leaves it out of the export."
+        if value is None or (isinstance(value, float) and math.isnan(value)): return
+        g = self.gauge(name, doc, labels)
+        (g.labels(**self.labels, **labels) if (self.labels or labels) else g).set(float(value))
+
+# %% ../../nbs/06_obs.ipynb #3a3fc2ff
+@patch
+def previous_success(self: BatchRun) -> float | None:
+    "The last success time in this job's textfile from an earlier run (with the same constant labels)."
+    key = (f'mlp_{self.prefix}_last_success_timestamp_seconds', tuple(sorted(self.labels.items())))
+    return read_textfile(metrics_path(self.job)).get(key)
+
+@patch
+def finish(self: BatchRun, status: str, duration: float | None = None, grouping_key: dict | None = None) -> dict:
+    "Set the run metrics for `status` (duration: since construction unless given), write the textfile and push; returns `{'path', 'pushed'}`. Never raises on export."
+    now = time.time()
+    last_success = now if status not in self.failed else self.previous_success()
+    self.set('last_run_timestamp_seconds', 'When the last run of the job ended (Unix time)', now)
+    self.set('last_success_timestamp_seconds', 'When a run of the job last ended without failing (Unix time)', last_success)
+    self.set('run_duration_seconds', 'Wall time of the last run', time.perf_counter() - self._t0 if duration is None else duration)
+    self.set('run_failed', '1 when the last run failed, else 0', float(status in self.failed))
+    for s in dict.fromkeys([*self.statuses, status]):
+        self.set('run_status', 'The status of the last run: 1 for it, 0 for the other statuses', float(s == status), status=s)
+    try: self.exported = export_metrics(self.job, self.registry, grouping_key)
+    except Exception as e:   # an unwritable metrics folder must not hide the job's own outcome
+        _log.warning('could not export metrics of job %s: %s', self.job, str(e)[:200])
+        self.exported = dict(path=None, pushed=False)
+    return self.exported

@@ -41,16 +41,17 @@ def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score:
               engine: str = typer.Option('local', help="Where chunks are scored: local (this process) or ray (Ray Data; the ray extra)"),
               ray_address: Optional[str] = typer.Option(None, help='Ray cluster to use with --engine ray: auto or ray://HOST:10001 (default: a local Ray)'),
               workers: Optional[int] = typer.Option(None, help='Most Ray actors scoring at once (default: the cluster CPUs)'),
-              progress: bool = typer.Option(True, help='Show a progress bar')):
-    "Score one day of cases with the resolved model; always leaves a monitoring row (except --dry-run)."
+              progress: bool = typer.Option(True, help='Show a progress bar'),
+              fail_on_drift: bool = typer.Option(False, help='Exit 3 (status drifted) when a PSI is above the threshold; the day is still published')):
+    "Score one day of cases with the resolved model; always leaves a monitoring row and metrics (except --dry-run)."
     from mlportfolio.core.config import get_settings
     from mlportfolio.pcc.score import score
     r = score(date, model=model, model_version=model_version, force_latest=force_latest, dry_run=dry_run,
-              chunk_size=chunk_size, progress=progress and get_settings().progress, engine=engine, ray_address=ray_address,
-              workers=workers)
+              chunk_size=chunk_size, progress=progress and get_settings().progress, fail_on_drift=fail_on_drift, engine=engine,
+              ray_address=ray_address, workers=workers)
     t = Table('field', 'value', title=f'PCC run {r.run_id}' + (' (dry run: nothing written)' if dry_run else ''))
     for k in ('partition_date', 'status', 'engine', 'model_version', 'model_source', 'total_cases', 'passed_validation', 'dropped_cases',
-              'drop_reasons', 'rows_written', 'psi_confidence', 'psi_label_mix', 'drift_flag', 'duration_seconds', 'monitoring'):
+              'drop_reasons', 'rows_written', 'psi_confidence', 'psi_label_mix', 'max_feature_psi', 'drift_flag', 'duration_seconds', 'monitoring'):
         t.add_row(k, str(getattr(r, k)))
     for note in r.notes: t.add_row('note', note)
     console.print(t)
@@ -61,12 +62,12 @@ def runs_cmd(limit: int = typer.Option(20, help='How many runs'),
     "Recent scoring runs (monitoring rows), newest first; rows not yet in the warehouse are marked pending."
     from mlportfolio.pcc.monitor import recent_runs
     df = recent_runs(limit=limit, days=days)
-    t = Table('started (UTC)', 'day', 'status', 'model', 'cases', 'dropped', 'written', 'PSI conf/labels', 'sec', 'error / notes')
+    t = Table('started (UTC)', 'day', 'status', 'model', 'cases', 'dropped', 'written', 'PSI conf/labels/inputs', 'sec', 'error / notes')
     def f(v, fmt='{}'):
         import pandas as pd
         return '' if v is None or (not isinstance(v, str) and pd.isna(v)) else fmt.format(v)
     for _, r in df.iterrows():
-        psi = '/'.join(f(r.get(k), '{:.3f}') or '-' for k in ('psi_confidence', 'psi_label_mix')) + (' DRIFT' if r.get('drift_flag') is True else '')
+        psi = '/'.join(f(r.get(k), '{:.3f}') or '-' for k in ('psi_confidence', 'psi_label_mix', 'max_feature_psi')) + (' DRIFT' if r.get('drift_flag') is True else '')
         t.add_row(f(r.get('runtime_ts'))[5:19], f(r.get('partition_date'))[:10],
                   f(r.get('status')) + (' (pending)' if r.get('where') == 'pending' else ''),
                   f(r.get('model_version')) + (' (fallback)' if r.get('fallback_used') is True else ''),

@@ -20,7 +20,8 @@ from ..core.warehouse import Warehouse, get_warehouse
 from .tables import ensure_pcc_tables, sql_source
 
 # %% auto #0
-__all__ = ['lookml_files', 'lookml_view_columns', 'write_lookml', 'dashboard_data', 'build_dashboard']
+__all__ = ['DAY_MS', 'STATUS_COLOURS', 'lookml_files', 'lookml_view_columns', 'write_lookml', 'dashboard_data', 'day_axis',
+           'drop_reasons_daily', 'build_dashboard']
 
 # %% ../../nbs/34_pcc_dashboard.ipynb #4584f0b6
 def lookml_files() -> dict[str, str]:
@@ -55,25 +56,73 @@ def dashboard_data(wh: Warehouse | None = None) -> dict[str, pd.DataFrame]:
     ensure_pcc_tables(wh)
     return {name: wh.query(f'SELECT * FROM {name}') for name in sql_source('views')}
 
+DAY_MS = 86_400_000
+
+def day_axis(fig, days) -> None:
+    "Make every x axis of `fig` a date axis of whole days: ticks on midnights, a day apart or a multiple of it, never hours."
+    days = pd.to_datetime(pd.Series(list(days)), errors='coerce').dropna()
+    lo, hi = (days.min(), days.max()) if len(days) else (pd.Timestamp.now().normalize(),) * 2
+    n = (hi - lo).days + 1
+    fig.update_xaxes(type='date', tickformat='%Y-%m-%d', dtick=DAY_MS * max(1, -(-n // 10)), tick0=lo.strftime('%Y-%m-%d'),
+                     range=[(lo - pd.Timedelta(hours=12)).strftime('%Y-%m-%d %H:%M'), (hi + pd.Timedelta(hours=12)).strftime('%Y-%m-%d %H:%M')])
+
+def drop_reasons_daily(runs: pd.DataFrame) -> pd.DataFrame:
+    "Dropped cases per day and reason, from the latest run of each day that recorded its drop reasons."
+    import json
+    cols = ['partition_date', 'reason', 'cases']
+    if not len(runs) or 'drop_reasons' not in runs: return pd.DataFrame(columns=cols)
+    last = runs[runs.drop_reasons.notna() & (runs.status != 'failed')].sort_values('runtime_ts').groupby('partition_date').tail(1)
+    rows = [(r.partition_date, k, int(v)) for r in last.itertuples() for k, v in json.loads(r.drop_reasons or '{}').items()]
+    return pd.DataFrame(rows, columns=cols)
+
+# %% ../../nbs/34_pcc_dashboard.ipynb #5d2b54e0
+STATUS_COLOURS = {'failed': '#f5b7b1', 'drifted': '#f8c471', 'partial': '#fcf3cf'}
+
+def _psi_figure(runs: pd.DataFrame):
+    "PSI of each run over the scored days, the drift threshold, and a red marker on every drifted run."
+    import plotly.graph_objects as go
+    from mlportfolio.pcc.monitor import DRIFT_THRESHOLD
+    ok = runs[runs.status != 'failed'].sort_values('partition_date')
+    fig = go.Figure()
+    for col, name in (('psi_confidence', 'confidence'), ('psi_label_mix', 'label mix'), ('max_feature_psi', 'input features (max)')):
+        if col in ok: fig.add_trace(go.Scatter(x=ok.partition_date, y=ok[col].astype(float), mode='lines+markers', name=name))
+    drifted = ok[ok.drift_flag.fillna(False).astype(bool)]
+    if len(drifted):
+        worst = drifted[[c for c in ('psi_confidence', 'psi_label_mix', 'max_feature_psi') if c in drifted]].astype(float).max(axis=1)
+        fig.add_trace(go.Scatter(x=drifted.partition_date, y=worst, mode='markers', name='drift',
+                                 marker=dict(symbol='x', size=14, color='#c0392b')))
+    fig.add_hline(y=DRIFT_THRESHOLD, line_dash='dash', line_color='#c0392b', annotation_text=f'drift threshold {DRIFT_THRESHOLD}')
+    return fig.update_layout(title='PSI over time (against the model reference)', yaxis_title='PSI')
+
+def _runs_table(runs: pd.DataFrame):
+    "The 50 latest runs, failed ones red, drifted orange, partial amber."
+    import plotly.graph_objects as go
+    runs = runs.sort_values('runtime_ts', ascending=False).head(50)
+    cols = ['runtime_ts', 'partition_date', 'status', 'model_version', 'model_source', 'total_cases', 'dropped_cases',
+            'psi_confidence', 'psi_label_mix', 'max_feature_psi', 'drift_flag', 'error_message']
+    cells = [[('' if pd.isna(v) else str(v)[:19] if c == 'runtime_ts' else str(v)[:10] if c == 'partition_date' else str(v)[:80])
+              for v in runs[c]] for c in cols]
+    colour = [[STATUS_COLOURS.get(s, 'white') for s in runs['status']]] * len(cols)
+    return go.Figure(go.Table(header=dict(values=cols), cells=dict(values=cells, fill_color=colour))).update_layout(title='Runs: status and drift')
+
 def _figures(data: dict[str, pd.DataFrame]):
     import plotly.express as px
-    import plotly.graph_objects as go
-    figs = []
     vol = data['pcc_daily_volume'].sort_values('partition_date')
-    figs.append(px.bar(vol, x='partition_date', y='cases', color='model_version', barmode='group',
-                       title='Cases scored per day', labels={'partition_date': 'day'}))
     mix = data['pcc_label_mix_daily'].sort_values('partition_date')
-    figs.append(px.bar(mix, x='partition_date', y='share', color='predicted_label', facet_col='model_version' if mix.model_version.nunique() > 1 else None,
-                       title='Label mix per day', labels={'partition_date': 'day'}))
+    runs = data['pcc_runs']
+    days = pd.concat([vol.partition_date, mix.partition_date, runs.partition_date])
+    figs = [px.bar(vol, x='partition_date', y='cases', color='model_version', barmode='group',
+                   title='Cases scored per day', labels={'partition_date': 'day'}),
+            px.bar(mix, x='partition_date', y='share', color='predicted_label', facet_col='model_version' if mix.model_version.nunique() > 1 else None,
+                   title='Label mix per day', labels={'partition_date': 'day'}),
+            _psi_figure(runs),
+            px.bar(drop_reasons_daily(runs), x='partition_date', y='cases', color='reason', title='Dropped cases per day, by reason',
+                   labels={'partition_date': 'day'})]
+    for f in figs: day_axis(f, days)
     conf = data['pcc_confidence_distribution'].groupby(['bin_start', 'model_version'], as_index=False)['cases'].sum()
-    figs.append(px.bar(conf, x='bin_start', y='cases', color='model_version', barmode='group', title='Confidence distribution',
-                       labels={'bin_start': 'confidence (bin start)'}))
-    runs = data['pcc_runs'].sort_values('runtime_ts', ascending=False).head(50)
-    cols = ['runtime_ts', 'partition_date', 'status', 'model_version', 'model_source', 'total_cases', 'dropped_cases',
-            'psi_confidence', 'psi_label_mix', 'drift_flag', 'error_message']
-    cells = [[('' if pd.isna(v) else str(v)[:19] if c == 'runtime_ts' else str(v)[:80]) for v in runs[c]] for c in cols]
-    colour = [['#f5b7b1' if s == 'failed' else '#fad7a0' if s == 'partial' else 'white' for s in runs['status']]] * len(cols)
-    figs.append(go.Figure(go.Table(header=dict(values=cols), cells=dict(values=cells, fill_color=colour))).update_layout(title='Runs: status and drift'))
+    figs.insert(2, px.bar(conf, x='bin_start', y='cases', color='model_version', barmode='group', title='Confidence distribution',
+                          labels={'bin_start': 'confidence (bin start)'}))
+    figs.append(_runs_table(runs))
     for f in figs: f.update_layout(height=420, margin=dict(l=40, r=20, t=60, b=40))
     return figs
 

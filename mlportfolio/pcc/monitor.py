@@ -22,8 +22,9 @@ from .tables import MONITORING, pcc_sql
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_THRESHOLD', 'PSI_EPS', 'psi', 'confidence_psi', 'label_mix_psi', 'drift_figures', 'pending_path',
-           'new_run_id', 'monitor_row', 'flush_pending', 'write_monitor_row', 'recent_runs']
+__all__ = ['log', 'DRIFT_THRESHOLD', 'PSI_EPS', 'DRIFT_FEATURES', 'psi', 'confidence_psi', 'label_mix_psi', 'text_features',
+           'feature_reference', 'feature_psi', 'drift_figures', 'pending_path', 'new_run_id', 'monitor_row',
+           'flush_pending', 'write_monitor_row', 'recent_runs']
 
 # %% ../../nbs/32_pcc_monitor.ipynb #96dfd086
 DRIFT_THRESHOLD = 0.2
@@ -52,23 +53,59 @@ def label_mix_psi(reference_mix: dict[str, float], labels: Sequence[str]) -> flo
     classes = sorted(set(reference_mix) | set(actual.index))
     return psi([reference_mix.get(c, 0.0) for c in classes], [float(actual.get(c, 0)) for c in classes])
 
+# %% ../../nbs/32_pcc_monitor.ipynb #3b04fed3
+DRIFT_FEATURES = ('text_length', 'personal_info_detected', 'sentiment_compound', 'privacy_keyword_density')
+
+def text_features(texts: Sequence[str], names: Sequence[str] = DRIFT_FEATURES) -> pd.DataFrame:
+    "The drift features of `texts` (columns `names`), from the data system's 26 text features."
+    from mlportfolio.data.features import compute_features
+    return compute_features(pd.Series(list(texts), dtype=object))[list(names)]
+
+def _bin_counts(cuts: Sequence[float], values) -> np.ndarray:
+    "Counts of `values` in the bins (-inf, c0], (c0, c1], ..., (c_last, inf)."
+    idx = np.searchsorted(np.asarray(cuts, dtype=float), np.asarray(values, dtype=float), side='left')
+    return np.bincount(idx, minlength=len(cuts) + 1)
+
+def feature_reference(features: pd.DataFrame, bins: int = 10) -> dict:
+    "Per feature: decile cut points and counts of the reference `features` (`{name: {'cuts', 'counts'}}`)."
+    out = {}
+    for name in features.columns:
+        v = features[name].astype(float).to_numpy()
+        cuts = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1])) if len(v) else np.array([0.0])
+        out[name] = {'cuts': [float(c) for c in cuts], 'counts': [int(c) for c in _bin_counts(cuts, v)]}
+    return out
+
+def feature_psi(reference: dict, features: pd.DataFrame) -> dict[str, float]:
+    "PSI per feature of `features` against `feature_reference` output (features missing on either side are skipped)."
+    out = {}
+    for name, ref in (reference or {}).items():
+        if name not in features.columns or not len(features): continue
+        out[name] = round(psi(ref['counts'], _bin_counts(ref['cuts'], features[name].astype(float))), 6)
+    return out
+
 # %% ../../nbs/32_pcc_monitor.ipynb #e2e15bab
-def drift_figures(reference: dict | None, confidences: Sequence[float], labels: Sequence[str], threshold: float = DRIFT_THRESHOLD) -> dict:
-    "`psi_confidence`, `psi_label_mix`, `drift_flag` and `notes` for one run against the model's `reference`."
-    out = dict(psi_confidence=None, psi_label_mix=None, drift_flag=None, notes=[])
+def drift_figures(reference: dict | None, confidences: Sequence[float], labels: Sequence[str], threshold: float = DRIFT_THRESHOLD,
+                  features: pd.DataFrame | None = None) -> dict:
+    "`psi_confidence`, `psi_label_mix`, `feature_psi`, `max_feature_psi`, `drift_flag` and `notes` of one run against the model's `reference`."
+    out = dict(psi_confidence=None, psi_label_mix=None, feature_psi=None, max_feature_psi=None, drift_flag=None, notes=[])
     if len(labels) == 0:
         out['notes'].append('no scored cases: drift not computed'); return out
     reference = reference or {}
     try:
         if reference.get('confidence_hist'): out['psi_confidence'] = round(confidence_psi(reference['confidence_hist'], confidences), 6)
         if reference.get('label_mix'): out['psi_label_mix'] = round(label_mix_psi(reference['label_mix'], labels), 6)
+        if reference.get('features') and features is not None:
+            out['feature_psi'] = feature_psi(reference['features'], features) or None
+            out['max_feature_psi'] = max(out['feature_psi'].values()) if out['feature_psi'] else None
     except (ValueError, KeyError, TypeError) as e: out['notes'].append(f'reference distribution unusable: {e}')
-    vals = [v for v in (out['psi_confidence'], out['psi_label_mix']) if v is not None and np.isfinite(v)]
+    vals = [v for v in (out['psi_confidence'], out['psi_label_mix'], out['max_feature_psi']) if v is not None and np.isfinite(v)]
     if not vals: out['notes'].append('model has no reference distributions: drift not computed')
     else:
         out['drift_flag'] = any(v > threshold for v in vals)
         if out['drift_flag']:
-            out['notes'].append(f"DRIFT: PSI above {threshold} (confidence {out['psi_confidence']}, label mix {out['psi_label_mix']})")
+            worst = {k: v for k, v in (out['feature_psi'] or {}).items() if v > threshold}
+            out['notes'].append(f"DRIFT: PSI above {threshold} (confidence {out['psi_confidence']}, label mix {out['psi_label_mix']}"
+                                + (f", input features {worst}" if worst else '') + ')')
     return out
 
 # %% ../../nbs/32_pcc_monitor.ipynb #6cbc51d6

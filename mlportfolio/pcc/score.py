@@ -10,6 +10,7 @@ import datetime as dt, json, time
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from typing import Iterable, Iterator
+from typing import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from fastcore.basics import patch
 from ..core.config import get_settings
 from ..core.embed import backend_mismatch
 from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError, ModelError
-from ..core.obs import get_logger, counter, histogram
+from ..core.obs import BatchRun, get_logger, counter, histogram
 from ..core.store import ArtifactStore
 from ..core.warehouse import Warehouse, get_warehouse
 from ..core.predictions import prob_column
@@ -28,15 +29,16 @@ from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, parse_day, pcc_sp
 from .model import LoadedModel, fetch_export, load_folder, resolve_model
 from .engine import check_engine, read_frames, run_local, run_ray
 from .tables import output_columns
-from .monitor import drift_figures, flush_pending, monitor_row, new_run_id, write_monitor_row
+from .monitor import (DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, text_features,
+                                     write_monitor_row)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOW_CONFIDENCE', 'STRING_COLUMNS', 'STAGE_ROWS_BIGQUERY', 'row_drop_reasons', 'validate_cases', 'output_rows',
-           'BatchScorer', 'ScoreResult', 'prepare_tables', 'note_model', 'partition_counts', 'ray_source',
-           'scored_frames', 'Staged', 'stage_frames', 'publish', 'record_drift', 'finish_run', 'score_partition',
-           'score']
+__all__ = ['log', 'LOW_CONFIDENCE', 'FEATURE_PREFIX', 'STRING_COLUMNS', 'STAGE_ROWS_BIGQUERY', 'PCC_STATUSES', 'DROP_REASONS',
+           'row_drop_reasons', 'validate_cases', 'output_rows', 'BatchScorer', 'ScoreResult', 'DriftError',
+           'prepare_tables', 'note_model', 'partition_counts', 'ray_source', 'scored_frames', 'Staged', 'stage_frames',
+           'publish', 'record_drift', 'finish_run', 'score_partition', 'score', 'export_run_metrics']
 
 # %% ../../nbs/33_pcc_score.ipynb #b0ddef0f
 def row_drop_reasons(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> pd.Series:
@@ -78,7 +80,8 @@ def output_rows(cases: pd.DataFrame, pred: pd.DataFrame, lm: LoadedModel, run_id
         out[col] = pred[col].astype(float).values if col in pred else np.nan
     return out
 
-# %% ../../nbs/33_pcc_score.ipynb #2bf358ef
+# %% ../../nbs/33_pcc_score.ipynb #db395018
+FEATURE_PREFIX = 'feature:'   # drift features of the input text ride along with the scored rows, dropped before staging
 STRING_COLUMNS = ('case_id', 'predicted_label', 'subtype_label', 'model_version', 'embedding_model', 'prediction_notes', 'run_id', 'drop_reason')
 
 class BatchScorer:
@@ -87,7 +90,8 @@ class BatchScorer:
                  max_chars: int = MAX_TEXT_CHARS, source: str = 'export', fallback_reason: str | None = None, model=None):
         self.model_path, self.info, self.run_id, self.day, self.classes = model_path, info, run_id, day, list(classes)
         self.max_chars, self.source, self.fallback_reason, self._model = max_chars, source, fallback_reason, model
-        self.columns = [c.name for c in output_columns(self.classes)] + ['drop_reason']
+        self.features = list(((info or {}).get('reference') or {}).get('features') or [])  # the model's input-drift features
+        self.columns = [c.name for c in output_columns(self.classes)] + [FEATURE_PREFIX + f for f in self.features] + ['drop_reason']
 
     @classmethod
     def for_model(cls, lm: LoadedModel, run_id: str, day: dt.date, classes: list[str], max_chars: int = MAX_TEXT_CHARS) -> 'BatchScorer':
@@ -115,7 +119,7 @@ class BatchScorer:
         if self.model_path: state['_model'] = None
         return state
 
-# %% ../../nbs/33_pcc_score.ipynb #1d997176
+# %% ../../nbs/33_pcc_score.ipynb #3796af6f
 @patch
 def __call__(self: BatchScorer, df: pd.DataFrame) -> pd.DataFrame:
     "Validate and score one chunk; every frame has the same columns and types."
@@ -125,7 +129,11 @@ def __call__(self: BatchScorer, df: pd.DataFrame) -> pd.DataFrame:
     parts = []
     if len(valid):
         lm = self.loaded
-        parts.append(output_rows(valid, lm.predict(valid[['text', 'case_id']]), lm, self.run_id, self.day, self.classes))
+        rows = output_rows(valid, lm.predict(valid[['text', 'case_id']]), lm, self.run_id, self.day, self.classes)
+        if self.features:
+            f = text_features(valid['text'].tolist(), self.features)
+            for c in self.features: rows[FEATURE_PREFIX + c] = f[c].astype('float64').to_numpy()
+        parts.append(rows)
     if (~keep).any():
         parts.append(pd.DataFrame({'case_id': df.loc[~keep, 'case_id'].astype(str).to_numpy(), 'drop_reason': why[~keep].to_numpy()}))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -134,10 +142,10 @@ def __call__(self: BatchScorer, df: pd.DataFrame) -> pd.DataFrame:
     for c in STRING_COLUMNS: out[c] = out[c].astype('string')
     for c in ('inference_timestamp', 'ingestion_time'): out[c] = pd.to_datetime(out[c], utc=True).astype('datetime64[us, UTC]')
     for c in self.columns:
-        if c == 'confidence' or c.startswith('prob_'): out[c] = out[c].astype('float64')
+        if c == 'confidence' or c.startswith(('prob_', FEATURE_PREFIX)): out[c] = out[c].astype('float64')
     return out
 
-# %% ../../nbs/33_pcc_score.ipynb #7d9a43f3
+# %% ../../nbs/33_pcc_score.ipynb #42b4ea68
 @dataclass
 class ScoreResult:
     "What one run did; `row` is its monitoring row."
@@ -155,6 +163,8 @@ class ScoreResult:
     psi_confidence: float | None = None
     psi_label_mix: float | None = None
     drift_flag: bool | None = None
+    feature_psi: dict | None = None
+    max_feature_psi: float | None = None
     duration_seconds: float = 0.0
     notes: list = field(default_factory=list)
     error: str | None = None
@@ -175,7 +185,11 @@ _RUNS = counter('pcc_runs', 'PCC scoring runs by status', ['status'])
 _ROWS = counter('pcc_cases', 'PCC cases by outcome', ['outcome'])
 _DURATION = histogram('pcc_run_seconds', 'PCC scoring run duration')
 
-# %% ../../nbs/33_pcc_score.ipynb #cd2e3591
+class DriftError(JobError):
+    "A run scored with `fail_on_drift` whose outputs or inputs drifted (status `drifted`)."
+    exit_code = 3
+
+# %% ../../nbs/33_pcc_score.ipynb #2de7cfe0
 def prepare_tables(wh: Warehouse, classes: list[str], dry_run: bool) -> dict:
     "Stage 1: the table specs; outside a dry run also create the tables, expire old partitions and flush pending monitoring rows."
     if dry_run:
@@ -203,7 +217,7 @@ def partition_counts(wh: Warehouse, day: dt.date) -> tuple[int, int]:
     if total == 0: raise NotFoundError(f'no cases for {day} in {CASES.name} ({wh.url})')
     return total, distinct
 
-# %% ../../nbs/33_pcc_score.ipynb #a497676e
+# %% ../../nbs/33_pcc_score.ipynb #f4c0ed41
 def ray_source(wh: Warehouse, day: dt.date, folder: str, chunk_size: int):
     "What the Ray engine reads: `read_bigquery` arguments on BigQuery; else the day's cases as Parquet files staged under `folder`."
     if wh.dialect == 'bigquery':
@@ -236,13 +250,14 @@ def scored_frames(engine: str, wh: Warehouse, day: dt.date, scorer: BatchScorer,
         try: store.fs.rm(store.path(key), recursive=True)
         except (FileNotFoundError, OSError): pass
 
-# %% ../../nbs/33_pcc_score.ipynb #95d5e302
+# %% ../../nbs/33_pcc_score.ipynb #d2637c53
 @dataclass
 class Staged:
     "What stage 5 saw: drop reasons, the confidences and labels of the scored rows (for drift), rows staged."
     reasons: Counter = field(default_factory=Counter)
     confs: list = field(default_factory=list)
     labels: list = field(default_factory=list)
+    feats: list = field(default_factory=list)
     staged: int = 0
     @property
     def scored(self) -> int: return int(sum(len(c) for c in self.confs))
@@ -253,7 +268,8 @@ def stage_frames(frames: Iterable[pd.DataFrame], wh: Warehouse, spec, dry_run: b
     acc, seen, pending = acc or Staged(), set(), []
     def flush():
         if pending and not dry_run:
-            batch = pd.concat(pending, ignore_index=True).drop(columns='drop_reason')
+            batch = pd.concat(pending, ignore_index=True)
+            batch = batch.drop(columns=['drop_reason', *[c for c in batch.columns if c.startswith(FEATURE_PREFIX)]])
             acc.staged += _retry(lambda: wh.write(batch, spec), 'stage rows', attempts)
         pending.clear()
     for n, out in enumerate(frames, 1):
@@ -264,6 +280,8 @@ def stage_frames(frames: Iterable[pd.DataFrame], wh: Warehouse, spec, dry_run: b
         rows = out[~dropped]
         if len(rows):
             acc.confs.append(rows['confidence'].to_numpy(np.float32)); acc.labels.append(rows['predicted_label'].astype(object).to_numpy())
+            fcols = [c for c in rows.columns if c.startswith(FEATURE_PREFIX)]
+            if fcols: acc.feats.append(rows[fcols].rename(columns=lambda c: c[len(FEATURE_PREFIX):]).reset_index(drop=True))
             pending.append(rows)
             if sum(len(r) for r in pending) >= stage_every: flush()
         log.debug('chunk %d: %d row(s), %d scored, %d staged so far', n, len(out), len(rows), acc.staged)
@@ -282,13 +300,14 @@ def publish(wh: Warehouse, day: dt.date, version: str, run_id: str, scored: int,
                              f"{int(check['n_rows'])} row(s) for {int(check['n_cases'])} distinct case(s)")
     return int(check['n_run'])
 
-# %% ../../nbs/33_pcc_score.ipynb #eb15d9ee
+# %% ../../nbs/33_pcc_score.ipynb #b85290f7
 def record_drift(res: ScoreResult, lm: LoadedModel, acc: Staged, day: dt.date) -> None:
     "Drift (PSI) of the run against the model's reference, and the run's label mix and mean confidence, onto `res`."
     all_conf = np.concatenate(acc.confs) if acc.confs else np.array([], dtype=np.float32)
     all_lab = np.concatenate(acc.labels) if acc.labels else np.array([], dtype=object)
-    d = drift_figures(lm.reference, all_conf, all_lab)
+    d = drift_figures(lm.reference, all_conf, all_lab, features=pd.concat(acc.feats, ignore_index=True) if acc.feats else None)
     res.psi_confidence, res.psi_label_mix, res.drift_flag = d['psi_confidence'], d['psi_label_mix'], d['drift_flag']
+    res.feature_psi, res.max_feature_psi = d['feature_psi'], d['max_feature_psi']
     res.notes += d['notes']
     if d['drift_flag']: log.warning('drift on %s: %s', day, d['notes'][-1])
     res._label_mix = pd.Series(all_lab).value_counts(normalize=True).round(4).to_dict() if len(all_lab) else {}
@@ -309,16 +328,18 @@ def finish_run(res: ScoreResult, day: dt.date, lm: LoadedModel | None, wh: Wareh
                           drop_reasons=json.dumps(res.drop_reasons, sort_keys=True),
                           label_mix=json.dumps(getattr(res, '_label_mix', {}), sort_keys=True),
                           mean_confidence=getattr(res, '_mean_conf', None), psi_confidence=res.psi_confidence,
-                          psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag)
+                          psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag, max_feature_psi=res.max_feature_psi,
+                          feature_psi=json.dumps(res.feature_psi, sort_keys=True) if res.feature_psi else None)
         res.monitoring = write_monitor_row(row, wh, attempts=attempts)
+        export_run_metrics(res)
     log.info('pcc run %s for %s (%s engine): %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.engine, res.status,
              res.total_cases, res.passed_validation, res.dropped_cases, res.duration_seconds)
 
-# %% ../../nbs/33_pcc_score.ipynb #33d9717b
+# %% ../../nbs/33_pcc_score.ipynb #dc471d76
 def score_partition(date: str | dt.date | None = 'today', model: str = 'champion', model_version: int | str | None = None,
                     force_latest: bool = False, dry_run: bool = False, chunk_size: int = 1000, max_chars: int = MAX_TEXT_CHARS,
                     wh: Warehouse | None = None, loaded_model: LoadedModel | None = None, progress: bool | None = None,
-                    write_attempts: int = 3, engine: str = 'local', ray_address: str | None = None,
+                    write_attempts: int = 3, fail_on_drift: bool = False, engine: str = 'local', ray_address: str | None = None,
                     workers: int | None = None) -> ScoreResult:
     "Score one day of `pcc_cases` into `pcc_inference_output` on `engine`; always leaves a monitoring row (unless `dry_run`)."
     t0 = time.perf_counter()
@@ -348,7 +369,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         if not dry_run: res.rows_written = publish(wh, day, lm.version, res.run_id, acc.scored, classes, write_attempts)
         res.dropped_cases = int(sum(acc.reasons.values()))
         record_drift(res, lm, acc, day)
-        res.status = 'partial' if res.dropped_cases else 'success'
+        res.status = 'drifted' if (fail_on_drift and res.drift_flag) else 'partial' if res.dropped_cases else 'success'
     except BaseException as e:
         res.status = 'failed'
         res.error = (str(e).splitlines() or [''])[0] if isinstance(e, MLPError) else f'{type(e).__name__}: {(str(e).splitlines() or [""])[0]}'
@@ -358,6 +379,8 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         res.duration_seconds = round(time.perf_counter() - t0, 3)
         res.dropped_cases = int(sum(acc.reasons.values())); res.drop_reasons = dict(acc.reasons)
         finish_run(res, day, lm, wh, dry_run, write_attempts)
+    if res.status == 'drifted':
+        raise DriftError(f'drift on {day}: {res.notes[-1]} (run {res.run_id}; its rows are published)')
     return res
 
 def score(date: str | dt.date | None = 'today', **kw) -> ScoreResult:
@@ -365,3 +388,30 @@ def score(date: str | dt.date | None = 'today', **kw) -> ScoreResult:
     try: return score_partition(date, **kw)
     except MLPError: raise
     except Exception as e: raise JobError(f'scoring {date} failed: {type(e).__name__}: {str(e)[:300]}') from e
+
+# %% ../../nbs/33_pcc_score.ipynb #772e6949
+PCC_STATUSES = ('success', 'partial', 'drifted', 'failed')
+DROP_REASONS = ('null_text', 'empty_text', 'text_too_long', 'duplicate_case_id')
+
+def export_run_metrics(res: ScoreResult) -> dict:
+    "Export the metrics of one finished run as job `pcc` (textfile, and Pushgateway when set); returns `{'path', 'pushed'}`."
+    run = BatchRun('pcc', 'pcc', statuses=PCC_STATUSES)
+    for outcome, n in (('total', res.total_cases), ('scored', res.passed_validation), ('dropped', res.dropped_cases), ('written', res.rows_written)):
+        run.set('cases', 'Cases of the last run, by outcome', n, outcome=outcome)
+    for reason in dict.fromkeys([*DROP_REASONS, *res.drop_reasons]):
+        run.set('dropped_cases', 'Cases the last run dropped, by reason', res.drop_reasons.get(reason, 0), reason=reason)
+    run.set('dropped_share', 'Share of the last run\'s cases that were dropped', res.dropped_cases / res.total_cases if res.total_cases else None)
+    for signal, v in (('confidence', res.psi_confidence), ('label_mix', res.psi_label_mix), ('features_max', res.max_feature_psi)):
+        run.set('psi', 'PSI of the last run against the model\'s reference', v, signal=signal)
+    for feature, v in (res.feature_psi or {}).items():
+        run.set('feature_psi', 'PSI of an input feature in the last run against the training reference', v, feature=feature)
+    for label, share in getattr(res, '_label_mix', {}).items():
+        run.set('label_share', 'Share of the last run\'s scored cases per predicted label', share, label=label)
+    run.set('drift_flag', '1 when a PSI of the last run is above the threshold', None if res.drift_flag is None else float(res.drift_flag))
+    run.set('drift_threshold', 'The PSI above which a run counts as drifted', DRIFT_THRESHOLD)
+    run.set('fallback_used', '1 when the last run scored with the last-known-good model', float(res.fallback_used))
+    if res.model_version is not None:
+        run.set('model_info', 'The model of the last run (value 1)', 1, model_version=str(res.model_version), model_source=str(res.model_source))
+    run.set('partition_timestamp_seconds', 'The day the last run scored (Unix time of its midnight UTC)',
+            dt.datetime.fromisoformat(res.partition_date).replace(tzinfo=dt.timezone.utc).timestamp())
+    return run.finish(res.status, duration=res.duration_seconds)

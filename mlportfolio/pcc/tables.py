@@ -64,7 +64,7 @@ def staging_spec(classes: list[str] | None = None) -> TableSpec:
 
 MONITORING = TableSpec('pcc_monitoring_logs', (
     Column('run_id', S, True), Column('model_version', S), Column('embedding_model', S),
-    Column('partition_date', D, True), Column('runtime_ts', T, True), Column('status', S, True, 'success | partial | failed'),
+    Column('partition_date', D, True), Column('runtime_ts', T, True), Column('status', S, True, 'success | partial | drifted | failed'),
     Column('total_cases', I), Column('passed_validation', I), Column('dropped_cases', I), Column('notes', S),
     Column('ingestion_time', T, True), Column('processing_duration_seconds', F), Column('error_message', S),
     Column('model_source', S, False, 'registry | cache (last-known-good) | export'),
@@ -72,6 +72,8 @@ MONITORING = TableSpec('pcc_monitoring_logs', (
     Column('drop_reasons', S, False, 'JSON: reason -> count'), Column('label_mix', S, False, 'JSON: label -> share'),
     Column('mean_confidence', F), Column('psi_confidence', F), Column('psi_label_mix', F),
     Column('drift_flag', B, False, 'A PSI above the threshold (0.2)'),
+    Column('feature_psi', S, False, 'JSON: input feature -> PSI against the training reference'),
+    Column('max_feature_psi', F, False, 'The largest input-feature PSI of the run'),
 ), expiration_days=90, clustering=('status',), description='One row per scoring run, failed runs included')
 
 # %% ../../nbs/30_pcc_tables.ipynb #4f0e1dc5

@@ -69,12 +69,14 @@ def fit_toy_pipeline(df: pd.DataFrame | None = None, seed: int = 0):
     return make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=10, max_iter=1000, random_state=seed)).fit(df.text, df.intent)
 
 def reference_of(model: TfidfIntentModel, texts: list[str], bins: int = 10) -> dict:
-    "Reference distributions (label mix, confidence histogram) of `model` on `texts`, as the registry stores them."
+    "Reference distributions (label mix, confidence histogram, input-feature histograms) of `model` on `texts`."
+    from mlportfolio.pcc.monitor import feature_reference, text_features
     out = model.predict(None, pd.DataFrame({'text': texts}))
     counts, edges = np.histogram(out.confidence, bins=np.linspace(0, 1, bins + 1))
     mix = out.predicted_label.value_counts(normalize=True)
     return {'label_mix': {c: float(mix.get(c, 0.0)) for c in model.classes},
-            'confidence_hist': {'bins': [float(e) for e in edges], 'counts': [int(c) for c in counts]}}
+            'confidence_hist': {'bins': [float(e) for e in edges], 'counts': [int(c) for c in counts]},
+            'features': feature_reference(text_features(texts))}
 
 def save_export(root: str | Path, df: pd.DataFrame | None = None, version: str = '1', stamp: str | None = None,
                 embedding_model: str | None = None, info: dict | None = None, delay: float = 0.0) -> Path:

@@ -18,13 +18,14 @@ import pandas as pd
 
 from ..core.config import get_settings
 from ..core.errors import InputError, MLPError
-from ..core.obs import get_logger
+from ..core.obs import BatchRun, get_logger
 from ..core.store import sha256_bytes
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FAST_OVERRIDES', 'default_data_path', 'read_training_data', 'TrainResult', 'train_run', 'train_and_register']
+__all__ = ['log', 'FAST_OVERRIDES', 'default_data_path', 'read_training_data', 'TrainResult', 'export_train_metrics', 'train_run',
+           'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
@@ -112,6 +113,16 @@ def _stage(timings: dict, lrun, name: str):
         yield
     timings[name] = round(time.perf_counter() - t0, 3)
 
+# %% ../../nbs/25_train_pipeline.ipynb #de31a298
+def export_train_metrics(status: str, duration: float, result: TrainResult | None = None) -> dict:
+    "Export a training run's metrics as batch job `train_run` (`mlp_train_*`): run metrics, test and unseen macro-F1, version."
+    run = BatchRun('train_run', 'train')
+    if result is not None:
+        run.set('test_f1_macro', 'Macro-F1 of the last trained model on the test split', result.test_metrics.get('f1_macro'))
+        run.set('unseen_f1_macro', 'Macro-F1 on templates the last model never saw', (result.unseen_metrics or {}).get('f1_macro'))
+        run.set('model_version', 'Registry version of the last trained model', result.version)
+    return run.finish(status, duration=duration)
+
 # %% ../../nbs/25_train_pipeline.ipynb #8ea33732
 def train_run(data=None, config=None, overrides: dict | None = None, register: bool = True, promote: bool = False,
               progress: bool | None = None) -> TrainResult:
@@ -188,6 +199,8 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
                                                           m_u.classes, int(ev['calibration_bins']))
                         unseen_m['templates_held_out'] = len(held); unseen_m['train_rows'] = int(len(u_tr))
                 reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
+                from mlportfolio.pcc.monitor import feature_reference, text_features   # what PCC's input-drift check compares with
+                reference['features'] = feature_reference(text_features(fit_df[T].tolist()))
             meta = dict(model_name=cfg['registry']['model_name'], embedding_model=emb_model.model_id, embed_backend=emb_model.kind, data_hash=data_hash, data_uri=uri,
                         params=res.best_params, fit_on=dc['fit_on'], n_train=int(len(fit_df)), seed=seed,
                         cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std),
@@ -238,13 +251,16 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
         except BaseException as e:
             mlflow.set_tag('mlp.error', f'{type(e).__name__}: {e}'[:4900])
             log.error('training run %s failed: %s: %s', run.info.run_id, type(e).__name__, e)
+            export_train_metrics('failed', time.perf_counter() - t_start)
             raise
-    return TrainResult(run_id=run.info.run_id, experiment_id=exp_id, version=version, data_hash=data_hash, data_uri=uri,
+    result = TrainResult(run_id=run.info.run_id, experiment_id=exp_id, version=version, data_hash=data_hash, data_uri=uri,
                        params=res.best_params, cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std,
                                                        trials=len(res.trials), text_fits=res.text_fits),
                        test_metrics=test_m, validation_metrics=val_m, unseen_metrics=unseen_m, subtype_metrics=sub_m,
                        curation=rep.as_dict(), warnings=warnings, timings=timings, embed_stats=es,
                        artifact_uri=run.info.artifact_uri, promotion=promotion, model=model)
+    export_train_metrics('success', timings['total'], result)
+    return result
 
 # %% ../../nbs/25_train_pipeline.ipynb #1b3ede94
 FAST_OVERRIDES = {'search.mode': 'none', 'evaluation.unseen_templates.enabled': False, 'classifier.C': 0.1}

@@ -53,7 +53,7 @@ WHERE DATE(request_time) = @partition_date;
 
 -- name: recent_runs
 SELECT run_id, partition_date, runtime_ts, status, model_version, model_source, total_cases, passed_validation,
-       dropped_cases, rows_written, psi_confidence, psi_label_mix, drift_flag, processing_duration_seconds,
+       dropped_cases, rows_written, psi_confidence, psi_label_mix, drift_flag, max_feature_psi, processing_duration_seconds,
        notes, error_message
 FROM pcc_monitoring_logs
 WHERE DATE(ingestion_time) >= @since

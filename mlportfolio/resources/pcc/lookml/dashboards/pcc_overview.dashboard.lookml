@@ -55,12 +55,25 @@
     explore: pcc_runs
     type: looker_grid
     fields: [pcc_runs.runtime_time, pcc_runs.partition_date, pcc_runs.status, pcc_runs.model_version, pcc_runs.model_source,
-             pcc_runs.total_cases, pcc_runs.dropped_cases, pcc_runs.psi_confidence, pcc_runs.psi_label_mix, pcc_runs.drift_flag,
-             pcc_runs.error_message]
+             pcc_runs.total_cases, pcc_runs.dropped_cases, pcc_runs.psi_confidence, pcc_runs.psi_label_mix, pcc_runs.max_feature_psi,
+             pcc_runs.drift_flag, pcc_runs.error_message]
     sorts: [pcc_runs.runtime_time desc]
     listen:
       partition_date: pcc_runs.partition_date
     row: 6
     col: 12
     width: 12
+    height: 6
+  - name: psi_over_time
+    title: "PSI over time (drift above 0.2)"
+    model: pcc
+    explore: pcc_runs
+    type: looker_line
+    fields: [pcc_runs.partition_date, pcc_runs.max_psi_confidence, pcc_runs.max_psi_input_features]
+    sorts: [pcc_runs.partition_date]
+    listen:
+      partition_date: pcc_runs.partition_date
+    row: 12
+    col: 0
+    width: 24
     height: 6

@@ -20,7 +20,7 @@ view: pcc_runs {
   dimension: status {
     type: string
     sql: ${TABLE}.status ;;
-    html: {% if value == 'failed' %}<span style="color:#c0392b">{{ value }}</span>{% elsif value == 'partial' %}<span style="color:#d68910">{{ value }}</span>{% else %}{{ value }}{% endif %} ;;
+    html: {% if value == 'failed' %}<span style="color:#c0392b">{{ value }}</span>{% elsif value == 'drifted' %}<span style="color:#ca6f1e">{{ value }}</span>{% elsif value == 'partial' %}<span style="color:#d68910">{{ value }}</span>{% else %}{{ value }}{% endif %} ;;
   }
   dimension: model_version {
     type: string
@@ -48,6 +48,22 @@ view: pcc_runs {
     value_format_name: decimal_3
     sql: ${TABLE}.psi_label_mix ;;
   }
+  dimension: max_feature_psi {
+    description: "The largest PSI of the input features (length, PII, sentiment, privacy keywords) against the training texts"
+    type: number
+    value_format_name: decimal_3
+    sql: ${TABLE}.max_feature_psi ;;
+  }
+  dimension: feature_psi {
+    description: "JSON: input feature -> PSI"
+    type: string
+    sql: ${TABLE}.feature_psi ;;
+  }
+  dimension: drop_reasons {
+    description: "JSON: reason -> dropped cases"
+    type: string
+    sql: ${TABLE}.drop_reasons ;;
+  }
   dimension: error_message {
     type: string
     sql: ${TABLE}.error_message ;;
@@ -62,6 +78,10 @@ view: pcc_runs {
   measure: failed_runs {
     type: count
     filters: [status: "failed"]
+  }
+  measure: drifted_runs {
+    type: count
+    filters: [drift_flag: "yes"]
   }
   measure: total_cases {
     type: sum
@@ -84,5 +104,10 @@ view: pcc_runs {
     type: max
     value_format_name: decimal_3
     sql: ${TABLE}.psi_confidence ;;
+  }
+  measure: max_psi_input_features {
+    type: max
+    value_format_name: decimal_3
+    sql: ${TABLE}.max_feature_psi ;;
   }
 }
