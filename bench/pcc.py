@@ -6,7 +6,11 @@ Each measurement runs in a fresh subprocess (so peak RSS is that run's), with a 
 scoring run embeds every text, like a real day of new cases). The model is the training system's registered
 champion (trained here on generated rows with `train.pipeline.train_and_register`, fixed parameters). Prints medians (5k: 3 runs each; 50k: 1 run each) and ratios.
 
-Usage: python bench/pcc.py [--small N] [--large N] [--repeats R]
+With `--engines local,ray` each size is also scored with the Ray Data engine (a local Ray instance of `--ray-cpus`
+CPUs started in the worker process, so Ray's start-up is inside the timing and printed apart), and the ratio Ray / local
+is printed. `--backend onnx-int8` sets MLP_EMBED_BACKEND for every measurement.
+
+Usage: python bench/pcc.py [--small N] [--large N] [--repeats R] [--engines local,ray] [--backend onnx-int8] [--toy]
 """
 import argparse, datetime as dt, json, os, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -40,11 +44,16 @@ def worker(args):
         print(json.dumps(dict(seconds=time.perf_counter() - t0, cpu=cpu_s() - c0, rows=len(texts), rss_mb=peak_rss_mb())))
     else:
         from mlportfolio.pcc.score import score_partition
+        ray_start = 0.0
+        if args.engine == 'ray':                               # start Ray first and time it apart: a cluster would already run
+            from mlportfolio.pcc.engine import init_ray
+            t0 = time.perf_counter(); init_ray(num_cpus=args.ray_cpus); ray_start = time.perf_counter() - t0
         c0 = cpu_s(); t0 = time.perf_counter()
-        r = score_partition(args.day, model=args.model, progress=False)
+        r = score_partition(args.day, model=args.model, progress=False, engine=args.engine, workers=args.ray_cpus if args.engine == 'ray' else None)
         secs = time.perf_counter() - t0
         assert r.status == 'success' and r.rows_written == r.total_cases, r
-        print(json.dumps(dict(seconds=secs, cpu=cpu_s() - c0, rows=r.rows_written, rss_mb=peak_rss_mb(), psi=r.psi_confidence, drift=r.drift_flag)))
+        print(json.dumps(dict(seconds=secs, cpu=cpu_s() - c0, rows=r.rows_written, rss_mb=peak_rss_mb(), psi=r.psi_confidence,
+                              drift=r.drift_flag, ray_start=ray_start)))
 
 
 def cpu_s() -> float:
@@ -71,13 +80,17 @@ def main():
     ap.add_argument('--worker'); ap.add_argument('--texts'); ap.add_argument('--day'); ap.add_argument('--model')
     ap.add_argument('--small', type=int, default=5000); ap.add_argument('--large', type=int, default=50000)
     ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--train-rows', type=int, default=2000)
+    ap.add_argument('--engine', default='local'); ap.add_argument('--engines', default='local', help='local, or local,ray')
+    ap.add_argument('--ray-cpus', type=int, default=2); ap.add_argument('--backend', default=None, help='MLP_EMBED_BACKEND for every run')
     ap.add_argument('--toy', action='store_true', help='TF-IDF toy model (pcc.testing) instead of the registered MiniLM model; '
                     'baseline = the model alone: measures the pipeline overhead and memory without embedding cost')
     args = ap.parse_args()
     if args.worker: return worker(args)
 
     home = Path(tempfile.mkdtemp(prefix='bench-pcc-'))
-    os.environ.update(MLP_HOME=str(home), MLP_PROGRESS='false', MLP_LOG_LEVEL='WARNING')
+    os.environ.update(MLP_HOME=str(home), MLP_PROGRESS='false', MLP_LOG_LEVEL='WARNING', RAY_USAGE_STATS_ENABLED='0')
+    if args.backend: os.environ['MLP_EMBED_BACKEND'] = args.backend
+    print(f'load average at start: {open("/proc/loadavg").read().split()[:3]}; backend {os.environ.get("MLP_EMBED_BACKEND", "torch")}')
     from mlportfolio.data.generate import generate_dataset
     from mlportfolio.pcc.tables import seed_cases
     t0 = time.perf_counter()
@@ -100,7 +113,7 @@ def main():
         pd.DataFrame({'text': texts[:n]}).to_parquet(files[n])
     print(f'generated and seeded {args.large} + {args.small} cases in {time.perf_counter() - t0:.0f}s')
 
-    res = {}
+    res, engines = {}, {}
     for n in (args.small, args.large):
         reps = args.repeats if n == args.small else 1
         enc, sc = [], []
@@ -109,6 +122,13 @@ def main():
             enc.append(run_worker('--worker', base, '--texts', files[n], '--model', model_ref, env=env))
             env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
             sc.append(run_worker('--worker', 'score', '--day', days[n], '--model', model_ref, env=env))
+            for eng in [e for e in args.engines.split(',') if e != 'local']:
+                env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
+                r = run_worker('--worker', 'score', '--day', days[n], '--model', model_ref, '--engine', eng, '--ray-cpus', args.ray_cpus, env=env)
+                engines.setdefault((n, eng), []).append(r)
+                print(f"{n:>6} cases, {eng} engine ({args.ray_cpus} CPUs): {r['seconds']:.1f}s = {n / r['seconds']:.0f} rows/s "
+                      f"(local {sc[-1]['seconds']:.1f}s: ratio {r['seconds'] / sc[-1]['seconds']:.2f}); Ray start-up {r['ray_start']:.1f}s apart; "
+                      f"driver CPU {r['cpu']:.1f}s; load {open('/proc/loadavg').read().split()[0]}", flush=True)
         e = statistics.median(r['seconds'] for r in enc); s = statistics.median(r['seconds'] for r in sc)
         ec = statistics.median(r['cpu'] for r in enc); sc_cpu = statistics.median(r['cpu'] for r in sc)
         res[n] = dict(encode_s=e, score_s=s, encode_cpu_s=ec, score_cpu_s=sc_cpu, cpu_ratio=sc_cpu / ec, rows_per_s=n / s, encode_rows_per_s=n / e, overhead=s / e - 1,
@@ -125,7 +145,11 @@ def main():
     marg = (b['score_cpu_s'] - a['score_cpu_s']) / max(b['encode_cpu_s'] - a['encode_cpu_s'], 1e-9)
     print(f"marginal CPU per extra case, scoring / encoding alone: {marg:.3f} (fixed start-up costs cancel: imports, model "
           f"resolution and smoke test, table set-up)")
+    for (n, eng), rs in engines.items():
+        e = statistics.median(r['seconds'] for r in rs)
+        print(f"{eng} engine, {n} cases: median {e:.1f}s = {n / e:.0f} rows/s; local {res[n]['score_s']:.1f}s; ratio {e / res[n]['score_s']:.2f}")
     print(json.dumps({str(k): v for k, v in res.items()}))
+    print(f'load average at end: {open("/proc/loadavg").read().split()[:3]}')
 
 
 if __name__ == '__main__':

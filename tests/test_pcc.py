@@ -229,3 +229,12 @@ def test_end_to_end_with_the_registered_champion(mlp_home):
     r = score_partition(TODAY, model=str(mlp_home/'exports'))
     assert (r.model_source, r.fallback_used, r.status) == ('export', False, 'success')
     assert len(output_rows()) == 150 and monitoring_rows().fallback_used.tolist() == [False, True, False]
+
+
+def test_rayjob_manifest_runs_the_ray_engine():
+    "deploy/pcc/rayjob.yaml: a KubeRay RayJob whose entrypoint is the Ray engine of `mlp pcc score`, torn down after the run."
+    job = yaml.safe_load((ROOT/'deploy/pcc/rayjob.yaml').read_text())
+    assert (job['apiVersion'], job['kind']) == ('ray.io/v1', 'RayJob')
+    assert '--engine ray' in job['spec']['entrypoint'] and '--ray-address auto' in job['spec']['entrypoint']
+    assert job['spec']['shutdownAfterJobFinishes'] is True
+    assert job['spec']['rayClusterSpec']['headGroupSpec']['rayStartParams']['num-cpus'] == '0'

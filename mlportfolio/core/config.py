@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     embed_model: Optional[str] = Field(None, description='Sentence-embedding model: a local path or name')
     embed_device: str = Field('auto', description='auto, cpu or cuda')
     embed_batch_size: int = Field(32, ge=1, description='Texts per forward pass')
+    embed_backend: Literal['auto', 'torch', 'onnx', 'onnx-int8'] = Field('torch', description="How embeddings are computed: torch (sentence-transformers), onnx, onnx-int8 (ONNX Runtime, the onnx extra) or auto (the fastest that passes the quality check here, measured once)")
     embed_cache: bool = Field(True, description='Cache embeddings on disk by content hash')
     embed_cache_dir: Optional[Path] = Field(None, description='Embedding cache folder (default $MLP_HOME/cache/embeddings); share it across homes to reuse vectors')
     taxonomy: Optional[Path] = Field(None, description='Label taxonomy YAML (defaults to the packaged one)')

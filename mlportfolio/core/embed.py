@@ -8,24 +8,34 @@ Docs: https://mlportfolio.github.io/mlportfolio/embed.html.md"""
 from __future__ import annotations
 from .extras import require_extra
 require_extra('embed', 'core.embed (sentence embeddings)')  # one clear line, naming the extra, when its dependencies are missing
-import hashlib, importlib.util, os, sqlite3, threading
+import hashlib, importlib.util, json, logging, os, platform, re, sqlite3, threading, time, warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from fastcore.basics import patch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import get_settings, ensure_dir
 from .errors import InputError, ModelError
-from .store import atomic_path
+from .extras import missing_distributions
+from .obs import get_logger
+from .resources import resource_path
+from .store import atomic_path, sha256_file
+
+log = get_logger(__name__)
 
 EMBED_DIM = 384
 DEFAULT_MODEL_NAME = 'all-MiniLM-L6-v2'
 
 # %% auto #0
-__all__ = ['EMBED_DIM', 'DEFAULT_MODEL_NAME', 'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts',
-           'EmbeddingCache', 'Embedder', 'get_embedder', 'encode', 'EmbeddingTransformer', 'read_texts', 'save_npy',
-           'embed_file']
+__all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'EMBED_BACKENDS', 'QUALITY_MEAN_COS', 'QUALITY_MIN_COS',
+           'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts', 'EmbeddingCache', 'check_backend',
+           'onnx_available', 'require_onnxruntime', 'max_seq_length', 'fast_tokenizer', 'mean_pool_normalise',
+           'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder', 'onnx_model', 'OnnxEncoder',
+           'PipelinedEncoder', 'Embedder', 'get_embedder', 'encode', 'sample_corpus', 'cosine_quality',
+           'measure_backends', 'backend_decision_path', 'machine_signature', 'choose_backend', 'backend_mismatch',
+           'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
 
 # %% ../../nbs/04_embed.ipynb #486e8611
 def packaged_model_path() -> Path | None:
@@ -109,24 +119,238 @@ class EmbeddingCache:
 
     def __len__(self) -> int: return self._conn().execute('SELECT COUNT(*) FROM vectors').fetchone()[0]
 
+# %% ../../nbs/04_embed.ipynb #2071d722
+EMBED_BACKENDS = ('auto', 'torch', 'onnx', 'onnx-int8')
+QUALITY_MEAN_COS, QUALITY_MIN_COS = 0.99, 0.97   # the quality gate against torch fp32
+
+def check_backend(backend: str) -> str:
+    "`backend` when it is one of `EMBED_BACKENDS`, else one clear error."
+    if backend not in EMBED_BACKENDS: raise InputError(f"embedding backend {backend!r} is not one of {', '.join(EMBED_BACKENDS)}")
+    return backend
+
+def onnx_available() -> bool:
+    "True when onnxruntime and onnx are installed (the `onnx` extra)."
+    return not missing_distributions('onnx')
+
+def require_onnxruntime():
+    "The `onnxruntime` module, or one line naming the extra to install (`MissingExtraError`)."
+    require_extra('onnx', 'MLP_EMBED_BACKEND=onnx or onnx-int8 (ONNX Runtime)')
+    import onnxruntime
+    return onnxruntime
+
+def max_seq_length(load_path: str | Path) -> int:
+    "The truncation length sentence-transformers uses for a model folder (`sentence_bert_config.json`), else 256."
+    try: return int(json.loads((Path(load_path)/'sentence_bert_config.json').read_text())['max_seq_length'])
+    except (OSError, KeyError, ValueError, TypeError): return 256
+
+def fast_tokenizer(load_path: str | Path, padding: bool = True):
+    "The model's fast tokenizer (`tokenizer.json`), truncating at `max_seq_length`, padding to the longest text of a batch."
+    from tokenizers import Tokenizer
+    p = Path(load_path)/'tokenizer.json'
+    if not p.exists(): raise ModelError(f'embedding model {load_path} has no tokenizer.json (a fast tokenizer); the ONNX and CUDA paths need one')
+    tok = Tokenizer.from_file(str(p))
+    tok.enable_truncation(max_seq_length(load_path))
+    pad = tok.padding or {}
+    tok.no_padding()
+    if padding: tok.enable_padding(pad_id=pad.get('pad_id', 0), pad_token=pad.get('pad_token', '[PAD]'))
+    return tok
+
+# %% ../../nbs/04_embed.ipynb #5e063b58
+def mean_pool_normalise(hidden, mask):
+    "Mean of the token vectors under the attention mask, then L2 normalisation (sentence-transformers' Pooling + Normalize)."
+    import torch
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    v = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(v, p=2, dim=1)
+
+def export_onnx(load_path: str | Path, dest: str | Path) -> Path:
+    "Export a model folder's transformer, with mean pooling and normalisation in the graph, to an fp32 ONNX file (atomically)."
+    import torch
+    from transformers import AutoModel
+    model = AutoModel.from_pretrained(str(load_path)).eval()
+    class Pooled(torch.nn.Module):
+        def __init__(self, m): super().__init__(); self.m = m
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            return mean_pool_normalise(h, attention_mask)
+    names, ids = ['input_ids', 'attention_mask', 'token_type_ids'], torch.ones(2, 16, dtype=torch.long)
+    axes = {**{n: {0: 'batch', 1: 'seq'} for n in names}, 'sentence_embedding': {0: 'batch'}}
+    with atomic_path(dest, '.onnx') as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(Pooled(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(tmp), input_names=names,
+                          output_names=['sentence_embedding'], dynamic_axes=axes, opset_version=17, dynamo=False)
+    return Path(dest)
+
+def quantize_int8(src: str | Path, dest: str | Path) -> Path:
+    "ONNX Runtime dynamic quantisation: int8 `MatMul` weights with per-channel scales (atomically)."
+    require_onnxruntime()
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    root = logging.getLogger(); level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint that does not apply to dynamic quantisation
+    try:
+        with atomic_path(dest, '.onnx') as tmp:
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=['MatMul'],
+                             extra_options={'DefaultTensorType': onnx.TensorProto.FLOAT})
+    finally: root.setLevel(level)
+    return Path(dest)
+
+# %% ../../nbs/04_embed.ipynb #5ceffa5c
+_DIGESTS: dict[str, str] = {}
+
+def source_digest(load_path: str | Path) -> str:
+    "sha256 over a model folder's weight, config and vocabulary files: what the ONNX files are derived from."
+    key = str(Path(load_path).absolute())
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for p in sorted(Path(load_path).iterdir()):
+            if p.is_file() and p.suffix in ('.safetensors', '.bin', '.json', '.txt'): h.update(f'{p.name}:{sha256_file(p)}\n'.encode())
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+def onnx_folder(model_id: str, load_path: str | Path) -> Path:
+    "Where the ONNX files of a model live: `MLP_HOME/models/embed/<model>-<digest[:12]>`."
+    if not Path(load_path).is_dir(): raise ModelError(f'the ONNX backends need a local model folder; {load_path!r} is not one (set MLP_EMBED_MODEL to a folder)')
+    return get_settings().models_dir/'embed'/f"{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)}-{source_digest(load_path)[:12]}"
+
+def _manifest(folder: Path) -> dict:
+    try: return json.loads((folder/'manifest.json').read_text())
+    except (OSError, ValueError): return {}
+
+def onnx_model(model_id: str, load_path: str | Path, int8: bool = False) -> Path:
+    "The checked ONNX file of a model (fp32, or int8): exported and quantised on first use, rebuilt when its digest is wrong."
+    require_onnxruntime()
+    folder = ensure_dir(onnx_folder(model_id, load_path), 'ONNX model cache')
+    name = 'model-int8.onnx' if int8 else 'model.onnx'
+    path = folder/name
+    if path.exists():
+        if _manifest(folder).get('files', {}).get(name) == sha256_file(path): return path
+        log.warning('ONNX file %s does not match its manifest digest; rebuilding it', path)
+    t0 = time.perf_counter()
+    if int8: quantize_int8(onnx_model(model_id, load_path), path)
+    else: export_onnx(load_path, path)
+    manifest = _manifest(folder)  # read again: another process may have added a file meanwhile
+    manifest.update(model_id=model_id, source_digest=source_digest(load_path))
+    manifest.setdefault('files', {})[name] = sha256_file(path)
+    with atomic_path(folder/'manifest.json') as tmp: tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    log.info('built %s for %s in %.1fs', path, model_id, time.perf_counter() - t0)
+    return path
+
+# %% ../../nbs/04_embed.ipynb #9dfaa29d
+class OnnxEncoder:
+    "Sentence vectors from an ONNX file (pooling and normalisation inside the graph) through ONNX Runtime on the CPU."
+    def __init__(self, path: str | Path, load_path: str | Path, batch_size: int = 32, threads: int | None = None):
+        ort = require_onnxruntime()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads: so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer, self.batch_size = fast_tokenizer(load_path), batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        "Vectors of `texts` in order, `batch_size` at a time (callers sort by length so batches pad little)."
+        parts = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer.encode_batch(texts[i:i + self.batch_size])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            feed = dict(input_ids=ids, attention_mask=np.array([e.attention_mask for e in enc], dtype=np.int64), token_type_ids=np.zeros_like(ids))
+            parts.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
+        return np.vstack(parts).astype(np.float32, copy=False) if parts else np.zeros((0, EMBED_DIM), np.float32)
+
+# %% ../../nbs/04_embed.ipynb #d331c03a
+class PipelinedEncoder:
+    "The transformer on a torch device (fp16 on CUDA): token-budget length buckets, tokenisation on a worker thread, pinned memory."
+    def __init__(self, load_path: str | Path, device: str = 'cuda', max_tokens: int | None = None, chunk: int = 16384):
+        import torch
+        from transformers import AutoModel
+        self.device = torch.device(device)
+        self.cuda = self.device.type == 'cuda'
+        dtype = torch.float16 if self.cuda else torch.float32
+        self.model = AutoModel.from_pretrained(str(load_path), dtype=dtype).to(self.device).eval()
+        self.tokenizer, self.max_len, self.chunk = fast_tokenizer(load_path, padding=False), max_seq_length(load_path), chunk
+        self.max_tokens = max_tokens or (self.fit_token_budget() if self.cuda else 8192)
+
+    def fit_token_budget(self, start: int = 1 << 20) -> int:
+        "The largest budget (rows x padded length) whose forward pass fits in GPU memory, halving from `start`."
+        import torch
+        budget = start
+        while budget >= self.max_len:
+            try:
+                ids = torch.ones((budget // self.max_len, self.max_len), dtype=torch.long, device=self.device)
+                with torch.inference_mode(): self.model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids))
+                torch.cuda.synchronize()
+                return budget
+            except torch.OutOfMemoryError: budget //= 2
+            finally: torch.cuda.empty_cache()
+        raise ModelError(f'not even one sequence of {self.max_len} tokens fits in GPU memory')
+
+# %% ../../nbs/04_embed.ipynb #3b6c3920
+@patch
+def _batches(self: PipelinedEncoder, texts: list[str], put) -> None:
+    "Worker thread: tokenise chunk by chunk, sort by token length, cut batches within the token budget, pad, pin, `put`."
+    import torch
+    for start in range(0, len(texts), self.chunk):
+        enc = self.tokenizer.encode_batch(texts[start:start + self.chunk])
+        lens = np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(enc))
+        order, i = np.argsort(-lens, kind='stable'), 0
+        while i < len(order):
+            width = int(lens[order[i]])
+            idx = order[i:i + max(1, self.max_tokens // max(width, 1))]; i += len(idx)
+            ids = np.zeros((len(idx), width), np.int64); mask = np.zeros((len(idx), width), np.int64)
+            for r, j in enumerate(idx): ids[r, :lens[j]] = enc[j].ids; mask[r, :lens[j]] = 1
+            t = (torch.from_numpy(ids), torch.from_numpy(mask))
+            if self.cuda: t = tuple(x.pin_memory() for x in t)
+            if not put((start + idx, t)): return
+
+@patch
+def encode(self: PipelinedEncoder, texts: list[str]) -> np.ndarray:
+    "Vectors of `texts` in input order; the GPU runs batch k while the worker thread prepares batch k+1."
+    import queue, torch
+    q, stop = queue.Queue(maxsize=8), threading.Event()
+    def put(item) -> bool:
+        while not stop.is_set():
+            try: q.put(item, timeout=0.1); return True
+            except queue.Full: continue
+        return False
+    def work():
+        try: self._batches(texts, put); put(None)
+        except BaseException as e: put(e)
+    worker = threading.Thread(target=work, name='tokenise', daemon=True); worker.start()
+    out = torch.empty((len(texts), self.model.config.hidden_size), dtype=torch.float32, device=self.device)
+    try:
+        with torch.inference_mode():
+            while (item := q.get()) is not None:
+                if isinstance(item, BaseException): raise item
+                idx, (ids, mask) = item
+                ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+                h = self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+                out[torch.from_numpy(idx).to(self.device)] = mean_pool_normalise(h.float(), mask)
+    finally:
+        stop.set(); worker.join(5)
+    return out.cpu().numpy()
+
 # %% ../../nbs/04_embed.ipynb #286ac48f
 class Embedder:
-    "Sentence embeddings with a disk cache; the model loads on first use."
+    "Sentence embeddings with a disk cache; the model (or ONNX session) loads on first use."
     def __init__(self, model: str | None = None, device: str | None = None, batch_size: int | None = None,
-                 cache: bool | None = None, cache_dir: str | Path | None = None, progress: bool | None = None):
+                 cache: bool | None = None, cache_dir: str | Path | None = None, progress: bool | None = None,
+                 backend: str | None = None):
         s = get_settings()
+        self.model_ref = model
         self.model_id, self.load_path = resolve_model(model)
         self.device_request = device or s.embed_device
+        self.backend_request = check_backend(backend or s.embed_backend)
         self.batch_size = batch_size or s.embed_batch_size
         self.use_cache = s.embed_cache if cache is None else cache
         self.cache_dir = Path(cache_dir) if cache_dir else s.embeddings_cache_dir
         self.progress = s.progress if progress is None else progress
-        self._model, self._cache = None, None
+        self._model, self._cache, self._encoder, self._backend, self._device = None, None, None, None, None
         self.stats = dict(hits=0, misses=0)
 
     @property
     def model(self):
-        "The SentenceTransformer, loaded offline on first use."
+        "The SentenceTransformer, loaded offline on first use (the `torch` backend on the CPU)."
         if self._model is None:
             os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
             from sentence_transformers import SentenceTransformer
@@ -135,7 +359,7 @@ class Embedder:
             threads = get_settings().torch_threads
             if threads:
                 import torch; torch.set_num_threads(threads)
-            try: self._model = SentenceTransformer(self.load_path, device=resolve_device(self.device_request))
+            try: self._model = SentenceTransformer(self.load_path, device=self.device)
             except Exception as e:
                 raise ModelError(f'cannot load embedding model {self.model_id!r} from {self.load_path}: {type(e).__name__}: {str(e)[:200]}') from None
         return self._model
@@ -147,59 +371,165 @@ class Embedder:
     @property
     def cache(self) -> EmbeddingCache | None:
         if self.use_cache and self._cache is None:
-            self._cache = EmbeddingCache(self.cache_dir/f'{hashlib.sha1(self.model_id.encode()).hexdigest()[:12]}.sqlite', self.dim)
+            self._cache = EmbeddingCache(self.cache_dir/f'{hashlib.sha1(self.cache_id.encode()).hexdigest()[:12]}.sqlite', self.dim)
         return self._cache if self.use_cache else None
 
-    def _encode_uncached(self, texts: list[str], progress: bool) -> np.ndarray:
-        "Encode unique texts, longest first in chunks so each batch pads to similar lengths."
-        from tqdm.auto import tqdm
-        order = np.argsort([-len(t) for t in texts], kind='stable')
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        chunk = max(self.batch_size * 16, 512)
-        bar = tqdm(total=len(texts), desc=f'embedding ({self.model_id})', unit='text', disable=not progress)
-        for i in range(0, len(order), chunk):
-            idx = order[i:i + chunk]
-            out[idx] = self.model.encode([texts[j] for j in idx], batch_size=self.batch_size, convert_to_numpy=True,
-                                         normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
-            bar.update(len(idx))
-        bar.close()
-        return out
-
-    def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
-        "Embed `texts` into float32 `(n, dim)`, L2-normalised, in input order; cached texts cost a lookup."
-        texts = check_texts(texts)
-        if not texts: return np.zeros((0, self.dim), dtype=np.float32)
-        show = (self.progress if progress is None else progress) and len(texts) >= 256
-        unique = list(dict.fromkeys(texts))
-        vecs: dict[str, np.ndarray] = {}
-        if self.cache is not None:
-            keys = {t: EmbeddingCache.key(self.model_id, t) for t in unique}
-            found = self.cache.get_many(list(keys.values()))
-            vecs = {t: found[k] for t, k in keys.items() if k in found}
-        missing = [t for t in unique if t not in vecs]
-        self.stats['hits'] += len(unique) - len(missing); self.stats['misses'] += len(missing)
-        if missing:
-            new = self._encode_uncached(missing, show)
-            vecs.update(zip(missing, new))
-            if self.cache is not None: self.cache.put_many((keys[t], v) for t, v in zip(missing, new))
-        return np.stack([vecs[t] for t in texts]).astype(np.float32, copy=False)
-
     def __getstate__(self):
-        state = dict(self.__dict__); state['_model'] = None; state['_cache'] = None
+        state = dict(self.__dict__); state['_model'] = state['_cache'] = state['_encoder'] = None
         return state
+
+# %% ../../nbs/04_embed.ipynb #b8d8c5bd
+@patch(as_prop=True)
+def device(self: Embedder) -> str:
+    "The device in use (`auto` resolved once)."
+    if self._device is None: self._device = resolve_device(self.device_request)
+    return self._device
+
+@patch(as_prop=True)
+def backend(self: Embedder) -> str:
+    "The backend in use: `auto` is resolved on first use (see `choose_backend`)."
+    if self._backend is None:
+        self._backend = choose_backend(self.model_ref, self.device) if self.backend_request == 'auto' else self.backend_request
+    return self._backend
+
+@patch(as_prop=True)
+def kind(self: Embedder) -> str:
+    "What computes the vectors: `torch`, `onnx`, `onnx-int8`, or `cuda-fp16` (the pipelined GPU path of `torch`)."
+    return 'cuda-fp16' if self.backend == 'torch' and self.device.startswith('cuda') else self.backend
+
+@patch(as_prop=True)
+def cache_id(self: Embedder) -> str:
+    "The model id in cache keys: plus `@kind` unless the vectors come from plain torch (the reference)."
+    return self.model_id if self.kind == 'torch' else f'{self.model_id}@{self.kind}'
+
+@patch(as_prop=True)
+def encoder(self: Embedder):
+    "The ONNX or pipelined encoder of a non-`torch` kind, built on first use."
+    if self._encoder is None:
+        if self.kind == 'cuda-fp16': self._encoder = PipelinedEncoder(self.load_path, self.device)
+        else: self._encoder = OnnxEncoder(onnx_model(self.model_id, self.load_path, int8=self.kind == 'onnx-int8'), self.load_path,
+                                          self.batch_size, get_settings().torch_threads)
+    return self._encoder
+
+@patch
+def _encode_uncached(self: Embedder, texts: list[str], progress: bool) -> np.ndarray:
+    "Encode unique texts, longest first in chunks so each batch pads to similar lengths."
+    from tqdm.auto import tqdm
+    order = np.argsort([-len(t) for t in texts], kind='stable')
+    out = np.empty((len(texts), self.dim), dtype=np.float32)
+    chunk = len(texts) if self.kind == 'cuda-fp16' else max(self.batch_size * 16, 512)  # the GPU path buckets by itself
+    bar = tqdm(total=len(texts), desc=f'embedding ({self.model_id}, {self.kind})', unit='text', disable=not progress)
+    for i in range(0, len(order), chunk):
+        idx = order[i:i + chunk]
+        batch = [texts[j] for j in idx]
+        if self.kind == 'torch':
+            out[idx] = self.model.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
+                                         normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
+        else: out[idx] = self.encoder.encode(batch)
+        bar.update(len(idx))
+    bar.close()
+    return out
+
+@patch
+def encode(self: Embedder, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
+    "Embed `texts` into float32 `(n, dim)`, L2-normalised, in input order; cached texts cost a lookup."
+    texts = check_texts(texts)
+    if not texts: return np.zeros((0, self.dim), dtype=np.float32)
+    show = (self.progress if progress is None else progress) and len(texts) >= 256
+    unique = list(dict.fromkeys(texts))
+    vecs: dict[str, np.ndarray] = {}
+    if self.cache is not None:
+        keys = {t: EmbeddingCache.key(self.cache_id, t) for t in unique}
+        found = self.cache.get_many(list(keys.values()))
+        vecs = {t: found[k] for t, k in keys.items() if k in found}
+    missing = [t for t in unique if t not in vecs]
+    self.stats['hits'] += len(unique) - len(missing); self.stats['misses'] += len(missing)
+    if missing:
+        new = self._encode_uncached(missing, show)
+        vecs.update(zip(missing, new))
+        if self.cache is not None: self.cache.put_many((keys[t], v) for t, v in zip(missing, new))
+    return np.stack([vecs[t] for t in texts]).astype(np.float32, copy=False)
 
 # %% ../../nbs/04_embed.ipynb #96d8597f
 _EMBEDDERS: dict[tuple, Embedder] = {}
 
 def get_embedder(model: str | None = None, **kwargs) -> Embedder:
-    "A shared `Embedder` per model and options, so one process loads each model once."
-    key = (resolve_model(model)[1], tuple(sorted(kwargs.items())))
+    "A shared `Embedder` per model, backend and options, so one process loads each model once."
+    key = (resolve_model(model)[1], kwargs.get('backend') or get_settings().embed_backend, tuple(sorted(kwargs.items())))
     if key not in _EMBEDDERS: _EMBEDDERS[key] = Embedder(model, **kwargs)
     return _EMBEDDERS[key]
 
 def encode(texts: Sequence[str], model: str | None = None, progress: bool | None = None) -> np.ndarray:
     "Embed `texts` with the shared embedder of `model` (default: `MLP_EMBED_MODEL` or MiniLM)."
     return get_embedder(model).encode(texts, progress=progress)
+
+# %% ../../nbs/04_embed.ipynb #6d2565ed
+def sample_corpus() -> list[str]:
+    "The packaged sample corpus (short and long support texts), one text per line."
+    return [l.strip() for l in resource_path('sample_corpus.txt').read_text(encoding='utf-8').splitlines() if l.strip()]
+
+def cosine_quality(vecs: np.ndarray, ref: np.ndarray) -> dict:
+    "Mean and minimum cosine of unit rows `vecs` to `ref`, and whether they pass the quality gate."
+    cos = np.sum(np.asarray(vecs, np.float64) * np.asarray(ref, np.float64), axis=1)
+    mean, low = float(cos.mean()), float(cos.min())
+    return dict(mean_cos=round(mean, 5), min_cos=round(low, 5), passed=bool(mean >= QUALITY_MEAN_COS and low >= QUALITY_MIN_COS))
+
+def measure_backends(model: str | None = None, texts: list[str] | None = None, backends=('torch', 'onnx', 'onnx-int8'),
+                     repeats: int = 3) -> dict:
+    "Seconds (best of `repeats`) and quality against torch of each backend on `texts` (default: the sample corpus), on the CPU."
+    texts, out, ref = texts or sample_corpus(), {}, None
+    for b in ('torch', *[b for b in backends if b != 'torch']):
+        emb = Embedder(model, device='cpu', cache=False, progress=False, backend=b)
+        emb.encode(texts[:2])                                   # load the weights (and export ONNX) outside the timing
+        secs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter(); vecs = emb.encode(texts); secs.append(time.perf_counter() - t0)
+        ref = vecs if ref is None else ref
+        out[b] = dict(seconds=round(min(secs), 4), texts_per_s=round(len(texts) / min(secs), 1), **cosine_quality(vecs, ref))
+    return out
+
+# %% ../../nbs/04_embed.ipynb #9c006305
+def backend_decision_path() -> Path: return get_settings().cache_dir/'embed-backend.json'
+
+def machine_signature() -> str:
+    "What the speed of a backend depends on: CPU model and count, ONNX Runtime and torch versions."
+    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor()) \
+        if Path('/proc/cpuinfo').exists() else platform.processor()
+    from importlib.metadata import version, PackageNotFoundError
+    def v(p):
+        try: return version(p)
+        except PackageNotFoundError: return '-'
+    return f'{platform.machine()}|{cpu}|{os.cpu_count()} cpus|onnxruntime {v("onnxruntime")}|torch {v("torch")}'
+
+def choose_backend(model: str | None = None, device: str = 'cpu') -> str:
+    "`auto`: the fastest backend that passes the quality gate here, measured once and remembered under MLP_HOME."
+    if device.startswith('cuda'): return 'torch'
+    if not onnx_available():
+        log.info('MLP_EMBED_BACKEND=auto: onnxruntime is not installed, using torch'); return 'torch'
+    model_id, load_path = resolve_model(model)
+    key = f'{model_id}|{source_digest(load_path)[:12] if Path(load_path).is_dir() else load_path}|{machine_signature()}'
+    path = backend_decision_path()
+    try: decisions = json.loads(path.read_text())
+    except (OSError, ValueError): decisions = {}
+    if key in decisions: return decisions[key]['backend']
+    figures = measure_backends(model)
+    passing = {b: f for b, f in figures.items() if f['passed']}
+    best = min(passing, key=lambda b: passing[b]['seconds'])
+    try: decisions = json.loads(path.read_text())
+    except (OSError, ValueError): decisions = {}
+    decisions[key] = dict(backend=best, figures=figures, measured_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+    ensure_dir(path.parent, 'cache folder')
+    with atomic_path(path) as tmp: tmp.write_text(json.dumps(decisions, indent=2))
+    log.info('MLP_EMBED_BACKEND=auto chose %s for %s: %s', best, model_id, figures)
+    return best
+
+def backend_mismatch(trained_backend: str | None, model: str | None = None) -> str | None:
+    "A warning when a model trained on embeddings of `trained_backend` will score with another backend here, else None."
+    if not trained_backend: return None
+    now = get_embedder(model).kind
+    if now == trained_backend: return None
+    return (f'embedding backend differs: the model was trained on {trained_backend} embeddings and scores with {now} '
+            f'(MLP_EMBED_BACKEND); predictions may shift slightly')
 
 # %% ../../nbs/04_embed.ipynb #e9f01278
 def _as_text_list(X) -> list:

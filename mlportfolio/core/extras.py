@@ -28,11 +28,13 @@ EXTRAS: dict[str, dict[str, str]] = {  # extra -> {module to import: distributio
     'review': {'cleanlab': 'cleanlab', 'faiss': 'faiss-cpu', 'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
     'docs': {'mkdocs': 'mkdocs-material', 'selenium': 'selenium'},
     'serve': {'fastapi': 'fastapi', 'uvicorn': 'uvicorn'},
+    'onnx': {'onnxruntime': 'onnxruntime', 'onnx': 'onnx'},
+    'ray': {'ray': 'ray'},
     'llm': {'transformers': 'transformers', 'gguf': 'gguf', 'accelerate': 'accelerate', 'lmformatenforcer': 'lm-format-enforcer',
             'faiss': 'faiss-cpu'},
 }
 EXTRA_INCLUDES: dict[str, list[str]] = {  # an extra that installs other extras too
-    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'], 'review': ['embed', 'llm'], 'serve': ['pcc'],
+    'train': ['embed'], 'pcc': ['train'], 'mapper': ['embed'], 'capture': ['embed'], 'llm': ['embed'], 'review': ['embed', 'llm'], 'serve': ['pcc'], 'onnx': ['embed'], 'ray': ['pcc'],
 }
 
 # %% ../../nbs/05a_extras.ipynb #74f49dcc

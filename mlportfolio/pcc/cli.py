@@ -38,15 +38,19 @@ def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score:
               force_latest: bool = typer.Option(False, help="Export location: take the newest version, not today's"),
               dry_run: bool = typer.Option(False, help='Read, validate and predict; write nothing'),
               chunk_size: int = typer.Option(1000, help='Rows per chunk read from the warehouse'),
+              engine: str = typer.Option('local', help="Where chunks are scored: local (this process) or ray (Ray Data; the ray extra)"),
+              ray_address: Optional[str] = typer.Option(None, help='Ray cluster to use with --engine ray: auto or ray://HOST:10001 (default: a local Ray)'),
+              workers: Optional[int] = typer.Option(None, help='Most Ray actors scoring at once (default: the cluster CPUs)'),
               progress: bool = typer.Option(True, help='Show a progress bar'),
               fail_on_drift: bool = typer.Option(False, help='Exit 3 (status drifted) when a PSI is above the threshold; the day is still published')):
     "Score one day of cases with the resolved model; always leaves a monitoring row and metrics (except --dry-run)."
     from mlportfolio.core.config import get_settings
     from mlportfolio.pcc.score import score
     r = score(date, model=model, model_version=model_version, force_latest=force_latest, dry_run=dry_run,
-              chunk_size=chunk_size, progress=progress and get_settings().progress, fail_on_drift=fail_on_drift)
+              chunk_size=chunk_size, progress=progress and get_settings().progress, fail_on_drift=fail_on_drift, engine=engine,
+              ray_address=ray_address, workers=workers)
     t = Table('field', 'value', title=f'PCC run {r.run_id}' + (' (dry run: nothing written)' if dry_run else ''))
-    for k in ('partition_date', 'status', 'model_version', 'model_source', 'total_cases', 'passed_validation', 'dropped_cases',
+    for k in ('partition_date', 'status', 'engine', 'model_version', 'model_source', 'total_cases', 'passed_validation', 'dropped_cases',
               'drop_reasons', 'rows_written', 'psi_confidence', 'psi_label_mix', 'max_feature_psi', 'drift_flag', 'duration_seconds', 'monitoring'):
         t.add_row(k, str(getattr(r, k)))
     for note in r.notes: t.add_row('note', note)

@@ -9,30 +9,40 @@ from __future__ import annotations
 import datetime as dt, json, time
 from collections import Counter
 from dataclasses import dataclass, field, asdict
+from typing import Iterable, Iterator
+from typing import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 
 from ..core.config import get_settings
-from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError
+from ..core.embed import backend_mismatch
+from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError, ModelError
 from ..core.obs import BatchRun, get_logger, counter, histogram
+from ..core.store import ArtifactStore
 from ..core.warehouse import Warehouse, get_warehouse
 from ..core.predictions import prob_column
 from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, parse_day, pcc_specs, pcc_sql,
                                     taxonomy_classes)
-from .model import LoadedModel, resolve_model
+from .model import LoadedModel, fetch_export, load_folder, resolve_model
+from .engine import check_engine, read_frames, run_local, run_ray
+from .tables import output_columns
 from .monitor import (DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, text_features,
                                      write_monitor_row)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOW_CONFIDENCE', 'STAGE_ROWS_BIGQUERY', 'PCC_STATUSES', 'DROP_REASONS', 'validate_cases', 'output_rows',
-           'ScoreResult', 'DriftError', 'score_partition', 'score', 'export_run_metrics']
+__all__ = ['log', 'LOW_CONFIDENCE', 'FEATURE_PREFIX', 'OOD_COLUMN', 'STRING_COLUMNS', 'STAGE_ROWS_BIGQUERY', 'PCC_STATUSES',
+           'DROP_REASONS', 'row_drop_reasons', 'validate_cases', 'output_rows', 'BatchScorer', 'ScoreResult',
+           'DriftError', 'prepare_tables', 'note_model', 'partition_counts', 'ray_source', 'scored_frames', 'Staged',
+           'stage_frames', 'publish', 'record_drift', 'finish_run', 'score_partition', 'score', 'export_run_metrics']
 
 # %% ../../nbs/33_pcc_score.ipynb #b0ddef0f
-def validate_cases(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> tuple[pd.DataFrame, Counter]:
-    "Split a chunk into the rows to score and a count of dropped rows by reason (`null_text`, `empty_text`, `text_too_long`)."
+def row_drop_reasons(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> pd.Series:
+    "Per row, why validation drops it (`null_text`, `empty_text`, `text_too_long`), or None to keep it."
     text = df['text']
     reason = pd.Series(None, index=df.index, dtype=object)
     isnull = text.isna()
@@ -40,6 +50,11 @@ def validate_cases(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> tuple[p
     s = text.where(~isnull, '').astype(str)
     reason[(~isnull) & (s.str.strip() == '')] = 'empty_text'
     reason[reason.isna() & (s.str.len() > max_chars)] = 'text_too_long'
+    return reason
+
+def validate_cases(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> tuple[pd.DataFrame, Counter]:
+    "Split a chunk into the rows to score and a count of dropped rows by reason (`null_text`, `empty_text`, `text_too_long`)."
+    reason = row_drop_reasons(df, max_chars)
     keep = reason.isna()
     return df[keep].reset_index(drop=True), Counter(reason[~keep].tolist())
 
@@ -65,7 +80,75 @@ def output_rows(cases: pd.DataFrame, pred: pd.DataFrame, lm: LoadedModel, run_id
         out[col] = pred[col].astype(float).values if col in pred else np.nan
     return out
 
-# %% ../../nbs/33_pcc_score.ipynb #045fc7d0
+# %% ../../nbs/33_pcc_score.ipynb #db395018
+FEATURE_PREFIX = 'feature:'   # drift features of the input text ride along with the scored rows, dropped before staging
+OOD_COLUMN = 'ride:ood_score'  # the model's out-of-distribution score rides along the same way (its daily share is monitored)
+STRING_COLUMNS = ('case_id', 'predicted_label', 'subtype_label', 'model_version', 'embedding_model', 'prediction_notes', 'run_id', 'drop_reason')
+
+class BatchScorer:
+    "The pure scoring step of both engines: raw cases in; output rows, plus one `drop_reason` row per dropped case, out."
+    def __init__(self, model_path: str | None, info: dict, run_id: str, day: dt.date, classes: list[str],
+                 max_chars: int = MAX_TEXT_CHARS, source: str = 'export', fallback_reason: str | None = None, model=None):
+        self.model_path, self.info, self.run_id, self.day, self.classes = model_path, info, run_id, day, list(classes)
+        self.max_chars, self.source, self.fallback_reason, self._model = max_chars, source, fallback_reason, model
+        self.features = list(((info or {}).get('reference') or {}).get('features') or [])  # the model's input-drift features
+        self.columns = [c.name for c in output_columns(self.classes)] + [FEATURE_PREFIX + f for f in self.features] + [OOD_COLUMN, 'drop_reason']
+
+    @classmethod
+    def for_model(cls, lm: LoadedModel, run_id: str, day: dt.date, classes: list[str], max_chars: int = MAX_TEXT_CHARS) -> 'BatchScorer':
+        "A scorer of `lm` that keeps the model already in memory (the local engine reuses it)."
+        return cls(str(lm.path) if lm.path else None, lm.info, run_id, day, classes, max_chars, lm.source, lm.fallback_reason, model=lm.model)
+
+    def kwargs(self) -> dict:
+        "Constructor arguments without the in-memory model when it can be loaded from its folder (what Ray ships to actors)."
+        return dict(model_path=self.model_path, info=self.info, run_id=self.run_id, day=self.day, classes=self.classes,
+                    max_chars=self.max_chars, source=self.source, fallback_reason=self.fallback_reason,
+                    model=None if self.model_path else self._model)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        "The model, loaded from `model_path` on first use."
+        if self._model is None:
+            if not self.model_path: raise ModelError('BatchScorer has no model in memory and no model folder to load')
+            # a store URL (a Ray worker on another machine): copy it into this machine's model cache first
+            folder = fetch_export(self.model_path, force_latest=True) if '://' in self.model_path else Path(self.model_path)
+            self._model, _ = load_folder(folder)
+        return LoadedModel(self._model, self.info, self.source, self.model_path or '', fallback_reason=self.fallback_reason)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.model_path: state['_model'] = None
+        return state
+
+# %% ../../nbs/33_pcc_score.ipynb #3796af6f
+@patch
+def __call__(self: BatchScorer, df: pd.DataFrame) -> pd.DataFrame:
+    "Validate and score one chunk; every frame has the same columns and types."
+    why = row_drop_reasons(df, self.max_chars)
+    keep = why.isna().to_numpy()
+    valid = df[keep].reset_index(drop=True)
+    parts = []
+    if len(valid):
+        lm = self.loaded
+        pred = lm.predict(valid[['text', 'case_id']])
+        rows = output_rows(valid, pred, lm, self.run_id, self.day, self.classes)
+        if 'ood_score' in pred: rows[OOD_COLUMN] = pd.to_numeric(pred['ood_score'], errors='coerce').to_numpy(float)
+        if self.features:
+            f = text_features(valid['text'].tolist(), self.features)
+            for c in self.features: rows[FEATURE_PREFIX + c] = f[c].astype('float64').to_numpy()
+        parts.append(rows)
+    if (~keep).any():
+        parts.append(pd.DataFrame({'case_id': df.loc[~keep, 'case_id'].astype(str).to_numpy(), 'drop_reason': why[~keep].to_numpy()}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out = out.reindex(columns=self.columns)
+    out['run_id'], out['partition_date'] = self.run_id, self.day
+    for c in STRING_COLUMNS: out[c] = out[c].astype('string')
+    for c in ('inference_timestamp', 'ingestion_time'): out[c] = pd.to_datetime(out[c], utc=True).astype('datetime64[us, UTC]')
+    for c in self.columns:
+        if c in ('confidence', OOD_COLUMN) or c.startswith(('prob_', FEATURE_PREFIX)): out[c] = out[c].astype('float64')
+    return out
+
+# %% ../../nbs/33_pcc_score.ipynb #42b4ea68
 @dataclass
 class ScoreResult:
     "What one run did; `row` is its monitoring row."
@@ -90,6 +173,7 @@ class ScoreResult:
     error: str | None = None
     monitoring: str | None = None      # warehouse | pending | skipped (dry run)
     dry_run: bool = False
+    engine: str = 'local'              # local | ray
 
 def _retry(fn, what: str, attempts: int = 3):
     "Call `fn` with exponential backoff on warehouse errors; the last error is raised."
@@ -108,92 +192,192 @@ class DriftError(JobError):
     "A run scored with `fail_on_drift` whose outputs or inputs drifted (status `drifted`)."
     exit_code = 3
 
+# %% ../../nbs/33_pcc_score.ipynb #2de7cfe0
+def prepare_tables(wh: Warehouse, classes: list[str], dry_run: bool) -> dict:
+    "Stage 1: the table specs; outside a dry run also create the tables, expire old partitions and flush pending monitoring rows."
+    if dry_run:
+        specs = pcc_specs(classes)
+        for s in specs.values(): wh.register(s)
+        if not wh.table_exists(CASES.name): raise NotFoundError(f'table {CASES.name} does not exist in {wh.url}; run mlp pcc seed-cases first')
+        return specs
+    specs = ensure_pcc_tables(wh, classes)
+    for s in (specs['cases'], specs['output'], specs['monitoring']): wh.expire_partitions(s)
+    flush_pending(wh)
+    return specs
+
+def note_model(res: ScoreResult, lm: LoadedModel) -> None:
+    "Stage 2 (after `resolve_model`): record the model on the result; warn on a fallback or an embedding backend the model was not trained with."
+    res.model_version, res.model_source, res.fallback_used = lm.version, lm.source, lm.fallback_used
+    if lm.fallback_used: res.notes.append(f'FALLBACK: {lm.fallback_reason}; scored with last-known-good version {lm.version}')
+    if lm.embedding_model:
+        why = backend_mismatch(lm.info.get('embed_backend') or 'torch', lm.embedding_model)
+        if why: log.warning('%s', why); res.notes.append(f'WARNING: {why}')
+
+def partition_counts(wh: Warehouse, day: dt.date) -> tuple[int, int]:
+    "Stage 3: `(rows, distinct cases)` of the day in `pcc_cases`; no rows at all is an error."
+    stats = wh.query(pcc_sql('partition_stats'), {'partition_date': day}).iloc[0]
+    total, distinct = int(stats['total_rows']), int(stats['distinct_cases'])
+    if total == 0: raise NotFoundError(f'no cases for {day} in {CASES.name} ({wh.url})')
+    return total, distinct
+
+# %% ../../nbs/33_pcc_score.ipynb #f4c0ed41
+def ray_source(wh: Warehouse, day: dt.date, folder: str, chunk_size: int):
+    "What the Ray engine reads: `read_bigquery` arguments on BigQuery; else the day's cases as Parquet files staged under `folder`."
+    if wh.dialect == 'bigquery':
+        return dict(project_id=wh.project, query=wh.sql(pcc_sql('read_partition')).replace('@partition_date', f"DATE '{day.isoformat()}'"))
+    paths = []
+    for i, chunk in enumerate(wh.iter_query(pcc_sql('read_partition'), {'partition_date': day}, chunk_size=max(chunk_size, 10_000))):
+        paths.append(f'{folder}/input/part-{i:05d}.parquet')
+        chunk.to_parquet(paths[-1], index=False)
+    return paths
+
+def scored_frames(engine: str, wh: Warehouse, day: dt.date, scorer: BatchScorer, chunk_size: int,
+                  ray_address: str | None = None, workers: int | None = None) -> Iterator[pd.DataFrame]:
+    "Stage 4: the scorer's frames over the day's cases, from the local engine or from Ray Data (input, model and output staged in the artifact store)."
+    read = lambda: wh.iter_query(pcc_sql('read_partition'), {'partition_date': day}, chunk_size=chunk_size)
+    if engine == 'local':
+        yield from run_local(read(), scorer); return
+    store = ArtifactStore()
+    key = f'pcc/ray-staging/{day.isoformat()}/{scorer.run_id}'
+    folder = store.path(key) if store.is_local else store.url_of(key)
+    try:
+        if store.is_local: Path(folder, 'input').mkdir(parents=True, exist_ok=True)
+        elif scorer.model_path:  # workers on other machines fetch the model from the store, not from this machine's cache
+            for f in Path(scorer.model_path).rglob('*'):
+                if f.is_file(): store.put_file(f'{key}/model/{f.relative_to(scorer.model_path).as_posix()}', f)
+            scorer = BatchScorer(**{**scorer.kwargs(), 'model_path': store.url_of(f'{key}/model')})
+        files = run_ray(ray_source(wh, day, folder, chunk_size), BatchScorer, scorer.kwargs(), f'{folder}/output',
+                        batch_size=chunk_size, workers=workers, address=ray_address)
+        yield from read_frames(files, store.url)
+    finally:
+        try: store.fs.rm(store.path(key), recursive=True)
+        except (FileNotFoundError, OSError): pass
+
+# %% ../../nbs/33_pcc_score.ipynb #d2637c53
+@dataclass
+class Staged:
+    "What stage 5 saw: drop reasons, the confidences and labels of the scored rows (for drift), rows staged."
+    reasons: Counter = field(default_factory=Counter)
+    confs: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    feats: list = field(default_factory=list)
+    oods: list = field(default_factory=list)
+    staged: int = 0
+    @property
+    def scored(self) -> int: return int(sum(len(c) for c in self.confs))
+
+def stage_frames(frames: Iterable[pd.DataFrame], wh: Warehouse, spec, dry_run: bool, stage_every: int, attempts: int = 3,
+                 bar=None, acc: Staged | None = None) -> Staged:
+    "Stage 5: count drops, keep drift inputs, stage scored rows in batches of `stage_every`; a case seen twice (a retried Ray task) counts once."
+    acc, seen, pending = acc or Staged(), set(), []
+    def flush():
+        if pending and not dry_run:
+            batch = pd.concat(pending, ignore_index=True)
+            batch = batch.drop(columns=['drop_reason', OOD_COLUMN, *[c for c in batch.columns if c.startswith(FEATURE_PREFIX)]], errors='ignore')
+            acc.staged += _retry(lambda: wh.write(batch, spec), 'stage rows', attempts)
+        pending.clear()
+    for n, out in enumerate(frames, 1):
+        out = out[~out['case_id'].isin(seen)]
+        seen.update(out['case_id'].tolist())
+        dropped = out['drop_reason'].notna()
+        acc.reasons.update(out.loc[dropped, 'drop_reason'].tolist())
+        rows = out[~dropped]
+        if len(rows):
+            acc.confs.append(rows['confidence'].to_numpy(np.float32)); acc.labels.append(rows['predicted_label'].astype(object).to_numpy())
+            fcols = [c for c in rows.columns if c.startswith(FEATURE_PREFIX)]
+            if fcols: acc.feats.append(rows[fcols].rename(columns=lambda c: c[len(FEATURE_PREFIX):]).reset_index(drop=True))
+            if OOD_COLUMN in rows: acc.oods.append(rows[OOD_COLUMN].to_numpy(float))
+            pending.append(rows)
+            if sum(len(r) for r in pending) >= stage_every: flush()
+        log.debug('chunk %d: %d row(s), %d scored, %d staged so far', n, len(out), len(rows), acc.staged)
+        if bar is not None: bar.update(len(out))
+    flush()
+    return acc
+
+def publish(wh: Warehouse, day: dt.date, version: str, run_id: str, scored: int, classes: list[str], attempts: int = 3) -> int:
+    "Stage 6: replace the day's rows of this model version with the run's staged rows in one transaction, then verify by counting."
+    params = {'partition_date': day, 'model_version': version, 'run_id': run_id}
+    _retry(lambda: wh.transaction([(pcc_sql('publish_delete', classes), params), (pcc_sql('publish_insert', classes), params),
+                                   (pcc_sql('publish_cleanup', classes), params)]), 'publish', attempts)
+    check = wh.query(pcc_sql('published_count'), params).iloc[0]
+    if int(check['n_run']) != scored or int(check['n_rows']) != int(check['n_cases']):
+        raise WarehouseError(f"verification failed for {day}: {int(check['n_run'])} row(s) published by this run for {scored} scored case(s), "
+                             f"{int(check['n_rows'])} row(s) for {int(check['n_cases'])} distinct case(s)")
+    return int(check['n_run'])
+
+# %% ../../nbs/33_pcc_score.ipynb #b85290f7
+def record_drift(res: ScoreResult, lm: LoadedModel, acc: Staged, day: dt.date) -> None:
+    "Drift (PSI) of the run against the model's reference, and the run's label mix and mean confidence, onto `res`."
+    all_conf = np.concatenate(acc.confs) if acc.confs else np.array([], dtype=np.float32)
+    all_lab = np.concatenate(acc.labels) if acc.labels else np.array([], dtype=object)
+    d = drift_figures(lm.reference, all_conf, all_lab, features=pd.concat(acc.feats, ignore_index=True) if acc.feats else None)
+    res.psi_confidence, res.psi_label_mix, res.drift_flag = d['psi_confidence'], d['psi_label_mix'], d['drift_flag']
+    res.feature_psi, res.max_feature_psi = d['feature_psi'], d['max_feature_psi']
+    res.notes += d['notes']
+    if d['drift_flag']: log.warning('drift on %s: %s', day, d['notes'][-1])
+    res._label_mix = pd.Series(all_lab).value_counts(normalize=True).round(4).to_dict() if len(all_lab) else {}
+    res._mean_conf = float(all_conf.mean()) if len(all_conf) else None
+    ood = np.concatenate(acc.oods) if acc.oods else np.array([])
+    res._ood_share = float((ood[np.isfinite(ood)] > 1).mean()) if np.isfinite(ood).any() else None  # share above 1: out of distribution
+
+def finish_run(res: ScoreResult, day: dt.date, lm: LoadedModel | None, wh: Warehouse | None, dry_run: bool, attempts: int) -> None:
+    "Stage 7, always (in a `finally`): metrics, and the run's monitoring row unless it is a dry run."
+    _RUNS.labels(res.status).inc(); _DURATION.observe(res.duration_seconds)
+    _ROWS.labels('scored').inc(res.passed_validation); _ROWS.labels('dropped').inc(res.dropped_cases)
+    if dry_run: res.monitoring = 'skipped'
+    else:
+        row = monitor_row(res.run_id, day, status=res.status, model_version=res.model_version,
+                          embedding_model=lm.embedding_model if lm else None, total_cases=res.total_cases,
+                          passed_validation=res.passed_validation, dropped_cases=res.dropped_cases,
+                          notes=' | '.join(res.notes) or None, processing_duration_seconds=res.duration_seconds,
+                          error_message=res.error, model_source=res.model_source, fallback_used=res.fallback_used,
+                          scored_cases=res.passed_validation, rows_written=res.rows_written, dry_run=False,
+                          drop_reasons=json.dumps(res.drop_reasons, sort_keys=True),
+                          label_mix=json.dumps(getattr(res, '_label_mix', {}), sort_keys=True),
+                          mean_confidence=getattr(res, '_mean_conf', None), psi_confidence=res.psi_confidence,
+                          psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag, max_feature_psi=res.max_feature_psi,
+                          feature_psi=json.dumps(res.feature_psi, sort_keys=True) if res.feature_psi else None,
+                          ood_share=getattr(res, '_ood_share', None))
+        res.monitoring = write_monitor_row(row, wh, attempts=attempts)
+        export_run_metrics(res)
+    log.info('pcc run %s for %s (%s engine): %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.engine, res.status,
+             res.total_cases, res.passed_validation, res.dropped_cases, res.duration_seconds)
+
+# %% ../../nbs/33_pcc_score.ipynb #dc471d76
 def score_partition(date: str | dt.date | None = 'today', model: str = 'champion', model_version: int | str | None = None,
                     force_latest: bool = False, dry_run: bool = False, chunk_size: int = 1000, max_chars: int = MAX_TEXT_CHARS,
                     wh: Warehouse | None = None, loaded_model: LoadedModel | None = None, progress: bool | None = None,
-                    write_attempts: int = 3, fail_on_drift: bool = False) -> ScoreResult:
-    "Score one day of `pcc_cases` into `pcc_inference_output`; always leaves a monitoring row (unless `dry_run`)."
+                    write_attempts: int = 3, fail_on_drift: bool = False, engine: str = 'local', ray_address: str | None = None,
+                    workers: int | None = None) -> ScoreResult:
+    "Score one day of `pcc_cases` into `pcc_inference_output` on `engine`; always leaves a monitoring row (unless `dry_run`)."
     t0 = time.perf_counter()
     day = parse_day(date)
     if chunk_size < 1: raise InputError(f'chunk size must be at least 1, got {chunk_size}')
-    run_id = new_run_id()
-    res = ScoreResult(run_id, str(day), 'failed', dry_run=dry_run)
-    reasons: Counter = Counter()
-    confs, labels, feats, oods = [], [], [], []
-    lm = None
+    engine = check_engine(engine)
+    res = ScoreResult(new_run_id(), str(day), 'failed', dry_run=dry_run, engine=engine)
+    acc, lm = Staged(), None
     try:
         wh = wh or get_warehouse()
         classes = taxonomy_classes()
-        if dry_run:
-            specs = pcc_specs(classes)
-            for s in specs.values(): wh.register(s)
-            if not wh.table_exists(CASES.name): raise NotFoundError(f'table {CASES.name} does not exist in {wh.url}; run mlp pcc seed-cases first')
-        else:
-            specs = ensure_pcc_tables(wh, classes)
-            for s in (specs['cases'], specs['output'], specs['monitoring']): wh.expire_partitions(s)
-            flush_pending(wh)
+        specs = prepare_tables(wh, classes, dry_run)
         lm = loaded_model or resolve_model(model, model_version, force_latest)
-        want_features = bool((lm.reference or {}).get('features'))
-        res.model_version, res.model_source, res.fallback_used = lm.version, lm.source, lm.fallback_used
-        if lm.fallback_used: res.notes.append(f'FALLBACK: {lm.fallback_reason}; scored with last-known-good version {lm.version}')
-        stats = wh.query(pcc_sql('partition_stats'), {'partition_date': day}).iloc[0]
-        total, distinct = int(stats['total_rows']), int(stats['distinct_cases'])
-        res.total_cases = total
-        if total == 0: raise NotFoundError(f'no cases for {day} in {CASES.name} ({wh.url})')
-        if total > distinct: reasons['duplicate_case_id'] += total - distinct
+        note_model(res, lm)
+        res.total_cases, distinct = partition_counts(wh, day)
+        if res.total_cases > distinct: acc.reasons['duplicate_case_id'] += res.total_cases - distinct
         if not dry_run: _retry(lambda: wh.execute(pcc_sql('clear_staging'), {'partition_date': day}), 'clear staging', write_attempts)
         from tqdm.auto import tqdm
-        show = get_settings().progress if progress is None else progress
-        bar = tqdm(total=distinct, desc=f'scoring {day}', unit='case', disable=not show)
-        staged = n_chunks = 0
+        bar = tqdm(total=distinct, desc=f'scoring {day}', unit='case', disable=not (get_settings().progress if progress is None else progress))
         # DuckDB stages every chunk; BigQuery batches chunks into fewer, larger load jobs (each job has a fixed cost)
         stage_every = chunk_size if wh.dialect == 'duckdb' else max(chunk_size, STAGE_ROWS_BIGQUERY)
-        pending: list[pd.DataFrame] = []
-        def flush():
-            nonlocal staged
-            if pending and not dry_run:
-                batch = pd.concat(pending, ignore_index=True)
-                staged += _retry(lambda: wh.write(batch, specs['staging']), 'stage rows', write_attempts)
-            pending.clear()
-        for chunk in wh.iter_query(pcc_sql('read_partition'), {'partition_date': day}, chunk_size=chunk_size):
-            valid, why = validate_cases(chunk, max_chars)
-            reasons.update(why)
-            if len(valid):
-                pred = lm.predict(valid[['text', 'case_id']])
-                rows = output_rows(valid, pred, lm, run_id, day, classes)
-                confs.append(rows['confidence'].to_numpy(np.float32)); labels.append(rows['predicted_label'].to_numpy())
-                if want_features: feats.append(text_features(valid['text'].tolist(), list(lm.reference['features'])))
-                if 'ood_score' in pred: oods.append(pd.to_numeric(pred['ood_score'], errors='coerce').to_numpy(float))
-                pending.append(rows)
-                if sum(len(r) for r in pending) >= stage_every: flush()
-            n_chunks += 1
-            log.debug('chunk %d: %d row(s), %d scored, %d staged so far', n_chunks, len(chunk), len(valid), staged)
-            bar.update(len(chunk))
-        flush()
+        scorer = BatchScorer.for_model(lm, res.run_id, day, classes, max_chars)
+        frames = scored_frames(engine, wh, day, scorer, chunk_size, ray_address, workers)
+        stage_frames(frames, wh, specs['staging'], dry_run, stage_every, write_attempts, bar, acc)
         bar.close()
-        scored = int(sum(len(c) for c in confs))
-        res.passed_validation, res.dropped_cases, res.drop_reasons = scored, int(sum(reasons.values())), dict(reasons)
-        if not dry_run:
-            params = {'partition_date': day, 'model_version': lm.version, 'run_id': run_id}
-            _retry(lambda: wh.transaction([(pcc_sql('publish_delete', classes), params), (pcc_sql('publish_insert', classes), params),
-                                           (pcc_sql('publish_cleanup', classes), params)]), 'publish', write_attempts)
-            check = wh.query(pcc_sql('published_count'), params).iloc[0]
-            if int(check['n_run']) != scored or int(check['n_rows']) != int(check['n_cases']):
-                raise WarehouseError(f"verification failed for {day}: {int(check['n_run'])} row(s) published by this run for {scored} scored case(s), "
-                                     f"{int(check['n_rows'])} row(s) for {int(check['n_cases'])} distinct case(s)")
-            res.rows_written = int(check['n_run'])
-        all_conf = np.concatenate(confs) if confs else np.array([], dtype=np.float32)
-        all_lab = np.concatenate(labels) if labels else np.array([], dtype=object)
-        d = drift_figures(lm.reference, all_conf, all_lab, features=pd.concat(feats, ignore_index=True) if feats else None)
-        res.psi_confidence, res.psi_label_mix, res.drift_flag = d['psi_confidence'], d['psi_label_mix'], d['drift_flag']
-        res.feature_psi, res.max_feature_psi = d['feature_psi'], d['max_feature_psi']
-        res.notes += d['notes']
-        if d['drift_flag']: log.warning('drift on %s: %s', day, d['notes'][-1])
-        res.status = 'drifted' if (fail_on_drift and d['drift_flag']) else 'partial' if res.dropped_cases else 'success'
-        res._label_mix = pd.Series(all_lab).value_counts(normalize=True).round(4).to_dict() if len(all_lab) else {}
-        res._mean_conf = float(all_conf.mean()) if len(all_conf) else None
-        all_ood = np.concatenate(oods) if oods else np.array([])
-        res._ood_share = float((all_ood[np.isfinite(all_ood)] > 1).mean()) if np.isfinite(all_ood).any() else None
+        res.passed_validation = acc.scored
+        if not dry_run: res.rows_written = publish(wh, day, lm.version, res.run_id, acc.scored, classes, write_attempts)
+        res.dropped_cases = int(sum(acc.reasons.values()))
+        record_drift(res, lm, acc, day)
+        res.status = 'drifted' if (fail_on_drift and res.drift_flag) else 'partial' if res.dropped_cases else 'success'
     except BaseException as e:
         res.status = 'failed'
         res.error = (str(e).splitlines() or [''])[0] if isinstance(e, MLPError) else f'{type(e).__name__}: {(str(e).splitlines() or [""])[0]}'
@@ -201,27 +385,8 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         raise
     finally:
         res.duration_seconds = round(time.perf_counter() - t0, 3)
-        res.dropped_cases = int(sum(reasons.values())); res.drop_reasons = dict(reasons)
-        _RUNS.labels(res.status).inc(); _DURATION.observe(res.duration_seconds)
-        _ROWS.labels('scored').inc(res.passed_validation); _ROWS.labels('dropped').inc(res.dropped_cases)
-        if dry_run: res.monitoring = 'skipped'
-        else:
-            row = monitor_row(res.run_id, day, status=res.status, model_version=res.model_version,
-                              embedding_model=lm.embedding_model if lm else None, total_cases=res.total_cases,
-                              passed_validation=res.passed_validation, dropped_cases=res.dropped_cases,
-                              notes=' | '.join(res.notes) or None, processing_duration_seconds=res.duration_seconds,
-                              error_message=res.error, model_source=res.model_source, fallback_used=res.fallback_used,
-                              scored_cases=res.passed_validation, rows_written=res.rows_written, dry_run=False,
-                              drop_reasons=json.dumps(res.drop_reasons, sort_keys=True),
-                              label_mix=json.dumps(getattr(res, '_label_mix', {}), sort_keys=True),
-                              mean_confidence=getattr(res, '_mean_conf', None), psi_confidence=res.psi_confidence,
-                              psi_label_mix=res.psi_label_mix, drift_flag=res.drift_flag, max_feature_psi=res.max_feature_psi,
-                              feature_psi=json.dumps(res.feature_psi, sort_keys=True) if res.feature_psi else None,
-                              ood_share=getattr(res, '_ood_share', None))
-            res.monitoring = write_monitor_row(row, wh, attempts=write_attempts)
-            export_run_metrics(res)
-        log.info('pcc run %s for %s: %s, %d case(s), %d scored, %d dropped, %.1fs', res.run_id, day, res.status,
-                 res.total_cases, res.passed_validation, res.dropped_cases, res.duration_seconds)
+        res.dropped_cases = int(sum(acc.reasons.values())); res.drop_reasons = dict(acc.reasons)
+        finish_run(res, day, lm, wh, dry_run, write_attempts)
     if res.status == 'drifted':
         raise DriftError(f'drift on {day}: {res.notes[-1]} (run {res.run_id}; its rows are published)')
     return res

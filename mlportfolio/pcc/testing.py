@@ -44,12 +44,13 @@ import mlflow.pyfunc
 
 class TfidfIntentModel(mlflow.pyfunc.PythonModel):
     "A fitted TF-IDF + logistic-regression pipeline with the privacy-intent pyfunc output schema."
-    def __init__(self, pipeline, subtype: str | None = 'access'):
-        self.pipeline, self.subtype = pipeline, subtype
+    def __init__(self, pipeline, subtype: str | None = 'access', delay: float = 0.0):
+        self.pipeline, self.subtype, self.delay = pipeline, subtype, delay  # delay: seconds per predict call (a slow model, for crash tests)
     @property
     def classes(self) -> list[str]: return [str(c) for c in self.pipeline.classes_]
     def predict(self, context, model_input, params=None):
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({'text': list(model_input)})
+        if getattr(self, 'delay', 0): import time; time.sleep(self.delay)
         proba = self.pipeline.predict_proba(df['text'].astype(str).tolist())
         idx = proba.argmax(1)
         labels = np.array(self.classes)[idx]
@@ -78,11 +79,11 @@ def reference_of(model: TfidfIntentModel, texts: list[str], bins: int = 10) -> d
             'features': feature_reference(text_features(texts))}
 
 def save_export(root: str | Path, df: pd.DataFrame | None = None, version: str = '1', stamp: str | None = None,
-                embedding_model: str | None = None, info: dict | None = None) -> Path:
+                embedding_model: str | None = None, info: dict | None = None, delay: float = 0.0) -> Path:
     "Fit a toy model and write it as `root/pcc-models/v<stamp>/{model/, metadata.json}`; returns the version folder."
     from mlflow.models import infer_signature
     pipe = fit_toy_pipeline(df)
-    m = TfidfIntentModel(pipe)
+    m = TfidfIntentModel(pipe, delay=delay)
     stamp = stamp or dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d_%H%M%S')
     folder = Path(root)/'pcc-models'/f'v{stamp}'
     example = pd.DataFrame({'text': ['delete my data', 'hello'], 'case_id': ['c1', 'c2']})

@@ -302,7 +302,7 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
                 reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
                 from mlportfolio.pcc.monitor import feature_reference, text_features   # what PCC's input-drift check compares with
                 reference['features'] = feature_reference(text_features(fit_df[T].tolist()))
-            meta = dict(model_name=cfg['registry']['model_name'], embedding_model=emb_model.model_id, data_hash=data_hash, data_uri=uri,
+            meta = dict(model_name=cfg['registry']['model_name'], embedding_model=emb_model.model_id, embed_backend=emb_model.kind, data_hash=data_hash, data_uri=uri,
                         params=res.best_params, fit_on=dc['fit_on'], n_train=int(len(fit_df)), seed=seed,
                         cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std),
                         search=dict(mode=res.mode, n_trials=len(res.trials), n_folds=res.n_folds, scoring=res.scoring,

@@ -1,0 +1,140 @@
+"""PCC on the Ray Data engine (`engine="ray"`): the same output rows and monitoring row as the local engine on the
+same fixture, idempotent reruns, `mlp pcc score --engine ray --ray-address`, and a Ray worker killed mid-run.
+
+One local Ray instance is shared by the module (2 CPUs, a 200 MB object store, no dashboard, usage stats off).
+The models are toy TF-IDF pyfunc exports (`mlportfolio.pcc.testing`), so the tests measure the engine, not MiniLM."""
+import datetime as dt, os, signal, threading, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
+ray = pytest.importorskip('ray', reason="the ray extra is not installed: pip install 'mlportfolio[ray]'")
+
+from conftest import run_mlp
+
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+VOLATILE = ['run_id', 'inference_timestamp', 'ingestion_time']                     # differ between any two runs
+VOLATILE_MON = ['run_id', 'runtime_ts', 'ingestion_time', 'processing_duration_seconds']
+
+
+@pytest.fixture(scope='module')
+def ray_local():
+    "The one local Ray instance of this module (two tries: on a saturated machine Ray's agents can miss its fixed start-up timeout)."
+    for attempt in (1, 2):
+        try:
+            ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as e:
+            if 'timed out during startup' not in str(e): raise
+            ray.shutdown()
+            if attempt == 2:
+                pytest.skip(f'a local Ray node did not start within its fixed 15 s agent timeout, twice, on this machine '
+                            f'(load average {open("/proc/loadavg").read().split()[0]}): {str(e)[:80]}')
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope='module')
+def exports(tmp_path_factory):
+    from mlportfolio.pcc.testing import save_export
+    root = tmp_path_factory.mktemp('exports')
+    return dict(good=save_export(root/'good', version='1'), slow=save_export(root/'slow', version='2', delay=0.25))
+
+
+def seed(n, bad=0):
+    from mlportfolio.pcc.tables import seed_cases
+    from mlportfolio.pcc.testing import TOY_TEXTS
+    texts = [f'{t} (case {i})' for i, t in enumerate(t for _ in range(n) for ts in TOY_TEXTS.values() for t in ts)][:n]
+    seed_cases(n, TODAY, texts=texts, bad=bad)
+
+
+def wh():
+    from mlportfolio.core.warehouse import get_warehouse
+    from mlportfolio.pcc.tables import pcc_specs
+    w = get_warehouse()
+    for s in pcc_specs().values(): w.register(s)
+    return w
+
+
+def output(day=TODAY):
+    return wh().query('SELECT * FROM pcc_inference_output WHERE DATE(ingestion_time) >= DATE "1970-01-01" AND partition_date = @d '
+                      'ORDER BY case_id', {'d': day})
+
+
+def monitoring():
+    return wh().query('SELECT * FROM pcc_monitoring_logs WHERE DATE(ingestion_time) >= DATE "1970-01-01" ORDER BY runtime_ts')
+
+
+def staged_count():
+    return wh().scalar('SELECT COUNT(*) FROM pcc_inference_staging WHERE partition_date = @d', {'d': TODAY})
+
+
+def test_ray_and_local_give_the_same_rows_and_monitoring_row(ray_local, mlp_home, exports):
+    "Same fixture, both engines: identical output rows and monitoring rows (ids and clocks aside); reruns replace, never add."
+    from mlportfolio.pcc.score import score_partition
+    seed(300, bad=20)
+    local = score_partition(TODAY, model=str(exports['good']), chunk_size=40, progress=False)
+    out_local, mon_local = output(), monitoring().iloc[-1]
+    remote = score_partition(TODAY, model=str(exports['good']), chunk_size=40, progress=False, engine='ray', workers=2)
+    out_ray, mon_ray = output(), monitoring().iloc[-1]
+    assert (local.engine, remote.engine, remote.status, remote.rows_written) == ('local', 'ray', 'partial', 300)
+    assert set(out_ray.run_id) == {remote.run_id} and out_ray.case_id.is_unique and len(out_ray) == 300
+    assert out_local.drop(columns=VOLATILE).equals(out_ray.drop(columns=VOLATILE))
+    pd.testing.assert_series_equal(mon_local.drop(VOLATILE_MON), mon_ray.drop(VOLATILE_MON), check_names=False)
+    again = score_partition(TODAY, model=str(exports['good']), chunk_size=40, progress=False, engine='ray', workers=2)
+    out = output()
+    assert len(out) == 300 and out.case_id.is_unique and set(out.run_id) == {again.run_id} and staged_count() == 0
+    staging = Path(mlp_home)/'artifacts'/'pcc'/'ray-staging'/str(TODAY)
+    assert not staging.exists() or not any(staging.iterdir())                   # the run's Parquet files are cleaned up
+
+
+def test_cli_engine_ray_on_a_running_cluster(ray_local, mlp_home, exports):
+    "`mlp pcc score --engine ray --ray-address ADDRESS` joins the running cluster as a second driver."
+    seed(60)
+    address = ray_local.get_runtime_context().gcs_address
+    r = run_mlp('pcc', 'score', '--model', exports['good'], '--engine', 'ray', '--ray-address', address, check=0, env={'COLUMNS': '200'})
+    assert 'ray' in r.stdout and 'success' in r.stdout
+    assert len(output()) == 60 and monitoring().status.tolist() == ['success']
+
+
+def map_workers() -> list[int]:
+    "PIDs of Ray Data's map actors (their process title names the operator)."
+    pids = []
+    for p in Path('/proc').iterdir():
+        if p.name.isdigit():
+            try: cmd = (p/'cmdline').read_bytes()
+            except OSError: continue
+            if b'MapWorker' in cmd and b'BatchScorer' in cmd: pids.append(int(p.name))
+    return pids
+
+
+def test_worker_killed_mid_run_leaves_one_row_per_case(ray_local, mlp_home, exports):
+    "SIGKILL a map actor mid-run: the run still publishes one row per case, or fails cleanly and a rerun does."
+    from mlportfolio.pcc.score import score_partition
+    seed(400)
+    result, error = {}, {}
+    def run():
+        try: result['r'] = score_partition(TODAY, model=str(exports['slow']), chunk_size=10, progress=False, engine='ray', workers=2)
+        except Exception as e: error['e'] = e
+    t = threading.Thread(target=run); t.start()
+    killed, deadline = None, time.time() + 180
+    while killed is None and t.is_alive() and time.time() < deadline:
+        pids = map_workers()
+        if pids:
+            time.sleep(1.5)                                                    # let it score a few batches first
+            os.kill(pids[0], signal.SIGKILL); killed = pids[0]
+        else: time.sleep(0.2)
+    t.join(300)
+    assert killed is not None, 'no Ray map worker was seen while the run was going'
+    mon = monitoring().iloc[-1]
+    if error:                                                                   # a clean failure: nothing published, one failed row
+        print(f'killed worker {killed}: the run failed cleanly: {error["e"]}')
+        assert mon.status == 'failed' and mon.error_message and len(output()) == 0
+        score_partition(TODAY, model=str(exports['slow']), chunk_size=10, progress=False, engine='ray', workers=2)
+    else:
+        print(f'killed worker {killed}: Ray restarted it and the run succeeded')
+        assert result['r'].status == 'success' and mon.status == 'success'
+    out = output()
+    assert len(out) == 400 and out.case_id.is_unique and out.run_id.nunique() == 1
