@@ -71,7 +71,7 @@ def job_run(name: str = typer.Argument(..., help='Job name (see `mlp job list`)'
 
 @job_app.command('runs')
 def job_runs(name: Optional[str] = typer.Argument(None, help='Only this job'),
-             limit: int = typer.Option(20, help='How many runs')):
+             limit: int = typer.Option(20, min=1, max=10000, help='How many runs')):
     "Show the most recent runs with status and duration."
     from mlportfolio.core.jobs import list_runs
     table = Table('job', 'started (UTC)', 'status', 'seconds', 'error')
@@ -88,6 +88,8 @@ def embed(input: Path = typer.Argument(..., help='A .txt (one text per line), .c
           progress: bool = typer.Option(True, help='Show a progress bar')):
     "Embed the texts of INPUT into a float32 (n, dim) .npy file, L2-normalised, cached by content."
     from mlportfolio.core.embed import embed_file
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     vecs = embed_file(input, out, text_col=text_col, model=model, progress=progress)
     console.print(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
 

@@ -14,9 +14,11 @@ from typing import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, REGISTRY, generate_latest
 
 from .config import get_settings
+from .errors import mask_secrets
 
 # %% auto #0
-__all__ = ['DEFAULT_BUCKETS', 'JsonFormatter', 'setup_logging', 'get_logger', 'counter', 'gauge', 'histogram', 'timed']
+__all__ = ['DEFAULT_BUCKETS', 'JsonFormatter', 'MaskSecrets', 'setup_logging', 'get_logger', 'counter', 'gauge', 'histogram',
+           'timed']
 
 # %% ../../nbs/06_obs.ipynb #2d5438a4
 class JsonFormatter(logging.Formatter):
@@ -31,6 +33,14 @@ class JsonFormatter(logging.Formatter):
 
 _LOG_HANDLER_MARK = '_mlp_handler'
 
+class MaskSecrets(logging.Filter):
+    "Mask credentials inside URLs (`user:****@`, `?token=****`) in every record's message before it is written."
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        masked = mask_secrets(msg)
+        if masked != msg: record.msg, record.args = masked, None
+        return True
+
 def setup_logging(level: str | None = None, fmt: str | None = None, stream=None) -> logging.Logger:
     "Configure the `mlportfolio` logger once (level and format from settings unless given); safe to call again."
     s = get_settings()
@@ -39,6 +49,7 @@ def setup_logging(level: str | None = None, fmt: str | None = None, stream=None)
     for h in [h for h in logger.handlers if getattr(h, _LOG_HANDLER_MARK, False)]: logger.removeHandler(h)
     handler = logging.StreamHandler(stream or sys.stderr)
     setattr(handler, _LOG_HANDLER_MARK, True)
+    handler.addFilter(MaskSecrets())
     handler.setFormatter(JsonFormatter() if (fmt or s.log_format) == 'json'
                          else logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     logger.addHandler(handler)

@@ -23,10 +23,10 @@ __all__ = ['console', 'app', 'seed_cases_cmd', 'score_cmd', 'runs_cmd', 'lookml_
 
 # %% ../../nbs/39_pcc_cli.ipynb #dae9e045
 @app.command('seed-cases')
-def seed_cases_cmd(n: int = typer.Option(5000, '--n', help='How many cases to generate'),
+def seed_cases_cmd(n: int = typer.Option(5000, '--n', min=1, max=10000000, help='How many cases to generate'),
                    date: str = typer.Option('today', help='Day to fill: YYYY-MM-DD or today (UTC)'),
-                   seed: Optional[int] = typer.Option(None, help='Generator seed (default MLP_SEED)'),
-                   bad: int = typer.Option(0, help='Extra rows validation must drop (null, empty, over-long, duplicate)')):
+                   seed: Optional[int] = typer.Option(None, min=0, max=4294967295, help='Generator seed (default MLP_SEED)'),
+                   bad: int = typer.Option(0, min=0, max=10000000, help='Extra rows validation must drop (null, empty, over-long, duplicate)')):
     "Fill one day of pcc_cases with unlabelled cases from the data generator, replacing that day."
     from mlportfolio.pcc.tables import seed_cases
     r = seed_cases(n, date, seed=seed, bad=bad)
@@ -35,10 +35,10 @@ def seed_cases_cmd(n: int = typer.Option(5000, '--n', help='How many cases to ge
 @app.command('score')
 def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score: YYYY-MM-DD or today (UTC)'),
               model: str = typer.Option('champion', help='Registry alias (champion, challenger), or an export folder / URL (pcc-models/...)'),
-              model_version: Optional[int] = typer.Option(None, help='Registry version number (overrides --model)'),
+              model_version: Optional[int] = typer.Option(None, min=1, max=1000000000, help='Registry version number (overrides --model)'),
               force_latest: bool = typer.Option(False, help="Export location: take the newest version, not today's"),
               dry_run: bool = typer.Option(False, help='Read, validate and predict; write nothing'),
-              chunk_size: int = typer.Option(1000, help='Rows per chunk read from the warehouse'),
+              chunk_size: int = typer.Option(1000, min=1, max=1000000, help='Rows per chunk read from the warehouse'),
               progress: bool = typer.Option(True, help='Show a progress bar')):
     "Score one day of cases with the resolved model; always leaves a monitoring row (except --dry-run)."
     from mlportfolio.core.config import get_settings
@@ -53,8 +53,8 @@ def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score:
     console.print(t)
 
 @app.command('runs')
-def runs_cmd(limit: int = typer.Option(20, help='How many runs'),
-             days: int = typer.Option(30, help='Look back this many days')):
+def runs_cmd(limit: int = typer.Option(20, min=1, max=10000, help='How many runs'),
+             days: int = typer.Option(30, min=1, max=3650, help='Look back this many days')):
     "Recent scoring runs (monitoring rows), newest first; rows not yet in the warehouse are marked pending."
     from mlportfolio.pcc.monitor import recent_runs
     df = recent_runs(limit=limit, days=days)
@@ -77,6 +77,8 @@ def lookml_cmd(out: Path = typer.Option(..., '--out', '-o', help='Folder to writ
                dataset: Optional[str] = typer.Option(None, help='BigQuery dataset of the PCC tables')):
     "Write the LookML project (manifest, model, views, dashboard) for a BigQuery connection."
     from mlportfolio.pcc.dashboard import write_lookml
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out', folder=True)
     paths = write_lookml(out, project, dataset)
     console.print(f'wrote {len(paths)} LookML file(s) under {out}')
 
@@ -84,6 +86,8 @@ def lookml_cmd(out: Path = typer.Option(..., '--out', '-o', help='Folder to writ
 def dashboard_cmd(out: Path = typer.Option(Path('dashboard.html'), '--out', '-o', help='HTML file to write')):
     "Write a self-contained Plotly dashboard of the PCC views (daily volume, label mix, confidence, runs)."
     from mlportfolio.pcc.dashboard import build_dashboard
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     console.print(f'wrote {build_dashboard(out)}')
 
 @app.command('sql')
