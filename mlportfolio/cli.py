@@ -6,27 +6,36 @@ Docs: https://mlportfolio.github.io/mlportfolio/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #71f8b552
 from __future__ import annotations
-import importlib, importlib.util, sys
+import importlib, importlib.util, os, sys, tempfile, traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 import mlportfolio
-from .core.errors import MLPError, InputError
-
-console = Console()
-err_console = Console(stderr=True)
+from .core.errors import MLPError, InputError, mask_secrets
+from .core.console import console, err_console, print_error, print_note, print_table
+from .core.extras import extra_for_module, missing_extra_message
 
 app = typer.Typer(name='mlp', help='mlportfolio: eight ML-engineering systems on one platform.',
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
                   context_settings={'help_option_names': ['-h', '--help']})
 
+def _print_version(value: bool):
+    if value:
+        console.print(mlportfolio.__version__)
+        raise typer.Exit()
+
+@app.callback()
+def _root(version: bool = typer.Option(False, '--version', callback=_print_version, is_eager=True, help='Print the version and exit.'),
+          debug: bool = typer.Option(False, '--debug', help='On an unexpected error, print the full traceback.')):
+    "mlportfolio: eight ML-engineering systems on one platform."
+
 # %% auto #0
-__all__ = ['console', 'err_console', 'app', 'config_app', 'job_app', 'SYSTEM_GROUPS', 'version', 'config_show', 'job_list',
-           'job_run', 'job_runs', 'embed', 'main']
+__all__ = ['app', 'config_app', 'job_app', 'SYSTEM_GROUPS', 'version', 'config_show', 'job_list', 'job_run', 'job_runs', 'embed',
+           'main']
 
 # %% ../nbs/90_cli.ipynb #20501757
 @app.command()
@@ -67,7 +76,7 @@ def job_run(name: str = typer.Argument(..., help='Job name (see `mlp job list`)'
     job_path(name)
     params = dict(parse_param(p) for p in (param or []))
     rec = run_job(name, kernel=kernel, **params)
-    console.print(f'[green]succeeded[/green] {name} in {rec.duration_seconds:.1f}s; output: {rec.output_notebook}', soft_wrap=True)
+    print_note(f'{name} in {rec.duration_seconds:.1f}s; output: {rec.output_notebook}', prefix='succeeded')
 
 @job_app.command('runs')
 def job_runs(name: Optional[str] = typer.Argument(None, help='Only this job'),
@@ -91,7 +100,7 @@ def embed(input: Path = typer.Argument(..., help='A .txt (one text per line), .c
     from mlportfolio.core.guard import check_output
     check_output(out, '--out')
     vecs = embed_file(input, out, text_col=text_col, model=model, progress=progress)
-    console.print(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
+    print_note(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
 
 # %% ../nbs/90_cli.ipynb #9835cd03
 SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when the module exists
@@ -114,13 +123,52 @@ def _register_system_groups():
 
 _register_system_groups()
 
+# %% ../nbs/90_cli.ipynb #fa150eed
+def _error_log_path() -> Path:
+    "Where unexpected tracebacks go: `MLP_HOME/logs/mlp-errors.log`, or the temp folder when the home is unusable."
+    try:
+        from mlportfolio.core.config import get_settings
+        folder = get_settings().home/'logs'
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception: folder = Path(tempfile.gettempdir())
+    return folder/'mlp-errors.log'
+
+def _log_traceback(argv: list[str]) -> Path | None:
+    "Append the current exception's traceback (with the command, not its values) to the error log; None when it cannot."
+    path = _error_log_path()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, 'a') as f:
+            cmd = ' '.join(a for a in argv if not a.startswith('-'))[:200]
+            f.write(mask_secrets(f'--- {datetime.now(timezone.utc).isoformat()} mlp {cmd}\n{traceback.format_exc()}\n'))
+        return path
+    except OSError: return None
+
 # %% ../nbs/90_cli.ipynb #9eaef1b4
+def _unexpected(e: BaseException, argv: list[str], debug: bool) -> int:
+    "Report an error that is not the user's: one line naming the log (or the traceback with --debug); returns exit code 1."
+    if isinstance(e, ModuleNotFoundError) and extra_for_module(e.name or ''):
+        extra = extra_for_module(e.name)
+        print_error(missing_extra_message(extra, [e.name], 'this command'))
+        return 2
+    if debug: err_console.file.write(mask_secrets(traceback.format_exc()))
+    path = _log_traceback(argv)
+    where = f'the traceback is in {path}' if path else 'the traceback could not be saved'
+    print_error(f'unexpected {type(e).__name__}: {mask_secrets(e)} ({where}; run `mlp --debug ...` to print it)', prefix='internal error')
+    return 1
+
 def main(argv: list[str] | None = None):
-    "Entry point of `mlp`: runs the app, turning an `MLPError` into one line on stderr and its exit code."
+    "Entry point of `mlp`: `MLPError` -> one line and its exit code; any other error -> one line plus the log path."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv
+    argv = [a for a in argv if a != '--debug']  # accepted anywhere on the line
     try:
         app(args=argv, prog_name='mlp')
     except MLPError as e:
-        err_console.print(f'[red]error:[/red] {e}', highlight=False, soft_wrap=True)
+        print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err_console.print('interrupted'); sys.exit(130)
+        print_error('interrupted'); sys.exit(130)
+    except SystemExit: raise
+    except Exception as e:
+        sys.exit(_unexpected(e, argv, debug))

@@ -5,7 +5,8 @@ parameters get the same value, so the callback runs). Each invocation runs throu
 real entry point, in a child forked from one process that imported the library and its heavy dependencies once;
 each child has its own working folder and MLP_HOME. A child that runs past the per-invocation limit is killed: it
 accepted the value and started real work, which counts as a timeout, not a failure.
-A failure is an exception escaping `main` (the installed script would print a traceback) or 'Traceback' on stderr.
+A failure is an exception escaping `main` (the installed script would print a traceback), 'Traceback' on stderr,
+or `main`'s 'internal error:' line (an unexpected exception: a bug, whose traceback went to the log).
 
 Run as a script: `python tests/hostile_scan.py [--workers 2] [--timeout 20] [--json OUT]` prints the counts."""
 from __future__ import annotations
@@ -95,7 +96,8 @@ def run_one(argv: list[str]) -> dict:
         except BaseException as e:  # noqa: BLE001 - anything escaping main is what the scan looks for
             code, escaped = 1, ''.join(traceback.format_exception(e))[-3000:]
     stderr = err.getvalue()
-    return dict(argv=argv, code=code, escaped=escaped, traceback_on_stderr='Traceback' in stderr, stderr=stderr[-600:])
+    return dict(argv=argv, code=code, escaped=escaped, stderr=stderr[-600:],
+                traceback_on_stderr='Traceback' in stderr or 'internal error:' in stderr)
 
 
 def _child(argv: list[str], result: Path, cwd: Path):

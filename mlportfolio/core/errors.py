@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/errors.html.md"""
 
 # %% auto #0
 __all__ = ['MASK', 'mask_secrets', 'printable', 'MLPError', 'ConfigError', 'InputError', 'NotFoundError', 'ConflictError',
-           'DataValidationError', 'StoreError', 'WarehouseError', 'ModelError', 'JobError']
+           'DataValidationError', 'StoreError', 'WarehouseError', 'ModelError', 'JobError', 'MissingExtraError']
 
 # %% ../../nbs/00_errors.ipynb #9ad207a1
 import re, unicodedata
@@ -74,3 +74,5 @@ class ModelError(MLPError):
 class JobError(MLPError):
     "A papermill job ran and failed; its run record holds the details."
     exit_code = 1
+class MissingExtraError(MLPError, ImportError):
+    "A system's optional dependencies are not installed; the message names the extra to install."

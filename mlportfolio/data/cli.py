@@ -61,13 +61,14 @@ def validate(path: str = typer.Argument(..., help='A saved dataset: .parquet or 
              contract: Optional[Path] = typer.Option(None, help='Data contract YAML (default: the packaged one)'),
              report: Optional[str] = typer.Option(None, help='Where to write the JSON report (default: next to the dataset)')):
     "Check a saved dataset against the schemas and the data contract; exit 2 if any check fails."
-    from mlportfolio.data.generate import read_dataset, _store_and_key, sidecar_keys
+    from mlportfolio.core.io import open_url
+    from mlportfolio.data.generate import read_dataset, sidecar_keys
     from mlportfolio.data.validate import validate_dataset
     from mlportfolio.core.guard import check_output
     check_output(report, '--report')
     df = read_dataset(path)
     if report is None:
-        store, key = _store_and_key(path)
+        store, key = open_url(path)
         report = store.url_of(sidecar_keys(key)['report'])
     try: rep = validate_dataset(df, contract=contract, report_path=report, name=str(path))
     except DataValidationError as e:
@@ -77,8 +78,8 @@ def validate(path: str = typer.Argument(..., help='A saved dataset: .parquet or 
     console.print(f"[green]valid[/green]: {rep['rows']:,} rows; report: {rep['report_path']}")
 
 def _read_text(url: str) -> str:
-    from mlportfolio.data.generate import _store_and_key
-    store, key = _store_and_key(url)
+    from mlportfolio.core.io import open_url
+    store, key = open_url(url)
     return store.get_bytes(key).decode()
 
 @app.command('import')
@@ -127,7 +128,7 @@ def lineage(limit: int = typer.Option(10, min=1, max=10000, help='How many runs'
 @app.command()
 def taxonomy():
     "Print the intents and privacy_request subtypes with their definitions (from MLP_TAXONOMY or the packaged file)."
-    from mlportfolio.data.taxonomy import load_taxonomy
+    from mlportfolio.core.taxonomy import load_taxonomy
     tax = load_taxonomy()
     t = Table('label', 'kind', 'definition', title=f'{tax.name} v{tax.version}')
     for l in tax.intents: t.add_row(l, 'intent', tax.definitions[l])

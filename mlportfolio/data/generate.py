@@ -17,7 +17,8 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.errors import InputError, ConfigError
 from ..core.resources import resource_path, load_yaml
-from .taxonomy import load_taxonomy, Taxonomy
+from ..core.io import open_url
+from ..core.taxonomy import load_taxonomy, Taxonomy
 
 COLUMNS = ['text', 'intent', 'subtype', 'template_id', 'style', 'label_confidence', 'timestamp',
            'has_personal_info', 'formality_score', 'urgency_score', 'split']
@@ -305,28 +306,11 @@ def default_dataset_path() -> Path:
     "Where a dataset goes when no output is named: `$MLP_HOME/data/privacy_intent.parquet`."
     return get_settings().data_dir/'privacy_intent.parquet'
 
-def _store_and_key(out: str | Path):
-    "An `ArtifactStore` for the folder of `out` (path or URL) and the object's key in it."
-    from mlportfolio.core.store import ArtifactStore
-    s = str(out)
-    if not s.strip(): raise InputError('output path is empty')
-    if s.endswith('/') or ('://' not in s and Path(s).expanduser().is_dir()):
-        raise InputError(f'output {s!r} names a folder; give a file name such as {s.rstrip("/")}/privacy_intent.parquet')
-    if '://' in s:
-        scheme, rest = s.split('://', 1)
-        folder, _, key = rest.rpartition('/')
-        base = f'{scheme}://{folder}'
-    else:
-        p = Path(s).expanduser().absolute()
-        base, key = p.parent.as_uri(), p.name
-    if not key: raise InputError(f'output {s!r} names a folder; give a file name such as {s.rstrip("/")}/privacy_intent.parquet')
-    return ArtifactStore(base), key
-
 def read_dataset(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     "Load a saved dataset (.parquet or .csv; a path or a file://, gs://, memory:// URL) through the artifact store."
     import io
     from mlportfolio.core.errors import NotFoundError
-    store, key = _store_and_key(path)
+    store, key = open_url(path, 'privacy_intent.parquet')
     try: data = store.get_bytes(key)
     except NotFoundError: raise NotFoundError(f'dataset not found: {path} (create one with: mlp data generate --out {path})') from None
     if key.endswith('.csv'): return pd.read_csv(io.BytesIO(data), usecols=columns)
@@ -347,7 +331,7 @@ def save_dataset(df: pd.DataFrame, out: str | Path | None = None, *, contract=No
     from mlportfolio.data.validate import validate_dataset, dataset_card, normalise_frame
     stage = stage or (lambda name: contextlib.nullcontext())
     out = out or default_dataset_path()
-    store, key = _store_and_key(out)
+    store, key = open_url(out, 'privacy_intent.parquet')
     side = sidecar_keys(key)
     with stage('features'):
         base = normalise_frame(df.drop(columns=[c for c in FEATURE_NAMES if c in df]).reset_index(drop=True))

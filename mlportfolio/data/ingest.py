@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..core.config import get_settings
 from ..core.errors import DataValidationError, InputError
-from .taxonomy import load_taxonomy, Taxonomy
+from ..core.taxonomy import load_taxonomy, Taxonomy
 from .generate import COLUMNS, near_duplicate_groups, assign_splits
 
 MAX_TEXT = 10000

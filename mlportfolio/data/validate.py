@@ -16,7 +16,7 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.errors import DataValidationError, InputError, ConfigError
 from ..core.resources import resource_path, load_yaml
-from .taxonomy import load_taxonomy, Taxonomy
+from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import FEATURE_NAMES, COUNT_FEATURES
 
 MAX_EXAMPLES = 5
@@ -221,8 +221,8 @@ def check_contract(df: pd.DataFrame, tax: Taxonomy, contract: dict) -> list[dict
 # %% ../../nbs/13_data_validate.ipynb #d54cc2d0
 def write_report(report: dict, path: str | Path) -> str:
     "Write the JSON report atomically to a local path or a store URL (file://, gs://, memory://); returns where."
-    from mlportfolio.data.generate import _store_and_key
-    store, key = _store_and_key(path)
+    from mlportfolio.core.io import open_url
+    store, key = open_url(path)
     store.put_bytes(key, json.dumps(report, indent=2, default=str).encode())
     return store.url_of(key)
 

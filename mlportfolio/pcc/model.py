@@ -17,7 +17,8 @@ from ..core.config import get_settings, ensure_dir
 from ..core.errors import MLPError, ModelError, NotFoundError, InputError
 from ..core.store import atomic_path
 from ..core.obs import get_logger
-from .tables import taxonomy_classes, prob_column
+from ..core.predictions import prob_column
+from .tables import taxonomy_classes
 
 log = get_logger(__name__)
 

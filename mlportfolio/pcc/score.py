@@ -17,8 +17,9 @@ from ..core.config import get_settings
 from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError
 from ..core.obs import get_logger, counter, histogram
 from ..core.warehouse import Warehouse, get_warehouse
+from ..core.predictions import prob_column
 from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, parse_day, pcc_specs, pcc_sql,
-                                    prob_column, taxonomy_classes)
+                                    taxonomy_classes)
 from .model import LoadedModel, resolve_model
 from .monitor import drift_figures, flush_pending, monitor_row, new_run_id, write_monitor_row
 

@@ -16,32 +16,22 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.errors import InputError, NotFoundError
 from ..core.obs import get_logger
+from ..core.predictions import prob_column
+from ..core.taxonomy import load_taxonomy
 from ..core.resources import resource_path, load_yaml
 from ..core.warehouse import Column, TableSpec, Warehouse, get_warehouse, to_dialect
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'S', 'I', 'F', 'B', 'T', 'D', 'CASES', 'MONITORING', 'MAX_TEXT_CHARS', 'taxonomy_classes', 'prob_column',
-           'output_columns', 'output_spec', 'staging_spec', 'sql_source', 'pcc_sql', 'pcc_specs', 'ensure_pcc_tables',
-           'parse_day', 'generate_texts', 'bad_cases', 'make_cases', 'seed_cases']
+__all__ = ['log', 'S', 'I', 'F', 'B', 'T', 'D', 'CASES', 'MONITORING', 'MAX_TEXT_CHARS', 'taxonomy_classes', 'output_columns',
+           'output_spec', 'staging_spec', 'sql_source', 'pcc_sql', 'pcc_specs', 'ensure_pcc_tables', 'parse_day',
+           'generate_texts', 'bad_cases', 'make_cases', 'seed_cases']
 
 # %% ../../nbs/30_pcc_tables.ipynb #b31caf19
 def taxonomy_classes() -> list[str]:
-    "The intents of the label taxonomy, in its order."
-    try:
-        from mlportfolio.data.taxonomy import load_taxonomy  # the data system's loader, when installed
-        tax = load_taxonomy()
-        names = getattr(tax, 'intents', None) or tax['intents']
-        return [n if isinstance(n, str) else (n.get('name') if isinstance(n, dict) else n.name) for n in names]
-    except (ImportError, AttributeError, KeyError, TypeError):
-        path = get_settings().taxonomy or resource_path('data/taxonomy.yaml')
-        return [i['name'] for i in load_yaml(path)['intents']]
-
-def prob_column(cls: str) -> str:
-    "Name of the probability column of class `cls`."
-    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', cls): raise InputError(f'class name {cls!r} cannot be a column name; use letters, digits and _')
-    return f'prob_{cls}'
+    "The intents of the label taxonomy (`core.taxonomy`), in its order: the classes of every prediction table."
+    return list(load_taxonomy().intents)
 
 # %% ../../nbs/30_pcc_tables.ipynb #a773d4d2
 S, I, F, B, T, D = 'STRING', 'INT64', 'FLOAT64', 'BOOL', 'TIMESTAMP', 'DATE'

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.predictions import prob_column
+
 # %% auto #0
 __all__ = ['TOY_TEXTS', 'toy_frame', 'TfidfIntentModel', 'fit_toy_pipeline', 'reference_of', 'save_export']
 
@@ -52,7 +54,7 @@ class TfidfIntentModel(mlflow.pyfunc.PythonModel):
         out = pd.DataFrame({'predicted_label': labels,
                             'subtype_label': np.where(labels == 'privacy_request', self.subtype, None),
                             'confidence': proba[np.arange(len(idx)), idx]})
-        for j, c in enumerate(self.classes): out[f'prob_{c}'] = proba[:, j]
+        for j, c in enumerate(self.classes): out[prob_column(c)] = proba[:, j]
         return out
 
 def fit_toy_pipeline(df: pd.DataFrame | None = None, seed: int = 0):

@@ -23,7 +23,7 @@ __all__ = ['log', 'SPLITS', 'check_training_frame', 'make_split', 'near_duplicat
 
 # %% ../../nbs/21_train_curate.ipynb #593fe0cf
 def _taxonomy():
-    from mlportfolio.data.taxonomy import load_taxonomy
+    from mlportfolio.core.taxonomy import load_taxonomy
     return load_taxonomy()
 
 def check_training_frame(df: pd.DataFrame, text_col: str = 'text', label_col: str = 'intent', subtype_col: str = 'subtype',

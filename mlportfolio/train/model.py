@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from ..core.embed import EmbeddingTransformer, EMBED_DIM
 from ..core.errors import ConfigError, InputError
+from ..core.predictions import prediction_columns, prob_column
 from ..core.resources import load_yaml, resource_path
 
 # %% auto #0
@@ -227,7 +228,7 @@ class IntentModel:
         texts = _texts(texts)
         out = pd.DataFrame({'case_id': list(case_ids)} if case_ids is not None else {})
         if not texts:
-            cols = ['predicted_label', 'subtype_label', 'confidence', *[f'prob_{c}' for c in self.classes]]
+            cols = prediction_columns(self.classes)
             return pd.concat([out, pd.DataFrame({c: pd.Series(dtype=object if c.endswith('label') else float) for c in cols})], axis=1)
         with blas_limit():
             F = self.features.transform(texts)
@@ -241,7 +242,7 @@ class IntentModel:
         out['predicted_label'] = labels
         out['subtype_label'] = subtype
         out['confidence'] = proba.max(1).astype(float)
-        for j, c in enumerate(self.classes): out[f'prob_{c}'] = proba[:, j].astype(float)
+        for j, c in enumerate(self.classes): out[prob_column(c)] = proba[:, j].astype(float)
         return out
 
 def _texts(texts) -> list[str]:
