@@ -38,12 +38,14 @@ def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score:
               model_version: Optional[int] = typer.Option(None, min=1, max=1000000000, help='Registry version number (overrides --model)'),
               force_latest: bool = typer.Option(False, help="Export location: take the newest version, not today's"),
               dry_run: bool = typer.Option(False, help='Read, validate and predict; write nothing'),
+              trust_model: bool = typer.Option(False, '--trust-model', help='Load an export folder that has no recorded digest (loading a model runs its code)'),
+              fallback: Optional[bool] = typer.Option(None, '--fallback/--no-fallback', help='Score with the last-known-good model if this one fails (default: only for champion)'),
               chunk_size: int = typer.Option(1000, min=1, max=1000000, help='Rows per chunk read from the warehouse'),
               progress: bool = typer.Option(True, help='Show a progress bar')):
     "Score one day of cases with the resolved model; always leaves a monitoring row (except --dry-run)."
     from mlportfolio.core.config import get_settings
     from mlportfolio.pcc.score import score
-    r = score(date, model=model, model_version=model_version, force_latest=force_latest, dry_run=dry_run,
+    r = score(date, model=model, model_version=model_version, force_latest=force_latest, dry_run=dry_run, trust_model=trust_model, fallback=fallback,
               chunk_size=chunk_size, progress=progress and get_settings().progress)
     t = Table('field', 'value', title=f'PCC run {r.run_id}' + (' (dry run: nothing written)' if dry_run else ''))
     for k in ('partition_date', 'status', 'model_version', 'model_source', 'total_cases', 'passed_validation', 'dropped_cases',

@@ -104,10 +104,10 @@ _DURATION = histogram('pcc_run_seconds', 'PCC scoring run duration')
 def score_partition(date: str | dt.date | None = 'today', model: str = 'champion', model_version: int | str | None = None,
                     force_latest: bool = False, dry_run: bool = False, chunk_size: int = 1000, max_chars: int = MAX_TEXT_CHARS,
                     wh: Warehouse | None = None, loaded_model: LoadedModel | None = None, progress: bool | None = None,
-                    write_attempts: int = 3) -> ScoreResult:
+                    write_attempts: int = 3, trust_model: bool = False, fallback: bool | None = None) -> ScoreResult:
     "Score one day of `pcc_cases` into `pcc_inference_output`; always leaves a monitoring row (unless `dry_run`)."
     t0 = time.perf_counter()
-    day = parse_day(date)
+    day = parse_day(date, CASES.expiration_days)   # a future day or one past the cases' expiry is refused at once
     if chunk_size < 1: raise InputError(f'chunk size must be at least 1, got {chunk_size}')
     run_id = new_run_id()
     res = ScoreResult(run_id, str(day), 'failed', dry_run=dry_run)
@@ -125,7 +125,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
             specs = ensure_pcc_tables(wh, classes)
             for s in (specs['cases'], specs['output'], specs['monitoring']): wh.expire_partitions(s)
             flush_pending(wh)
-        lm = loaded_model or resolve_model(model, model_version, force_latest)
+        lm = loaded_model or resolve_model(model, model_version, force_latest, trust_model=trust_model, fallback=fallback)
         res.model_version, res.model_source, res.fallback_used = lm.version, lm.source, lm.fallback_used
         if lm.fallback_used: res.notes.append(f'FALLBACK: {lm.fallback_reason}; scored with last-known-good version {lm.version}')
         stats = wh.query(pcc_sql('partition_stats'), {'partition_date': day}).iloc[0]
