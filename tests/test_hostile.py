@@ -173,10 +173,10 @@ def test_import_refuses_hostile_csv(mlp_home, tmp_path):
              'nosub.csv': ('text,intent\nDelete my account please,privacy_request\n', 'no subtype column')}
     for name, (body, says) in cases.items():
         (tmp_path/name).write_text(body)
-        res = run_mlp('data', 'import', tmp_path/name, '--out', tmp_path/'out'/'x.parquet', timeout=300)
+        res = run_mlp('data', 'import', tmp_path/name, '--out', tmp_path/'x.parquet', timeout=300)
         assert res.returncode == 2 and says in res.stderr and 'Traceback' not in res.stderr, res.stderr
         assert '\x1b' not in res.stderr
-    assert not (tmp_path/'out').exists()
+    assert not (tmp_path/'x.parquet').exists()
     assert not (mlp_home/'lineage').exists() or 'data.import' not in ''.join(p.read_text() for p in (mlp_home/'lineage').glob('*.jsonl'))
 
 
