@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #71f8b552
 from __future__ import annotations
-import importlib, importlib.util, os, sys, tempfile, traceback
+import errno, importlib, importlib.util, os, sys, tempfile, traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 import mlportfolio
-from .core.errors import MLPError, InputError, mask_secrets
+from .core.errors import MLPError, InputError, mask_secrets, printable
 from .core.console import console, err_console, print_error, print_note, print_table
 from .core.extras import extra_for_module, missing_extra_message
 
@@ -145,11 +145,16 @@ def _log_traceback(argv: list[str]) -> Path | None:
     except OSError: return None
 
 # %% ../nbs/90_cli.ipynb #9eaef1b4
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP}
+
 def _unexpected(e: BaseException, argv: list[str], debug: bool) -> int:
     "Report an error that is not the user's: one line naming the log (or the traceback with --debug); returns exit code 1."
     if isinstance(e, ModuleNotFoundError) and extra_for_module(e.name or ''):
         extra = extra_for_module(e.name)
         print_error(missing_extra_message(extra, [e.name], 'this command'))
+        return 2
+    if isinstance(e, OSError) and e.errno in _PATH_ERRNOS:   # a path the user named cannot be used: their error, one line
+        print_error(f'{e.strerror}: {printable(e.filename, 120) if e.filename else printable(e)}')
         return 2
     if debug: err_console.file.write(mask_secrets(traceback.format_exc()))
     path = _log_traceback(argv)

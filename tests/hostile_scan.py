@@ -10,11 +10,11 @@ or `main`'s 'internal error:' line (an unexpected exception: a bug, whose traceb
 
 Run as a script: `python tests/hostile_scan.py [--workers 2] [--timeout 20] [--json OUT]` prints the counts."""
 from __future__ import annotations
-import contextlib, io, json, os, stat, sys, tempfile, time, traceback
+import contextlib, io, json, os, shutil, stat, sys, tempfile, time, traceback
 from pathlib import Path
 
 LONG = 'x' * 5000
-PRELOAD = ('pandas', 'sklearn.linear_model', 'duckdb', 'torch', 'mlflow', 'mlportfolio.core.embed', 'PIL.Image', 'plotly.graph_objects')
+PRELOAD = ('pandas', 'sklearn.linear_model', 'duckdb', 'torch', 'mlflow', 'papermill', 'mlportfolio.core.embed', 'PIL.Image', 'plotly.graph_objects')
 
 
 def hostile_values(base: Path) -> dict[str, str]:
@@ -22,7 +22,8 @@ def hostile_values(base: Path) -> dict[str, str]:
     folder = base/'a-folder'; folder.mkdir(parents=True, exist_ok=True)
     ro = base/'read-only'; ro.mkdir(exist_ok=True); ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
     return {'too-long': LONG, 'negative': '-1', 'huge': '99999999999999999999', 'unicode-digits': '١٢',
-            'markup': '[/x]', 'control': 'a\x1b[31mred\x07\x00', 'folder': str(folder),
+            'markup': '[/x]', 'control': 'a\x1b[31mred\x07\x7f',   # no NUL: no real argv can carry one
+            'folder': str(folder),
             'read-only': str(ro/'out.csv') if os.geteuid() else '/proc/mlp-hostile-out.csv',   # root ignores mode bits
             'missing-parent': str(base/'missing'/'deeper'/'out.csv')}
 
@@ -100,10 +101,13 @@ def run_one(argv: list[str]) -> dict:
                 traceback_on_stderr='Traceback' in stderr or 'internal error:' in stderr)
 
 
-def _child(argv: list[str], result: Path, cwd: Path):
-    "In a forked child: own working folder and MLP_HOME, run one case, write its result, exit without cleanup."
+WARM_UP = (['registry', 'list'], ['capture', 'stats'])   # create the MLflow and capture stores once, in the template home
+
+def _child(argv: list[str], result: Path, cwd: Path, template: Path | None = None):
+    "In a forked child: own working folder and MLP_HOME (a copy of the warmed-up template), run one case, write its result, exit."
     try:
         os.chdir(cwd); os.environ['MLP_HOME'] = str(cwd/'home')
+        if template is not None and template.exists(): shutil.copytree(template, cwd/'home', symlinks=True)
         res = run_one(argv)
         result.write_text(json.dumps(res))
     finally: os._exit(0)
@@ -116,13 +120,18 @@ def fork_scan(cases: list[list[str]], base: Path, workers: int, timeout: float, 
     for heavy in PRELOAD:   # what many commands import: paid once, shared by every forked child
         try: __import__(heavy)
         except Exception: pass
+    template = base/'template'/'home'; template.parent.mkdir(parents=True, exist_ok=True)
+    for i, argv in enumerate(WARM_UP):   # serially, before the timed cases; their results are not counted
+        pid = os.fork()
+        if pid == 0: _child(argv, base/'template'/f'warm-{i}.json', base/'template')
+        os.waitpid(pid, 0)
     results, running, todo = [], {}, list(enumerate(cases))
     while todo or running:
         while todo and len(running) < workers:
             i, argv = todo.pop(0)
             cwd = base/f'case-{i}'; cwd.mkdir(parents=True, exist_ok=True)
             pid = os.fork()
-            if pid == 0: _child(argv, cwd/'result.json', cwd)
+            if pid == 0: _child(argv, cwd/'result.json', cwd, template)
             running[pid] = (i, argv, cwd, time.time())
         time.sleep(0.01)
         for pid, (i, argv, cwd, t0) in list(running.items()):
