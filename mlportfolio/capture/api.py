@@ -13,7 +13,7 @@ from typing import Optional
 
 from fastapi import FastAPI, Request, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -75,7 +75,7 @@ class NoteIn(BaseModel):
     text: str = Field(..., min_length=1, pattern=r'\S', description='The note, in the QuickCapture grammar')
     id: Optional[str] = Field(None, pattern=r'^[A-Za-z0-9_.:\-]{1,64}$',
                               description='Client-generated note id (makes replays idempotent; the same id with another text is a 409)')
-    dry_run: bool = Field(False, description='Parse and route only; store nothing')
+    dry_run: bool = Field(False, strict=True, description='Parse and route only; store nothing (true or false, not 0 or "yes")')
 
 class NotePatch(BaseModel):
     "Body of `PATCH /notes/{id}`."
@@ -213,7 +213,7 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
         ok = chk['integrity'] in ('ok', 'not checked') and chk['agrees']
         return JSONResponse(dict(status='ok' if ok else 'degraded', **chk), status_code=200 if ok else 503)
 
-    @app.get('/metrics', responses=_errors(400, 503))
+    @app.get('/metrics', response_class=PlainTextResponse, responses=_errors(400, 503))
     def metrics():
         from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
         from mlportfolio.capture.store import ACTIVE_NOTES
