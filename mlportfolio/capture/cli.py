@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..core.errors import InputError
+from ..core.errors import InputError, printable
 
 console = Console()
 app = typer.Typer(help='QuickCapture: capture, route, search and review notes (SNR).', no_args_is_help=True)
@@ -195,7 +195,13 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to listen on'),
           torch_threads: int = typer.Option(1, min=1, max=1024, help='Torch threads for embedding (1 is fastest for single notes)')):
     "Run the HTTP API (POST/GET/PATCH/DELETE /notes, /search, /health, /metrics)."
     from mlportfolio.capture.api import serve as _serve
-    _serve(host, port, db, log_level, save_every=index_save_every, torch_threads=torch_threads)
+    from mlportfolio.core.guard import check_output
+    levels = ('critical', 'error', 'warning', 'info', 'debug', 'trace')
+    if log_level.lower() not in levels: raise InputError(f"--log-level {printable(log_level, 40)!r} is not one of {', '.join(levels)}")
+    try: host.encode('idna')
+    except UnicodeError: raise InputError(f'--host {printable(host, 60)!r} is not a host name or address') from None
+    check_output(db, '--db', parents=True)   # a folder, a read-only place or a too-long name: one line, before uvicorn starts
+    _serve(host, port, db, log_level.lower(), save_every=index_save_every, torch_threads=torch_threads)
 
 @app.command()
 def flush(url: Optional[str] = typer.Option(None, help='Send to this API instead of each note\'s own URL')):

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.config import get_settings, ensure_dir
-from ..core.errors import InputError, MASK, mask_secrets
+from ..core.errors import InputError, MASK, mask_secrets, printable
 from ..core.obs import get_logger
 
 log = get_logger(__name__)
@@ -66,6 +66,8 @@ def post_note(url: str, text: str, uid: str, api_key: str | None = None, timeout
     import httpx
     try:
         r = httpx.post(url.rstrip('/') + '/notes', json={'text': text, 'id': uid}, headers=_headers(api_key), timeout=timeout)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as e:   # a URL no request can go to: the user's error
+        raise InputError(f'cannot send to {printable(url, 120)}: {printable(e, 160)}') from None
     except httpx.HTTPError as e:
         return dict(status='unreachable', error=mask_secrets(f'{type(e).__name__}: {e}'))
     if r.status_code >= 500: return dict(status='unreachable', error=f'server answered {r.status_code}')

@@ -41,7 +41,7 @@ def generate(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Outpu
     sc = make_scenes(scenes, seed, noise=noise, image_size=image_size, min_gap=min_gap)
     qs = make_questions([s.graph for s in sc], questions, seed)
     write_dataset(out, sc, qs, overwrite=overwrite)
-    console.print(f'wrote {len(sc)} scenes and {len(qs)} questions to {out}')
+    console.print(f'wrote {len(sc)} scenes and {len(qs)} questions to {out}', markup=False)
 
 # %% ../../nbs/89_perception_cli.ipynb #29a9e2ef
 @app.command()

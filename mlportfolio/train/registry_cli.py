@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -26,9 +27,9 @@ def list_cmd(model: str = _MODEL_OPT):
     "Every version, newest first, with aliases, data hash and test / unseen-template macro-F1."
     from mlportfolio.train.registry import list_versions
     df = list_versions(model)
-    t = Table(*df.columns, title=f'{model} versions')
+    t = Table(*df.columns, title=f'{escape(model)} versions')
     for row in df.itertuples(index=False): t.add_row(*['' if v is None or v != v else (f'{v:.4f}' if isinstance(v, float) else str(v)) for v in row])
-    console.print(t if len(df) else f'no versions of {model} yet; train one with `mlp train run`')
+    console.print(t if len(df) else f'no versions of {model} yet; train one with `mlp train run`', markup=False)
 
 @app.command('show')
 def show_cmd(ref: str = typer.Argument('champion', help='Alias (champion, challenger) or version number'), model: str = _MODEL_OPT,
