@@ -153,10 +153,10 @@ def fork_scan(cases: list[list[str]], base: Path, workers: int, timeout: float, 
     return results
 
 
-def scan(base: Path, workers: int = 2, timeout: float = 20.0, log=None) -> dict:
-    "Run the whole scan under folder `base` (in this process and its forked children); returns counts and the failing cases."
+def scan(base: Path, workers: int = 2, timeout: float = 20.0, log=None, only: list[str] | None = None) -> dict:
+    "Run the whole scan under folder `base` (in this process and its forked children); `only`: command prefixes such as 'capture serve'."
     values = hostile_values(base/'values')
-    cases = plan(values)
+    cases = [c for c in plan(values) if not only or any(' '.join(c).startswith(o) for o in only)]
     t0 = time.time()
     results = fork_scan(cases, base/'cases', workers, timeout, log)
     failures = [r for r in results if r.get('escaped') or r.get('traceback_on_stderr')]
@@ -171,9 +171,10 @@ if __name__ == '__main__':
     ap.add_argument('--workers', type=int, default=2); ap.add_argument('--timeout', type=float, default=20.0)
     ap.add_argument('--log', action='store_true', help='one line per case on stderr')
     ap.add_argument('--json', type=Path)
+    ap.add_argument('--only', action='append', help="only commands starting with this, e.g. 'capture serve' (repeatable)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        rep = scan(Path(d), a.workers, a.timeout, log=sys.stderr if a.log else None)
+        rep = scan(Path(d), a.workers, a.timeout, log=sys.stderr if a.log else None, only=a.only)
         ro = Path(d)/'values'/'read-only'; ro.chmod(0o700)
     print(f"commands {rep['commands']}, invocations {rep['invocations']}, timeouts {rep['timeouts']}, "
           f"tracebacks {len(rep['failures'])}, {rep['seconds']} s")
