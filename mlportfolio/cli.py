@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #71f8b552
 from __future__ import annotations
-import importlib, importlib.util, os, sys, tempfile, traceback
+import errno, importlib, importlib.util, os, sys, tempfile, traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 import mlportfolio
-from .core.errors import MLPError, InputError
+from .core.errors import MLPError, InputError, mask_secrets, printable
 from .core.console import console, err_console, print_error, print_note, print_table
 from .core.extras import extra_for_module, missing_extra_message
 from .core.store import atomic_path
@@ -113,6 +113,8 @@ def embed(input: Path = typer.Argument(..., help='A .txt (one text per line), .c
           progress: bool = typer.Option(True, help='Show a progress bar')):
     "Embed the texts of INPUT into a float32 (n, dim) .npy file, L2-normalised, cached by content."
     from mlportfolio.core.embed import embed_file
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     vecs = embed_file(input, out, text_col=text_col, model=model, progress=progress)
     print_note(f'wrote {vecs.shape[0]} x {vecs.shape[1]} vectors to {out}')
 
@@ -210,21 +212,26 @@ def _log_traceback(argv: list[str]) -> Path | None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, 'a') as f:
             cmd = ' '.join(a for a in argv if not a.startswith('-'))[:200]
-            f.write(f'--- {datetime.now(timezone.utc).isoformat()} mlp {cmd}\n{traceback.format_exc()}\n')
+            f.write(mask_secrets(f'--- {datetime.now(timezone.utc).isoformat()} mlp {cmd}\n{traceback.format_exc()}\n'))
         return path
     except OSError: return None
 
 # %% ../nbs/90_cli.ipynb #9eaef1b4
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP}
+
 def _unexpected(e: BaseException, argv: list[str], debug: bool) -> int:
     "Report an error that is not the user's: one line naming the log (or the traceback with --debug); returns exit code 1."
     if isinstance(e, ModuleNotFoundError) and extra_for_module(e.name or ''):
         extra = extra_for_module(e.name)
         print_error(missing_extra_message(extra, [e.name], 'this command'))
         return 2
-    if debug: err_console.file.write(traceback.format_exc())
+    if isinstance(e, OSError) and e.errno in _PATH_ERRNOS:   # a path the user named cannot be used: their error, one line
+        print_error(f'{e.strerror}: {printable(e.filename, 120) if e.filename else printable(e)}')
+        return 2
+    if debug: err_console.file.write(mask_secrets(traceback.format_exc()))
     path = _log_traceback(argv)
     where = f'the traceback is in {path}' if path else 'the traceback could not be saved'
-    print_error(f'unexpected {type(e).__name__}: {e} ({where}; run `mlp --debug ...` to print it)', prefix='internal error')
+    print_error(f'unexpected {type(e).__name__}: {mask_secrets(e)} ({where}; run `mlp --debug ...` to print it)', prefix='internal error')
     return 1
 
 def main(argv: list[str] | None = None):

@@ -72,7 +72,9 @@ def test_api_crud_search_auth_limits(server):
         assert r.status_code == 201, r.text
         note = r.json()
         assert note['tags'] == ['ml', 'ml.nlp'] and note['comment'] == 'section 3' and note['route_tag']
-        assert c.post('/notes', json={'text': 'other text', 'id': 'crud-1'}, headers=HDR).status_code == 200   # idempotent
+        same = 'ml, ml.nlp: read the attention paper on transformers : section 3'
+        assert c.post('/notes', json={'text': same, 'id': 'crud-1'}, headers=HDR).status_code == 200   # idempotent replay
+        assert c.post('/notes', json={'text': 'other text', 'id': 'crud-1'}, headers=HDR).status_code == 409   # same id, other text
         assert c.get('/notes/crud-1').json()['body'] == note['body']
         assert c.get(f"/notes/{note['id']}").json()['uid'] == 'crud-1'
         # auth: writes need the key, reads do not

@@ -101,18 +101,20 @@ def test_incompatible_model_falls_back_to_last_known_good(mlp_home, exports):
     "Wrong classes, then a corrupt artifact: each rejected before use, version 1 scores, the monitoring row says why."
     seed(40)
     run_mlp('pcc', 'score', '--model', exports['good'], check=0)          # version 1 becomes last-known-good
-    for bad, why in (('wrong', "['spam'] are not in the taxonomy"), ('corrupt', 'UnpicklingError')):
-        r = run_mlp('pcc', 'score', '--model', exports[bad], check=0, env={'COLUMNS': '300'})
+    for bad, why in (('wrong', "['spam'] are not in the taxonomy"), ('corrupt', 'does not match the digest')):
+        r = run_mlp('pcc', 'score', '--model', exports[bad], '--fallback', check=0, env={'COLUMNS': '300'})
         assert 'FALLBACK' in r.stdout
         mon = monitoring_rows().iloc[-1]
         assert mon.fallback_used == True and mon.model_source == 'cache' and mon.model_version == '1', mon.to_dict()
         assert 'rejected' in mon.notes and why in mon.notes, mon.notes
         assert set(output_rows().model_version) == {'1'} and len(output_rows()) == 40
+    r = run_mlp('pcc', 'score', '--model', exports['corrupt'])           # named explicitly, no --fallback: an error, not a swap
+    assert r.returncode == 2 and 'not replaced by the last-known-good' in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 
 def test_no_model_at_all_fails_with_a_monitoring_row(mlp_home, exports):
     seed(10)
-    r = run_mlp('pcc', 'score', '--model', exports['wrong'])
+    r = run_mlp('pcc', 'score', '--model', exports['wrong'], '--fallback')
     assert r.returncode == 2 and 'no last-known-good model is cached' in r.stderr and 'Traceback' not in r.stderr
     mon = monitoring_rows().iloc[-1]
     assert mon.status == 'failed' and 'no last-known-good' in mon.error_message and mon.processing_duration_seconds > 0
@@ -223,7 +225,7 @@ def test_end_to_end_with_the_registered_champion(mlp_home):
     assert 0 <= mon.ood_share <= 1, mon.ood_share                # the champion returns an ood_score per case (issue 18)
     out = output_rows()
     assert len(out) == 150 and out.case_id.is_unique and set(out.model_version) == {str(mon.model_version)}
-    r = score_partition(TODAY, model_version=99)             # no such version: the last-known-good model scores
+    r = score_partition(TODAY, model_version=99, fallback=True)   # no such version: the last-known-good model scores
     assert r.fallback_used and r.model_version == str(mon.model_version) and 'no version 99' in ' '.join(r.notes), r.notes
     export_model('champion', to_url=(mlp_home/'exports').as_uri())
     r = score_partition(TODAY, model=str(mlp_home/'exports'))

@@ -15,14 +15,14 @@ from typing import Optional
 
 from fastapi import FastAPI, Request, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.config import get_settings
-from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError
+from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
 from ..core.obs import counter, histogram, get_logger
-from .service import QuickCapture
+from .service import QuickCapture, MAX_FILTER_TAGS
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -30,8 +30,8 @@ HTTP_REQUESTS = counter('http_requests', 'QuickCapture HTTP requests', ('method'
 HTTP_SECONDS = histogram('http_request_duration_seconds', 'QuickCapture HTTP request time', ('route',), namespace='quickcapture')
 
 # %% auto #0
-__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'BodySizeLimit', 'NoteIn', 'NotePatch', 'create_app',
-           'serve']
+__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'BodySizeLimit', 'NoteIn', 'NotePatch', 'ErrorOut',
+           'create_app', 'is_loopback', 'warn_open_bind', 'serve']
 
 # %% ../../nbs/75_capture_api.ipynb #fd4bb027
 def _json_error(status: int, message: str, kind: str) -> Response:
@@ -74,21 +74,43 @@ class BodySizeLimit:
 class NoteIn(BaseModel):
     "Body of `POST /notes`."
     model_config = ConfigDict(extra='forbid')
-    text: str = Field(..., description='The note, in the QuickCapture grammar')
-    id: Optional[str] = Field(None, description='Client-generated note id (makes replays idempotent)')
-    dry_run: bool = Field(False, description='Parse and route only; store nothing')
+    text: str = Field(..., min_length=1, pattern=r'\S', description='The note, in the QuickCapture grammar')
+    id: Optional[str] = Field(None, pattern=r'^[A-Za-z0-9_.:\-]{1,64}$',
+                              description='Client-generated note id (makes replays idempotent; the same id with another text is a 409)')
+    dry_run: bool = Field(False, strict=True, description='Parse and route only; store nothing (true or false, not 0 or "yes")')
 
 class NotePatch(BaseModel):
     "Body of `PATCH /notes/{id}`."
     model_config = ConfigDict(extra='forbid')
-    text: str
+    text: str = Field(..., min_length=1, pattern=r'\S', description='The new text of the note')
 
-_STATUS = {InputError: 422, NotFoundError: 404, StoreError: 503, ConfigError: 500}
+class ErrorOut(BaseModel):
+    "Body of every error response."
+    error: str = Field(..., description='One line saying what was wrong')
+    type: str = Field(..., description='Kind of error')
+
+def _errors(*codes: int) -> dict:
+    "OpenAPI `responses` for the error statuses a route can answer, all with the `ErrorOut` body."
+    what = {400: 'Bad request', 401: 'Missing or wrong X-API-Key (writes)', 404: 'No such note', 409: 'Client id used with another text',
+            413: 'Request body over the limit', 422: 'Invalid input', 503: 'Store unavailable or degraded'}
+    return {c: {'model': ErrorOut, 'description': what[c]} for c in codes}
+
+_WRITE_ERRORS = _errors(400, 401, 413, 422, 503)
+
+_STATUS = {InputError: 422, NotFoundError: 404, ConflictError: 409, StoreError: 503, ConfigError: 503}
 
 def _status_of(e: MLPError) -> int:
     for cls, code in _STATUS.items():
         if isinstance(e, cls): return code
     return 400
+
+def _allowed_methods(app, scope) -> list[str]:
+    "Every method some route of `app` takes at the request's path (a 405's `Allow` header)."
+    from starlette.routing import Match
+    methods = set()
+    for route in app.router.routes:
+        if getattr(route, 'methods', None) and route.matches({**scope, 'method': 'GET'})[0] != Match.NONE: methods |= route.methods
+    return sorted(methods)
 
 def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc: QuickCapture | None = None,
                warm: bool = True, save_every: int = 1000) -> FastAPI:
@@ -150,47 +172,50 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
-        return _json_error(e.status_code, str(e.detail), 'HTTPException')
+        resp = _json_error(e.status_code, str(e.detail), 'HTTPException')
+        resp.headers.update(getattr(e, 'headers', None) or {})
+        if e.status_code == 405: resp.headers['Allow'] = ', '.join(_allowed_methods(app, request.scope))
+        return resp
 
     @app.exception_handler(Exception)
     async def unexpected(request, e: Exception):
         log.exception('unhandled error')
         return _json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
 
-    @app.post('/notes', status_code=201)
+    @app.post('/notes', status_code=201, responses={200: {'description': 'Replay of a known client id: the stored note'}, **_WRITE_ERRORS, **_errors(409)})
     def post_note(body: NoteIn):
         note = service().add(body.text, uid=body.id, source='api', dry_run=body.dry_run)
         code = 201 if note.get('created') else 200
         return JSONResponse(json.loads(json.dumps(note, default=str)), status_code=code)
 
-    @app.get('/notes/{key}')
+    @app.get('/notes/{key}', responses=_errors(400, 404, 422, 503))
     def get_note(key: str): return service().get(key)
 
-    @app.patch('/notes/{key}')
+    @app.patch('/notes/{key}', responses={**_WRITE_ERRORS, **_errors(404)})
     def patch_note(key: str, body: NotePatch): return service().edit(key, body.text)
 
-    @app.delete('/notes/{key}')
+    @app.delete('/notes/{key}', responses={**_WRITE_ERRORS, **_errors(404)})
     def delete_note(key: str):
         n = service().delete(key)
         return {'deleted': n['id'], 'uid': n['uid']}
 
-    @app.get('/search')
+    @app.get('/search', responses=_errors(400, 422, 503))
     def search(q: str = Query(..., max_length=2000, description='Query text'),
                mode: str = Query('hybrid', description='keyword, semantic or hybrid'),
-               tags: Optional[str] = Query(None, description='Comma-separated tags; all must match'),
+               tags: Optional[str] = Query(None, max_length=2000, description=f'Comma-separated tags, at most {MAX_FILTER_TAGS}; all must match'),
                type: Optional[str] = Query(None, description='Content type'),
                since: Optional[str] = None, until: Optional[str] = None,
                k: int = Query(10, ge=1, le=1000)):
         res = service().search(q, mode=mode, tags=tags, type=type, since=since, until=until, k=k)
         return {'query': q, 'mode': mode, 'results': res}
 
-    @app.get('/health')
+    @app.api_route('/health', methods=['GET', 'HEAD'], responses={503: {'description': 'Store degraded: index and database disagree'}, **_errors(400, 422)})
     def health(deep: bool = Query(False, description='Also run SQLite integrity_check and compare FAISS ids one by one (slow on big stores)')):
         chk = service().store.check(deep=deep)
         ok = chk['integrity'] in ('ok', 'not checked') and chk['agrees']
         return JSONResponse(dict(status='ok' if ok else 'degraded', **chk), status_code=200 if ok else 503)
 
-    @app.get('/metrics')
+    @app.get('/metrics', response_class=PlainTextResponse, responses=_errors(400, 503))
     def metrics():
         from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
         from mlportfolio.capture.store import ACTIVE_NOTES
@@ -205,10 +230,27 @@ def _wrap(app: FastAPI) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     return app
 
+def is_loopback(host: str) -> bool:
+    "True when `host` is a loopback name or address (`localhost`, 127.0.0.0/8, ::1)."
+    import ipaddress
+    if host.lower() in ('localhost', 'localhost.localdomain'): return True
+    try: return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError: return False
+
+def warn_open_bind(host: str, api_key: str | None = None) -> bool:
+    "Warn (and return True) when the server listens beyond loopback without an API key: anyone who can reach it can write."
+    k = get_settings().api_key if api_key is None else None
+    has_key = bool(api_key) or bool(k is not None and k.get_secret_value())
+    if is_loopback(host) or has_key: return False
+    log.warning('listening on %s without an API key: anyone who can reach this address can add, edit and delete notes; '
+                'set MLP_API_KEY', host)
+    return True
+
 def serve(host: str = '127.0.0.1', port: int = 8700, db_path: str | Path | None = None, log_level: str = 'info',
           save_every: int = 1000, torch_threads: int | None = 1) -> None:
     "Run the API with uvicorn (one process; the store is shared by its threads; embedding uses `torch_threads` threads)."
     import uvicorn
     from mlportfolio.capture.service import set_torch_threads
     set_torch_threads(torch_threads)
+    warn_open_bind(host)
     uvicorn.run(create_app(db_path, save_every=save_every), host=host, port=port, log_level=log_level)

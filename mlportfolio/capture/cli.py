@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from ..core.errors import InputError
+from ..core.errors import InputError, printable
 
 from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='QuickCapture: capture, route, search and review notes (SNR).', no_args_is_help=True)
@@ -70,7 +70,7 @@ def search(query: str = typer.Argument(..., help='Search text'),
            type: Optional[str] = typer.Option(None, '--type', help='Only this content type: task, meeting, code, idea, reference, journal, general'),
            since: Optional[str] = typer.Option(None, help='Only notes at or after this ISO time'),
            until: Optional[str] = typer.Option(None, help='Only notes before this ISO time'),
-           k: int = typer.Option(10, '-k', help='How many results'),
+           k: int = typer.Option(10, '-k', min=1, max=1000, help='How many results'),
            as_json: bool = typer.Option(False, '--json', help='Print results as JSON')):
     "Search notes by keyword, meaning, or both."
     with _service() as qc:
@@ -123,7 +123,7 @@ def delete(key: str = typer.Argument(..., help='Note id or client id')):
 @app.command()
 def review(auto_fix: bool = typer.Option(False, '--auto-fix', help='Normalise tags, whitespace, capitals and final punctuation of the queued notes'),
            tag: Optional[str] = typer.Option(None, '--tag', help='Only notes filed under this tag'),
-           limit: int = typer.Option(50, help='At most this many notes'),
+           limit: int = typer.Option(50, min=1, max=10000, help='At most this many notes'),
            dry_run: bool = typer.Option(False, '--dry-run', help='With --auto-fix: show the fixes without saving them'),
            as_json: bool = typer.Option(False, '--json', help='Print as JSON')):
     "Show the review queue (invalid, low confidence, low density, weak tags, uncertain routes), or auto-fix it."
@@ -161,12 +161,14 @@ def tags(suggest: Optional[str] = typer.Option(None, '--suggest', help='Suggest 
 # %% ../../nbs/79_capture_cli.ipynb #6d0b3b10
 @app.command()
 def export(out: Path = typer.Option(Path('snr_export.jsonl'), '--out', '-o', help='JSONL file for the SNR router'),
-           min_quality: float = typer.Option(0.5, help='Only notes with overall confidence at least this'),
+           min_quality: float = typer.Option(0.5, min=0.0, max=1.0, help='Only notes with overall confidence at least this'),
            include_invalid: bool = typer.Option(False, help='Export invalid notes too'),
            backup: bool = typer.Option(False, '--backup', help='Also write a timestamped backup of the database and index'),
            backup_dir: Optional[Path] = typer.Option(None, help='Backup folder (default: backups/ beside the database)')):
     "Export notes as JSONL for the SNR router (quality-filtered), optionally with a backup."
     from mlportfolio.capture.review import export_jsonl
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     with _service() as qc:
         n = export_jsonl(qc, out, min_quality=min_quality, include_invalid=include_invalid)
         console.print(f'exported {n} note(s) to {out}')
@@ -185,14 +187,20 @@ def stats(as_json: bool = typer.Option(False, '--json', help='Print as JSON')):
 
 @app.command()
 def serve(host: str = typer.Option('127.0.0.1', help='Interface to listen on'),
-          port: int = typer.Option(8700, help='Port'),
+          port: int = typer.Option(8700, min=1, max=65535, help='Port'),
           db: Optional[Path] = typer.Option(None, help='SQLite database (default MLP_CAPTURE_DB)'),
           log_level: str = typer.Option('info', help='uvicorn log level'),
-          index_save_every: int = typer.Option(1000, min=1, help='Save the FAISS index after this many changes (the change log covers the rest)'),
-          torch_threads: int = typer.Option(1, min=1, help='Torch threads for embedding (1 is fastest for single notes)')):
+          index_save_every: int = typer.Option(1000, min=1, max=1000000000, help='Save the FAISS index after this many changes (the change log covers the rest)'),
+          torch_threads: int = typer.Option(1, min=1, max=1024, help='Torch threads for embedding (1 is fastest for single notes)')):
     "Run the HTTP API (POST/GET/PATCH/DELETE /notes, /search, /health, /metrics)."
     from mlportfolio.capture.api import serve as _serve
-    _serve(host, port, db, log_level, save_every=index_save_every, torch_threads=torch_threads)
+    from mlportfolio.core.guard import check_output
+    levels = ('critical', 'error', 'warning', 'info', 'debug', 'trace')
+    if log_level.lower() not in levels: raise InputError(f"--log-level {printable(log_level, 40)!r} is not one of {', '.join(levels)}")
+    try: host.encode('idna')
+    except UnicodeError: raise InputError(f'--host {printable(host, 60)!r} is not a host name or address') from None
+    check_output(db, '--db', parents=True)   # a folder, a read-only place or a too-long name: one line, before uvicorn starts
+    _serve(host, port, db, log_level.lower(), save_every=index_save_every, torch_threads=torch_threads)
 
 @app.command()
 def flush(url: Optional[str] = typer.Option(None, help='Send to this API instead of each note\'s own URL')):

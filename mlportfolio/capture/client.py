@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.config import get_settings, ensure_dir
-from ..core.errors import InputError
+from ..core.errors import InputError, MASK, mask_secrets, printable
 from ..core.obs import get_logger
 
 log = get_logger(__name__)
@@ -43,11 +43,16 @@ def read_spool(path: Path | None = None) -> list[dict]:
         except json.JSONDecodeError: log.warning('skipping a damaged spool line in %s', path)
     return out
 
+def _private(path, flags):   # `open(..., opener=_private)`: a new file is created 0600, an old one is made 0600
+    fd = os.open(path, flags, 0o600); os.fchmod(fd, 0o600)
+    return fd
+
 def spool(entry: dict, path: Path | None = None) -> None:
-    "Append one note to the spool, flushed to disk."
+    "Append one note to the spool (a file only its owner can read), flushed to disk; credentials in its URL are masked."
     path = path or spool_path()
+    entry = dict(entry, url=mask_secrets(entry['url'])) if entry.get('url') else entry
     with _locked(path):
-        with open(path, 'a', encoding='utf-8') as f:
+        with open(path, 'a', encoding='utf-8', opener=_private) as f:
             f.write(json.dumps(entry, ensure_ascii=False) + '\n'); f.flush(); os.fsync(f.fileno())
 
 def _headers(api_key: str | None) -> dict:
@@ -61,8 +66,10 @@ def post_note(url: str, text: str, uid: str, api_key: str | None = None, timeout
     import httpx
     try:
         r = httpx.post(url.rstrip('/') + '/notes', json={'text': text, 'id': uid}, headers=_headers(api_key), timeout=timeout)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as e:   # a URL no request can go to: the user's error
+        raise InputError(f'cannot send to {printable(url, 120)}: {printable(e, 160)}') from None
     except httpx.HTTPError as e:
-        return dict(status='unreachable', error=f'{type(e).__name__}: {e}')
+        return dict(status='unreachable', error=mask_secrets(f'{type(e).__name__}: {e}'))
     if r.status_code >= 500: return dict(status='unreachable', error=f'server answered {r.status_code}')
     try: body = r.json()
     except ValueError: body = {'error': r.text[:200]}
@@ -87,6 +94,8 @@ def flush(url: str | None = None, api_key: str | None = None, timeout: float = 1
         entries = read_spool(path)
         keep, rejected = [], []
         for i, e in enumerate(entries):
+            if url is None and MASK in e['url']:   # the spool never keeps a credential: the user gives the URL again
+                keep = entries[i:]; counts['error'] = f"spooled notes were sent to {e['url']}; give that URL with its credentials to flush them"; break
             res = post_note(url or e['url'], e['text'], e['uid'], api_key, timeout)
             if res['status'] == 'unreachable':
                 keep = entries[i:]; counts['error'] = res['error']; break
@@ -94,10 +103,10 @@ def flush(url: str | None = None, api_key: str | None = None, timeout: float = 1
                 rejected.append(dict(e, error=res['error'], code=res['code'])); counts['rejected'] += 1
             else: counts['sent' if res['status'] == 'stored' else 'duplicate'] += 1
         if rejected:
-            with open(path.with_name('spool.rejected.jsonl'), 'a', encoding='utf-8') as f:
+            with open(path.with_name('spool.rejected.jsonl'), 'a', encoding='utf-8', opener=_private) as f:
                 for r in rejected: f.write(json.dumps(r, ensure_ascii=False) + '\n')
         tmp = path.with_name(path.name + '.tmp')
-        tmp.write_text(''.join(json.dumps(e, ensure_ascii=False) + '\n' for e in keep), encoding='utf-8')
+        with open(tmp, 'w', encoding='utf-8', opener=_private) as f: f.write(''.join(json.dumps(e, ensure_ascii=False) + '\n' for e in keep))
         os.replace(tmp, path)
         counts['remaining'] = len(keep)
     return counts

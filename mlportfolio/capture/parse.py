@@ -74,9 +74,12 @@ _URL = re.compile(r'\b(?:https?|ftp|file)://\S+|\bwww\.\S+', re.I)
 
 def parse_timestamp(s: str) -> datetime:
     "An ISO-8601 time as an aware UTC datetime (naive times are taken as UTC)."
-    try: dt = datetime.fromisoformat(s.replace('Z', '+00:00').replace(' ', 'T'))
-    except ValueError: raise InputError(f'timestamp {s!r} is not an ISO date such as 2026-11-26 or 2026-11-26T10:00') from None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    try:
+        dt = datetime.fromisoformat(s.replace('Z', '+00:00').replace(' ', 'T'))
+        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    except ValueError: raise InputError(f'timestamp {s[:60]!r} is not an ISO date such as 2026-11-26 or 2026-11-26T10:00') from None
+    except OverflowError:   # 0001-01-01T00:00+01:00 and 9999-12-31T23:59-01:00 fall off the calendar in UTC
+        raise InputError(f'timestamp {s[:60]!r} is outside the calendar once converted to UTC (years 1 to 9999)') from None
 
 @dataclass
 class Grammar:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import InputError
+from ..core.errors import InputError, ConflictError
 from ..core.obs import counter, gauge, histogram, get_logger
 from .parse import ParsedNote, parse_note, normalize_tag, parse_timestamp, CONTENT_TYPES
 from .route import Router, get_router, Route
@@ -58,7 +58,8 @@ def _query_pool():
 
 # %% auto #0
 __all__ = ['log', 'NOTES_INGESTED', 'VALIDATION_FAILURES', 'PROCESSING_SECONDS', 'ROUTED', 'SEARCHES', 'ROUTE_CONFIDENCE',
-           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'set_torch_threads', 'rrf', 'check_filters', 'QuickCapture']
+           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'MAX_FILTER_TAGS', 'set_torch_threads', 'rrf', 'check_filters',
+           'QuickCapture']
 
 # %% ../../nbs/73_capture_service.ipynb #1aa35291
 def rrf(*rankings: list, k: int = RRF_K) -> list[tuple[int, float]]:
@@ -72,9 +73,13 @@ def rrf(*rankings: list, k: int = RRF_K) -> list[tuple[int, float]]:
 def _iso(v) -> str | None:
     return None if v in (None, '') else parse_timestamp(str(v)).isoformat()
 
+MAX_FILTER_TAGS = 20   # every tag filter is one SQL condition: a cap keeps the query small
+
 def check_filters(tags=None, type=None, since=None, until=None) -> dict:
     "Normalised search filters; a bad content type or time is one `InputError`."
     if isinstance(tags, str): tags = [t for t in tags.split(',') if t.strip()]
+    if len(tags or []) > MAX_FILTER_TAGS:
+        raise InputError(f'{len(tags)} tag filters; at most {MAX_FILTER_TAGS} are allowed')
     tags = [normalize_tag(t) for t in (tags or [])]
     if any(not t for t in tags): raise InputError('a tag filter holds no usable characters; tags are letters, digits, _ - .')
     if type is not None and type not in CONTENT_TYPES:
@@ -109,6 +114,8 @@ class QuickCapture:
         t0 = time.perf_counter()
         if uid is not None:   # idempotent replay: a known client id returns the stored note without work
             known = self.store.find(uid)
+            if known and known['raw'] != text:
+                raise ConflictError(f'client id {uid!r} is already used by a note with a different text; use a new id, or PATCH the note')
             if known: return dict(known, created=False)
         note, route, vec = self.prepare(text)
         if dry_run:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import InputError, NotFoundError, StoreError
+from ..core.guard import is_ascii_int
 from ..core.obs import get_logger, histogram, gauge
 from .parse import ParsedNote, Issue, tag_hierarchy
 
@@ -446,7 +447,7 @@ class NoteStore:
         return ids
 
     def _get_row(self, key) -> sqlite3.Row:
-        if isinstance(key, (int, np.integer)) or (isinstance(key, str) and key.isdigit() and len(key) < 19):
+        if isinstance(key, (int, np.integer)) or (is_ascii_int(key) and not key.startswith('-') and len(key) < 19):   # ASCII digits only: '²' and '١' are client ids
             r = self.conn.execute('SELECT * FROM notes WHERE id = ?', (int(key),)).fetchone()
             if r is None and isinstance(key, str): r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (key,)).fetchone()
         else:

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError
+from .errors import ConfigError, mask_secrets
 
 # %% auto #0
 __all__ = ['Settings', 'get_settings', 'ensure_dir', 'ensure_home', 'mask_secret', 'settings_table']
@@ -125,13 +125,11 @@ def ensure_home(settings: Settings | None = None) -> Settings:
     return s
 
 # %% ../../nbs/01_config.ipynb #7d5ba5ff
-_URL_CREDS = re.compile(r'(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@', re.I)
-
 def mask_secret(value) -> str:
     "Render a setting for display: secrets become `**********`, passwords inside URLs are masked."
     if value is None: return ''
     if isinstance(value, SecretStr): return '**********' if value.get_secret_value() else ''
-    return _URL_CREDS.sub(lambda m: f"{m['scheme']}{m['user']}:****@", str(value))
+    return mask_secrets(value)   # user:****@, ****@ for a bare token, ?api_key=**** and ?token=****
 
 def settings_table(settings: Settings | None = None) -> list[tuple[str, str, str]]:
     "Resolved settings as `(env var, value, description)` rows, secrets masked, derived locations included."

@@ -24,8 +24,8 @@ EVENTS_FILE = 'events.jsonl'
 
 # %% auto #0
 __all__ = ['log', 'PRODUCER', 'FACET_SCHEMA_BASE', 'EVENTS_FILE', 'RUN_EVENT_SCHEMA', 'canonical_parquet', 'uri_to_dataset',
-           'dataset_facets', 'events_path', 'emit_event', 'LineageRun', 'emit_run', 'read_events', 'lineage_runs',
-           'validate_event', 'check_run_chain']
+           'dataset_facets', 'events_path', 'http_target', 'emit_event', 'LineageRun', 'emit_run', 'read_events',
+           'lineage_runs', 'validate_event', 'check_run_chain']
 
 # %% ../../nbs/08_lineage.ipynb #cd8c9c26
 def canonical_parquet(df) -> bytes:
@@ -103,13 +103,22 @@ def events_path() -> Path:
     "The local JSONL file of lineage events."
     return ensure_dir(get_settings().lineage_dir, 'lineage folder')/EVENTS_FILE
 
+def http_target(url: str) -> dict:
+    "`MLP_LINEAGE_URL` as the HTTP transport's `url` and `endpoint`: a server URL gets `api/v1/lineage`; a URL ending in `/lineage` is the endpoint itself."
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip('/')
+    if path.endswith('/lineage'):   # already the full endpoint: do not append api/v1/lineage again
+        return dict(url=urlunsplit((parts.scheme, parts.netloc, '/', '', '')), endpoint=path.lstrip('/') + (f'?{parts.query}' if parts.query else ''))
+    return dict(url=urlunsplit((parts.scheme, parts.netloc, path + '/', parts.query, '')), endpoint='api/v1/lineage')
+
 def _transports() -> list:
     from openlineage.client.transport.file import FileTransport, FileConfig
     out = [FileTransport(FileConfig(log_file_path=str(events_path()), append=True))]
     url = get_settings().lineage_url
     if url:
         from openlineage.client.transport.http import HttpTransport, HttpConfig
-        out.append(HttpTransport(HttpConfig.from_dict({'url': url, 'timeout': 5.0, 'retry': {'total': 1}})))
+        out.append(HttpTransport(HttpConfig.from_dict({**http_target(url), 'timeout': 5.0, 'retry': {'total': 1}})))
     return out
 
 def emit_event(event) -> None:

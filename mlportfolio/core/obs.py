@@ -16,12 +16,12 @@ from fastcore.basics import patch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, REGISTRY, generate_latest
 
 from .config import get_settings, ensure_dir, mask_secret
-from .errors import InputError
+from .errors import InputError, mask_secrets
 from .store import atomic_path
 
 # %% auto #0
-__all__ = ['DEFAULT_BUCKETS', 'JsonFormatter', 'setup_logging', 'get_logger', 'counter', 'gauge', 'histogram', 'timed',
-           'metrics_path', 'write_textfile', 'read_textfile', 'push_metrics', 'export_metrics', 'BatchRun']
+__all__ = ['DEFAULT_BUCKETS', 'JsonFormatter', 'MaskSecrets', 'setup_logging', 'get_logger', 'counter', 'gauge', 'histogram',
+           'timed', 'metrics_path', 'write_textfile', 'read_textfile', 'push_metrics', 'export_metrics', 'BatchRun']
 
 # %% ../../nbs/06_obs.ipynb #2d5438a4
 class JsonFormatter(logging.Formatter):
@@ -36,6 +36,14 @@ class JsonFormatter(logging.Formatter):
 
 _LOG_HANDLER_MARK = '_mlp_handler'
 
+class MaskSecrets(logging.Filter):
+    "Mask credentials inside URLs (`user:****@`, `?token=****`) in every record's message before it is written."
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        masked = mask_secrets(msg)
+        if masked != msg: record.msg, record.args = masked, None
+        return True
+
 def setup_logging(level: str | None = None, fmt: str | None = None, stream=None) -> logging.Logger:
     "Configure the `mlportfolio` logger once (level and format from settings unless given); safe to call again."
     s = get_settings()
@@ -44,6 +52,7 @@ def setup_logging(level: str | None = None, fmt: str | None = None, stream=None)
     for h in [h for h in logger.handlers if getattr(h, _LOG_HANDLER_MARK, False)]: logger.removeHandler(h)
     handler = logging.StreamHandler(stream or sys.stderr)
     setattr(handler, _LOG_HANDLER_MARK, True)
+    handler.addFilter(MaskSecrets())
     handler.setFormatter(JsonFormatter() if (fmt or s.log_format) == 'json'
                          else logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     logger.addHandler(handler)

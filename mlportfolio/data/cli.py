@@ -40,16 +40,18 @@ __all__ = ['app', 'generate', 'validate', 'import_', 'lineage', 'taxonomy']
 
 # %% ../../nbs/19_data_cli.ipynb #2a305cc2
 @app.command()
-def generate(n: int = typer.Option(10000, '--n', '-n', help='Number of rows'),
-             seed: int = typer.Option(42, help='Random seed: the same seed gives the same bytes'),
+def generate(n: int = typer.Option(10000, '--n', '-n', min=1, max=10000000, help='Number of rows'),
+             seed: int = typer.Option(42, min=0, max=4294967295, help='Random seed: the same seed gives the same bytes'),
              out: Optional[str] = typer.Option(None, '--out', '-o', help='Output Parquet: a path or a file://, gs://, memory:// URL (default $MLP_HOME/data/privacy_intent.parquet)'),
-             days: int = typer.Option(30, help='Timestamps span this many days before --end'),
+             days: int = typer.Option(30, min=1, max=3650, help='Timestamps span this many days before --end'),
              end: Optional[str] = typer.Option(None, help='End of the time span (UTC date or time; default: today 00:00 UTC)'),
              contract: Optional[Path] = typer.Option(None, help='Data contract YAML (default: the packaged one)'),
              group_by: str = typer.Option('near_duplicate', help='Split groups: near_duplicate (same text up to slots-free variations) or template (hold out whole templates)'),
              realism: bool = typer.Option(False, '--realism/--no-realism', help='Add to the dataset card how well a classifier tells the generated text from the hand-written realistic set (embeds 800 + 113 texts)')):
     "Generate a synthetic privacy-intent dataset, validate it, and write Parquet, a dataset card and the validation report."
     from mlportfolio.data.generate import build_dataset
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     with _status(f'generating {n:,} rows'):
         res = build_dataset(n=n, seed=seed, out=out, days=days, end=end, contract=contract, group_by=group_by, realism=realism)
     console.print(_summary(res, 'dataset written'))
@@ -62,6 +64,8 @@ def validate(path: str = typer.Argument(..., help='A saved dataset: .parquet or 
     from mlportfolio.core.io import open_url
     from mlportfolio.data.generate import read_dataset, sidecar_keys
     from mlportfolio.data.validate import validate_dataset
+    from mlportfolio.core.guard import check_output
+    check_output(report, '--report')
     df = read_dataset(path)
     if report is None:
         store, key = open_url(path)
@@ -88,16 +92,18 @@ def import_(file: Path = typer.Argument(..., help='Your labelled data: a .csv or
             out: Optional[str] = typer.Option(None, '--out', '-o', help='Output Parquet path or URL (default $MLP_HOME/data/imported_<name>.parquet)'),
             encoding: str = typer.Option('utf-8', help="The CSV file's text encoding"),
             contract: Optional[Path] = typer.Option(None, help='Data contract YAML (default: the packaged one)'),
-            seed: int = typer.Option(42, help='Seed of the train/validation/test split')):
+            seed: int = typer.Option(42, min=0, max=4294967295, help='Seed of the train/validation/test split')):
     "Import a labelled CSV/Parquet: check every row, curate, validate, save; nothing is written for a broken file."
     from mlportfolio.data.ingest import import_dataset
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     with _status(f'importing {file.name}'):
         res = import_dataset(file, text_col=text_col, label_col=label_col, subtype_col=subtype_col, timestamp_col=timestamp_col,
                              confidence_col=confidence_col, out=out, contract=contract, encoding=encoding, seed=seed)
     console.print(_summary(res, 'dataset imported'))
 
 @app.command()
-def lineage(limit: int = typer.Option(10, help='How many runs'),
+def lineage(limit: int = typer.Option(10, min=1, max=10000, help='How many runs'),
             job: Optional[str] = typer.Option(None, help='Only runs of this job (e.g. data.generate)'),
             as_json: bool = typer.Option(False, '--json', help='Print the runs as JSON')):
     "Show recent pipeline runs from the OpenLineage events: state, duration, stages and datasets with content hashes."

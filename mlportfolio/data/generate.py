@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings
-from ..core.errors import InputError, ConfigError
+from ..core.errors import InputError, ConfigError, printable
 from ..core.resources import resource_path, load_yaml
 from ..core.io import open_url
 from ..core.taxonomy import load_taxonomy, Taxonomy
@@ -284,7 +284,8 @@ def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, c
     missing = [k for k in weights if not ts.by_intent(k)]
     if missing: raise InputError(f'intent(s) {missing} have no templates in {ts.path}; add templates or drop them from class_weights')
     now = pd.Timestamp.now(tz='UTC')
-    end = now.floor('D') if end is None else pd.Timestamp(end)
+    try: end = now.floor('D') if end is None else pd.Timestamp(end)
+    except (ValueError, OverflowError, TypeError): raise InputError(f'end {printable(end, 60)!r} is not a date or time such as 2026-11-26 or 2026-11-26T10:00') from None
     end = end.tz_localize('UTC') if end.tzinfo is None else end.tz_convert('UTC')
     if end > now: raise InputError(f'end {end} is in the future; timestamps must not be')
 

@@ -6,14 +6,14 @@ Docs: https://mlportfolio.github.io/mlportfolio/data_ingest.html.md"""
 
 # %% ../../nbs/14_data_ingest.ipynb #aea85f93
 from __future__ import annotations
-import hashlib, io
+import csv, hashlib, io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings
-from ..core.errors import DataValidationError, InputError
+from ..core.errors import DataValidationError, InputError, printable
 from ..core.taxonomy import load_taxonomy, Taxonomy
 from .generate import COLUMNS, near_duplicate_groups, assign_splits
 
@@ -38,8 +38,11 @@ def read_table(path: str | Path, encoding: str = 'utf-8') -> tuple[pd.DataFrame 
     if ext not in ('.csv', '.parquet', '.pq'): raise InputError(f'unsupported file type {ext or "(none)"} for {path.name}; use .csv or .parquet')
     problems = []
     if ext in ('.parquet', '.pq'):
-        try: return pd.read_parquet(path), problems
-        except Exception as e: return None, [_problem('parquet', f'{path.name} is not a readable Parquet file: {str(e).splitlines()[0]}')]
+        try: df = pd.read_parquet(path)
+        except Exception as e: return None, [_problem('parquet', f'{path.name} is not a readable Parquet file: {printable(str(e).splitlines()[0])}')]
+        dup = sorted(set(map(str, df.columns[df.columns.duplicated()])))
+        if dup: return None, [_problem('columns', f'{path.name} repeats column name(s) {dup}; each column needs its own name', len(dup))]
+        return df, problems
     raw = path.read_bytes()
     try: text = raw.decode(encoding)
     except LookupError: raise InputError(f'unknown encoding {encoding!r}') from None
@@ -51,12 +54,19 @@ def read_table(path: str | Path, encoding: str = 'utf-8') -> tuple[pd.DataFrame 
         problems.append(_problem('encoding', f'{path.name} is not valid {encoding}: undecodable bytes on line(s) {bad[:5]}'
                                  f"{' and more' if len(bad) > 5 else ''} (name the file's encoding with --encoding)", count=len(bad)))
         text = raw.decode(encoding, errors='replace')
+    try: header = next(csv.reader(io.StringIO(text.split('\n', 1)[0])), [])
+    except csv.Error: header = []
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:   # pandas would rename the second 'text' to 'text.1' and carry on with the wrong column
+        return None, problems + [_problem('columns', f'{path.name} repeats column name(s) {[printable(c, 40) for c in dup]}; each column needs its own name', len(dup))]
     try: df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         return None, problems + [_problem('csv', f'{path.name} does not parse as CSV: {str(e).strip().splitlines()[-1]}')]
     return df, problems
 
 # %% ../../nbs/14_data_ingest.ipynb #ea4db6f8
+_CONTROL = r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]'   # tab, newline and carriage return are allowed in a text
+
 def check_import(df: pd.DataFrame, text_col: str, label_col: str, tax: Taxonomy, subtype_col: str | None = None,
                  timestamp_col: str | None = None, confidence_col: str | None = None, offset: int = 2) -> list[dict]:
     "Every problem of a user's labelled frame (missing columns, empty or long texts, unknown labels, bad times)."
@@ -69,6 +79,8 @@ def check_import(df: pd.DataFrame, text_col: str, label_col: str, tax: Taxonomy,
         t = df[text_col].astype('string')
         empty = t.isna() | (t.str.strip().fillna('') == '')
         if empty.any(): problems.append(_problem('empty_text', f'{int(empty.sum())} empty text(s) in column {text_col!r} at line(s) {_rows(empty, offset)}', empty.sum()))
+        ctrl = t.str.contains(_CONTROL, regex=True).fillna(False).astype(bool)
+        if ctrl.any(): problems.append(_problem('control_chars', f'{int(ctrl.sum())} text(s) with NUL or other control characters at line(s) {_rows(ctrl, offset)}; remove them', ctrl.sum()))
         long = t.str.len().fillna(0) > MAX_TEXT
         if long.any(): problems.append(_problem('long_text', f'{int(long.sum())} text(s) longer than {MAX_TEXT} characters at line(s) {_rows(long, offset)}', long.sum()))
     if label_col in df:
@@ -77,6 +89,9 @@ def check_import(df: pd.DataFrame, text_col: str, label_col: str, tax: Taxonomy,
         if bad.any():
             counts = y[bad].fillna('(missing)').value_counts().head(10).to_dict()
             problems.append(_problem('labels', f"{int(bad.sum())} unknown label(s) {counts} at line(s) {_rows(bad, offset)}; allowed: {', '.join(tax.intents)}", bad.sum()))
+        n_parent = int((y == tax.subtype_parent).fillna(False).sum())
+        if n_parent and not subtype_col:
+            problems.append(_problem('subtypes', f'{n_parent} {tax.subtype_parent} row(s) need a subtype, but no subtype column was named; give it with --subtype-col', n_parent))
         if subtype_col and subtype_col in df:
             st = df[subtype_col].astype('string').str.strip().str.lower().replace('', pd.NA)
             wrong = st.notna() & (~st.isin(tax.subtypes) | (y != tax.subtype_parent))

@@ -19,6 +19,7 @@ import pandas as pd
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import ConfigError, InputError
 from ..core.store import atomic_path
+from ..core.guard import csv_safe_frame
 from ..core.obs import get_logger
 from . import metrics as M
 
@@ -427,5 +428,5 @@ def to_csv(self: EmbeddingMap, path: str | Path) -> Path:
     "Write the coordinates (row, text, domain, label, x, y, cluster, model, reducer) to a CSV file, atomically."
     _fitted(self)
     path = Path(path); ensure_dir(path.parent, 'output folder')
-    with atomic_path(path) as tmp: self.data.assign(model=self.model_id, reducer=self.params.reducer).to_csv(tmp, index=False)
+    with atomic_path(path) as tmp: csv_safe_frame(self.data.assign(model=self.model_id, reducer=self.params.reducer)).to_csv(tmp, index=False)
     return path

@@ -19,6 +19,7 @@ import pandas as pd
 from ..core.config import ensure_dir
 from ..core.errors import InputError
 from ..core.store import atomic_path
+from ..core.guard import csv_safe_frame
 from ..core.obs import get_logger
 from . import metrics as M
 from .map import EmbeddingMap, load_inputs, _fitted
@@ -289,7 +290,7 @@ def write_coordinates(maps: Sequence[EmbeddingMap], path: str | Path) -> Path:
     "The coordinates of every map in one CSV (row, text, domain, label, x, y, cluster, model, reducer), atomically."
     path = Path(path); ensure_dir(path.parent, 'output folder')
     frame = pd.concat([m.data.assign(model=m.model_id, reducer=m.params.reducer) for m in maps], ignore_index=True)
-    with atomic_path(path) as tmp: frame.to_csv(tmp, index=False)
+    with atomic_path(path) as tmp: csv_safe_frame(frame).to_csv(tmp, index=False)   # texts starting with = + - @ cannot run as formulas
     return path
 
 def run_map(inputs=None, query: str | None = None, out: str | Path = 'map.html', csv: str | Path | None = None,

@@ -22,10 +22,10 @@ __all__ = ['app', 'seed_cases_cmd', 'score_cmd', 'runs_cmd', 'lookml_cmd', 'dash
 
 # %% ../../nbs/39_pcc_cli.ipynb #dae9e045
 @app.command('seed-cases')
-def seed_cases_cmd(n: int = typer.Option(5000, '--n', help='How many cases to generate'),
+def seed_cases_cmd(n: int = typer.Option(5000, '--n', min=1, max=10000000, help='How many cases to generate'),
                    date: str = typer.Option('today', help='Day to fill: YYYY-MM-DD or today (UTC)'),
-                   seed: Optional[int] = typer.Option(None, help='Generator seed (default MLP_SEED)'),
-                   bad: int = typer.Option(0, help='Extra rows validation must drop (null, empty, over-long, duplicate)')):
+                   seed: Optional[int] = typer.Option(None, min=0, max=4294967295, help='Generator seed (default MLP_SEED)'),
+                   bad: int = typer.Option(0, min=0, max=10000000, help='Extra rows validation must drop (null, empty, over-long, duplicate)')):
     "Fill one day of pcc_cases with unlabelled cases from the data generator, replacing that day."
     from mlportfolio.pcc.tables import seed_cases
     r = seed_cases(n, date, seed=seed, bad=bad)
@@ -34,20 +34,22 @@ def seed_cases_cmd(n: int = typer.Option(5000, '--n', help='How many cases to ge
 @app.command('score')
 def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score: YYYY-MM-DD or today (UTC)'),
               model: str = typer.Option('champion', help='Registry alias (champion, challenger), or an export folder / URL (pcc-models/...)'),
-              model_version: Optional[int] = typer.Option(None, help='Registry version number (overrides --model)'),
+              model_version: Optional[int] = typer.Option(None, min=1, max=1000000000, help='Registry version number (overrides --model)'),
               force_latest: bool = typer.Option(False, help="Export location: take the newest version, not today's"),
               dry_run: bool = typer.Option(False, help='Read, validate and predict; write nothing'),
-              chunk_size: int = typer.Option(1000, help='Rows per chunk read from the warehouse'),
+              trust_model: bool = typer.Option(False, '--trust-model', help='Load an export folder that has no recorded digest (loading a model runs its code)'),
+              fallback: Optional[bool] = typer.Option(None, '--fallback/--no-fallback', help='Score with the last-known-good model if this one fails (default: only for champion)'),
+              chunk_size: int = typer.Option(1000, min=1, max=1000000, help='Rows per chunk read from the warehouse'),
               engine: str = typer.Option('local', help="Where chunks are scored: local (this process) or ray (Ray Data; the ray extra)"),
               ray_address: Optional[str] = typer.Option(None, help='Ray cluster to use with --engine ray: auto or ray://HOST:10001 (default: a local Ray)'),
-              workers: Optional[int] = typer.Option(None, help='Most Ray actors scoring at once (default: the cluster CPUs)'),
+              workers: Optional[int] = typer.Option(None, min=1, max=10000, help='Most Ray actors scoring at once (default: the cluster CPUs)'),
               progress: bool = typer.Option(True, help='Show a progress bar'),
               fail_on_drift: bool = typer.Option(False, help='Exit 3 (status drifted) when a PSI is above the threshold; the day is still published')):
     "Score one day of cases with the resolved model; always leaves a monitoring row and metrics (except --dry-run)."
     from mlportfolio.core.config import get_settings
     from mlportfolio.pcc.score import score
     r = score(date, model=model, model_version=model_version, force_latest=force_latest, dry_run=dry_run,
-              chunk_size=chunk_size, progress=progress and get_settings().progress, fail_on_drift=fail_on_drift, engine=engine,
+              trust_model=trust_model, fallback=fallback, chunk_size=chunk_size, progress=progress and get_settings().progress, fail_on_drift=fail_on_drift, engine=engine,
               ray_address=ray_address, workers=workers)
     t = Table('field', 'value', title=f'PCC run {r.run_id}' + (' (dry run: nothing written)' if dry_run else ''))
     for k in ('partition_date', 'status', 'engine', 'model_version', 'model_source', 'total_cases', 'passed_validation', 'dropped_cases',
@@ -57,8 +59,8 @@ def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score:
     console.print(t)
 
 @app.command('runs')
-def runs_cmd(limit: int = typer.Option(20, help='How many runs'),
-             days: int = typer.Option(30, help='Look back this many days')):
+def runs_cmd(limit: int = typer.Option(20, min=1, max=10000, help='How many runs'),
+             days: int = typer.Option(30, min=1, max=3650, help='Look back this many days')):
     "Recent scoring runs (monitoring rows), newest first; rows not yet in the warehouse are marked pending."
     from mlportfolio.pcc.monitor import recent_runs
     df = recent_runs(limit=limit, days=days)
@@ -81,6 +83,8 @@ def lookml_cmd(out: Path = typer.Option(..., '--out', '-o', help='Folder to writ
                dataset: Optional[str] = typer.Option(None, help='BigQuery dataset of the PCC tables')):
     "Write the LookML project (manifest, model, views, dashboard) for a BigQuery connection."
     from mlportfolio.pcc.dashboard import write_lookml
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out', folder=True)
     paths = write_lookml(out, project, dataset)
     console.print(f'wrote {len(paths)} LookML file(s) under {out}')
 
@@ -88,6 +92,8 @@ def lookml_cmd(out: Path = typer.Option(..., '--out', '-o', help='Folder to writ
 def dashboard_cmd(out: Path = typer.Option(Path('dashboard.html'), '--out', '-o', help='HTML file to write')):
     "Write a self-contained Plotly dashboard of the PCC views (daily volume, label mix, confidence, runs)."
     from mlportfolio.pcc.dashboard import build_dashboard
+    from mlportfolio.core.guard import check_output
+    check_output(out, '--out')
     console.print(f'wrote {build_dashboard(out)}')
 
 @app.command('sql')

@@ -18,6 +18,7 @@ import pandas as pd
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import MLPError, ModelError, NotFoundError, InputError
 from ..core.store import atomic_path
+from ..core.guard import MODEL_DIGEST_KEY, verify_model_folder
 from ..core.obs import get_logger
 from ..core.predictions import prob_column
 from .tables import taxonomy_classes
@@ -202,13 +203,15 @@ def fetch_registry(ref: str) -> Path:
         return fetch_export(str(tmp), force_latest=True)
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
-def load_folder(folder: Path) -> tuple[Any, dict]:
-    "Load a cached version folder (`model/`, `metadata.json`) as `(pyfunc, info)`."
+def load_folder(folder: Path, trust_model: bool = False) -> tuple[Any, dict]:
+    "Load a cached version folder (`model/`, `metadata.json`) as `(pyfunc, info)`, only if its digest matches the recorded one (or `trust_model`)."
     folder = Path(folder)
     try:
         from mlportfolio.train import registry
-        if hasattr(registry, 'load_model'): return registry.load_model(str(folder))
+        if hasattr(registry, 'load_model'): return registry.load_model(str(folder), trust_model=trust_model)
     except ImportError: pass
+    manifest = json.loads((folder/'metadata.json').read_text())
+    verify_model_folder(folder/'model', manifest.get(MODEL_DIGEST_KEY), trust=trust_model)
     import mlflow.pyfunc
     info = json.loads((folder/'metadata.json').read_text())
     return mlflow.pyfunc.load_model(str(folder/'model')), info
@@ -218,16 +221,19 @@ def _reason(e: BaseException) -> str:
     msg = str(e).strip().splitlines()
     return (msg[0] if isinstance(e, MLPError) and msg else f"{type(e).__name__}: {msg[0] if msg else ''}")[:300]
 
-def resolve_model(ref: str = 'champion', version: int | str | None = None, force_latest: bool = False) -> LoadedModel:
-    "Resolve, cache, check and return the model; on any failure return the last-known-good model with the reason."
+def resolve_model(ref: str = 'champion', version: int | str | None = None, force_latest: bool = False,
+                  trust_model: bool = False, fallback: bool | None = None) -> LoadedModel:
+    "Resolve, cache, check and return the model. On failure the scheduled default (`champion`; or `fallback=True`) gets the last-known-good model; a model named explicitly is an error."
+    explicit = not fallback if fallback is not None else (version is not None or str(ref or 'champion') != 'champion')
     ref = str(version) if version is not None else str(ref or 'champion')
     source = 'export' if is_export_ref(ref) else 'registry'
     try:
         folder = fetch_export(ref, force_latest) if source == 'export' else fetch_registry(ref)
-        model, info = load_folder(folder)
+        model, info = load_folder(folder, trust_model=trust_model and explicit)
         check_compatibility(model, info)
     except Exception as e:
         reason = f'model {ref!r} rejected: {_reason(e)}'
+        if explicit: raise ModelError(f'{reason} (a model named explicitly is not replaced by the last-known-good one)') from None
         lkg = read_lkg()
         if not lkg: raise ModelError(f'{reason}; no last-known-good model is cached') from None
         log.warning('%s; falling back to the last-known-good model, version %s', reason, lkg.get('version'))

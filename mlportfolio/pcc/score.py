@@ -348,10 +348,10 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
                     force_latest: bool = False, dry_run: bool = False, chunk_size: int = 1000, max_chars: int = MAX_TEXT_CHARS,
                     wh: Warehouse | None = None, loaded_model: LoadedModel | None = None, progress: bool | None = None,
                     write_attempts: int = 3, fail_on_drift: bool = False, engine: str = 'local', ray_address: str | None = None,
-                    workers: int | None = None) -> ScoreResult:
+                    workers: int | None = None, trust_model: bool = False, fallback: bool | None = None) -> ScoreResult:
     "Score one day of `pcc_cases` into `pcc_inference_output` on `engine`; always leaves a monitoring row (unless `dry_run`)."
     t0 = time.perf_counter()
-    day = parse_day(date)
+    day = parse_day(date, CASES.expiration_days)   # a future day or one past the cases' expiry is refused at once
     if chunk_size < 1: raise InputError(f'chunk size must be at least 1, got {chunk_size}')
     engine = check_engine(engine)
     res = ScoreResult(new_run_id(), str(day), 'failed', dry_run=dry_run, engine=engine)
@@ -360,7 +360,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         wh = wh or get_warehouse()
         classes = taxonomy_classes()
         specs = prepare_tables(wh, classes, dry_run)
-        lm = loaded_model or resolve_model(model, model_version, force_latest)
+        lm = loaded_model or resolve_model(model, model_version, force_latest, trust_model=trust_model, fallback=fallback)
         note_model(res, lm)
         res.total_cases, distinct = partition_counts(wh, day)
         if res.total_cases > distinct: acc.reasons['duplicate_case_id'] += res.total_cases - distinct

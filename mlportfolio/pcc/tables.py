@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings
-from ..core.errors import InputError, NotFoundError
+from ..core.errors import InputError, NotFoundError, printable
 from ..core.obs import get_logger
 from ..core.predictions import prob_column
 from ..core.taxonomy import load_taxonomy
@@ -115,13 +115,19 @@ def ensure_pcc_tables(wh: Warehouse | None = None, classes: list[str] | None = N
     return specs
 
 # %% ../../nbs/30_pcc_tables.ipynb #fcbc52dd
-def parse_day(value: str | dt.date | None) -> dt.date:
-    "`YYYY-MM-DD`, `today` or a date (UTC); anything else is one clear error."
-    if value is None or value == 'today': return dt.datetime.now(dt.timezone.utc).date()
-    if isinstance(value, dt.datetime): return value.date()
-    if isinstance(value, dt.date): return value
-    try: return dt.date.fromisoformat(str(value))
-    except ValueError: raise InputError(f'date {value!r} is not YYYY-MM-DD or "today"') from None
+def parse_day(value: str | dt.date | None, max_age_days: int | None = None) -> dt.date:
+    "`YYYY-MM-DD`, `today` or a date (UTC), not in the future and, with `max_age_days`, not older than that; anything else is one clear error."
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if value is None or value == 'today': return today
+    if isinstance(value, dt.datetime): day = value.date()
+    elif isinstance(value, dt.date): day = value
+    else:
+        try: day = dt.date.fromisoformat(str(value))
+        except ValueError: raise InputError(f'date {printable(value, 40)!r} is not YYYY-MM-DD or "today"') from None
+    if day > today: raise InputError(f'date {day} is in the future (today is {today} UTC); a day is seeded and scored once it has begun')
+    if max_age_days is not None and day < today - dt.timedelta(days=max_age_days):
+        raise InputError(f'date {day} is past the {max_age_days}-day expiry of pcc_cases (oldest allowed: {today - dt.timedelta(days=max_age_days)})')
+    return day
 
 def generate_texts(n: int, seed: int) -> list[str]:
     "`n` unlabelled texts from the data system's generator."
@@ -162,7 +168,7 @@ def seed_cases(n: int = 5000, date: str | dt.date | None = None, seed: int | Non
     "Fill one day of `pcc_cases` with `n` generated cases (replacing that day); returns what was written."
     if n < 1: raise InputError(f'--n must be at least 1, got {n}')
     if bad < 0: raise InputError(f'--bad must be 0 or more, got {bad}')
-    day, seed = parse_day(date), get_settings().seed if seed is None else seed
+    day, seed = parse_day(date, CASES.expiration_days), get_settings().seed if seed is None else seed
     wh = wh or get_warehouse()
     ensure_pcc_tables(wh, views=False)
     texts = texts if texts is not None else generate_texts(n, seed)

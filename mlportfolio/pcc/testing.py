@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.predictions import prob_column
+from ..core.guard import folder_digest
 
 # %% auto #0
 __all__ = ['TOY_TEXTS', 'toy_frame', 'TfidfIntentModel', 'fit_toy_pipeline', 'reference_of', 'save_export']
@@ -94,7 +95,7 @@ def save_export(root: str | Path, df: pd.DataFrame | None = None, version: str =
                              pip_requirements=['scikit-learn', 'pandas'])  # explicit: skips MLflow's slow inference
     texts = (df if df is not None else toy_frame()).text.tolist()
     meta = dict(name='privacy-intent', version=version, classes=m.classes, embedding_model=embedding_model,
-                data_hash='toy', reference=reference_of(m, texts), exported_at=stamp)
+                data_hash='toy', reference=reference_of(m, texts), exported_at=stamp, model_sha256=folder_digest(folder/'model'))
     meta.update(info or {})
     (folder/'metadata.json').write_text(json.dumps(meta, indent=2))
     return folder

@@ -24,31 +24,32 @@ __all__ = ['app', 'generate', 'train', 'ask', 'evaluate']
 # %% ../../nbs/89_perception_cli.ipynb #9a05316f
 @app.command()
 def generate(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Output folder (default $MLP_HOME/data/perception/scenes)'),
-             scenes: int = typer.Option(100, '--scenes', '-n', help='Number of scenes'),
-             seed: int = typer.Option(0, help='Seed of the dataset: same seed, same scenes'),
-             questions: int = typer.Option(10, help='Questions per scene'),
-             noise: float = typer.Option(0.0, help='Gaussian pixel noise (standard deviation, 0-255 scale)'),
-             image_size: int = typer.Option(128, help='Image width and height in pixels'),
-             min_gap: int = typer.Option(2, help='Least gap in pixels between objects; negative allows that much overlap'),
+             scenes: int = typer.Option(100, '--scenes', '-n', min=1, max=100000, help='Number of scenes'),
+             seed: int = typer.Option(0, min=0, max=4294967295, help='Seed of the dataset: same seed, same scenes'),
+             questions: int = typer.Option(10, min=1, max=1000, help='Questions per scene'),
+             noise: float = typer.Option(0.0, min=0.0, max=255.0, help='Gaussian pixel noise (standard deviation, 0-255 scale)'),
+             image_size: int = typer.Option(128, min=32, max=1024, help='Image width and height in pixels'),
+             min_gap: int = typer.Option(2, min=-64, max=64, help='Least gap in pixels between objects; negative allows that much overlap'),
              overwrite: bool = typer.Option(False, help='Replace a non-empty output folder')):
     "Generate scenes (PNG), their scene graphs (scenes.json) and questions with programs and answers (questions.json)."
     from mlportfolio.core.config import ensure_home
     from mlportfolio.perception.scenes import make_scenes, write_dataset
     from mlportfolio.perception.programs import make_questions
-    out = out or ensure_home().data_dir/'perception'/'scenes'
+    from mlportfolio.core.guard import check_output
+    out = check_output(out or ensure_home().data_dir/'perception'/'scenes', '--out', parents=True, folder=True)
     sc = make_scenes(scenes, seed, noise=noise, image_size=image_size, min_gap=min_gap)
     qs = make_questions([s.graph for s in sc], questions, seed)
     write_dataset(out, sc, qs, overwrite=overwrite)
-    console.print(f'wrote {len(sc)} scenes and {len(qs)} questions to {out}')
+    console.print(f'wrote {len(sc)} scenes and {len(qs)} questions to {out}', markup=False)
 
 # %% ../../nbs/89_perception_cli.ipynb #29a9e2ef
 @app.command()
 def train(model: str = typer.Option('cnn', '--model', '-m', help='cnn or clip'),
           device: str = typer.Option('auto', help='auto (CUDA when present), cpu, cuda or cuda:N'),
-          scenes: int = typer.Option(400, '--scenes', '-n', help='Training scenes to generate'),
-          epochs: Optional[int] = typer.Option(None, help='Epochs (default: 8 for cnn, 10 for clip)'),
-          seed: int = typer.Option(0, help='Seed of the data and the weights'),
-          noise: float = typer.Option(0.0, help='Pixel noise of the generated scenes'),
+          scenes: int = typer.Option(400, '--scenes', '-n', min=1, max=100000, help='Training scenes to generate'),
+          epochs: Optional[int] = typer.Option(None, min=1, max=1000, help='Epochs (default: 8 for cnn, 10 for clip)'),
+          seed: int = typer.Option(0, min=0, max=4294967295, help='Seed of the data and the weights'),
+          noise: float = typer.Option(0.0, min=0.0, max=255.0, help='Pixel noise of the generated scenes'),
           data: Optional[Path] = typer.Option(None, help='Train on a folder from `mlp perceive generate` instead'),
           progress: Optional[bool] = typer.Option(None, help='Show a progress bar (default MLP_PROGRESS)')):
     "Train a perceiver on proposal crops, save a checkpoint version in the artifact store and log the run to MLflow."
@@ -72,15 +73,16 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
     "Answer QUESTION about IMAGE: prints the answer and the program trace, and writes an annotated image."
     from mlportfolio.perception.programs import parse_question
     from mlportfolio.perception.proposals import load_image, annotate, propose
+    from mlportfolio.core.guard import check_output
+    from mlportfolio.core.store import atomic_path
     parse_question(question)   # an unknown word, a non-image or an empty scene fail before a model loads
+    out = check_output(out or image.with_name(f'{image.stem}.annotated.png'), '--out')
     im = load_image(image)
     if not propose(im): raise InputError(f'no objects found in {image}: the scene is empty (or the objects do not stand out from the background)')
     from mlportfolio.perception.eval import load_perceiver, ask as ask_, format_trace
     per = load_perceiver(model, version, device=device, clip_model=clip_model, clip_weights=clip_weights)
     r = ask_(im, question, per)
-    out = out or image.with_name(f'{image.stem}.annotated.png')
-    tmp = out.with_name(f'.{out.name}.tmp.png')
-    annotate(im, r['graph'], r['highlight']).save(tmp); tmp.replace(out)
+    with atomic_path(out, suffix='.png') as tmp: annotate(im, r['graph'], r['highlight']).save(tmp, format='PNG')
     if as_json:
         print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'trace', 'graph')} | {'annotated': str(out)}))
         return
@@ -91,10 +93,10 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
 # %% ../../nbs/89_perception_cli.ipynb #c5be9560
 @app.command()
 def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated perceivers to evaluate: cnn, clip (latest versions)'),
-             scenes: int = typer.Option(100, '--scenes', '-n', help='Held-out scenes'),
-             seed: int = typer.Option(2026, help='Seed of the held-out scenes (training uses 0 by default)'),
-             questions: int = typer.Option(10, help='Questions per scene'),
-             noise: float = typer.Option(0.0, help='Pixel noise of the held-out scenes'),
+             scenes: int = typer.Option(100, '--scenes', '-n', min=1, max=100000, help='Held-out scenes'),
+             seed: int = typer.Option(2026, min=0, max=4294967295, help='Seed of the held-out scenes (training uses 0 by default)'),
+             questions: int = typer.Option(10, min=1, max=1000, help='Questions per scene'),
+             noise: float = typer.Option(0.0, min=0.0, max=255.0, help='Pixel noise of the held-out scenes'),
              clip_model: Optional[str] = typer.Option(None, help='Evaluate real CLIP: open_clip architecture'),
              clip_weights: Optional[Path] = typer.Option(None, help='Evaluate real CLIP: local weights file'),
              device: str = typer.Option('auto', help='auto, cpu or cuda'),
@@ -102,6 +104,9 @@ def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated percei
     "Proposal recall, attribute accuracy and QA accuracy per question family: ground truth vs CNN vs CLIP perception."
     from mlportfolio.core.errors import NotFoundError
     from mlportfolio.perception.eval import KINDS, load_perceiver, evaluate as evaluate_, report_table, report_metrics, log_mlflow
+    from mlportfolio.core.guard import check_output
+    from mlportfolio.core.store import atomic_path
+    check_output(out, '--out')
     names = [m.strip() for m in models.split(',') if m.strip()]
     bad = [m for m in names if m not in KINDS]
     if bad: raise InputError(f"unknown model {bad[0]!r} in --models; models: {', '.join(KINDS)}")
@@ -117,5 +122,5 @@ def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated percei
                                report_metrics(rep))
     console.print(report_table(rep), markup=False)
     if out:
-        tmp = out.with_name(f'.{out.name}.tmp'); tmp.write_text(json.dumps(rep, indent=1)); tmp.replace(out)
+        with atomic_path(out) as tmp: tmp.write_text(json.dumps(rep, indent=1))
         console.print(f'report: {out}')

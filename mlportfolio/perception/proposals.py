@@ -16,18 +16,21 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from ..core.errors import InputError
+from ..core.errors import InputError, printable
 from .scenes import ATTRIBUTES, Scene, generate_scene, make_scenes
 
 CROP = 32  # classifier input size in pixels
 
 # %% auto #0
-__all__ = ['CROP', 'load_image', 'Proposal', 'background_color', 'propose', 'iou', 'match', 'proposal_recall', 'crop', 'crops_of',
-           'labelled_crops', 'build_graph', 'perceive', 'annotate']
+__all__ = ['CROP', 'MAX_PIXELS', 'MAX_SIDE', 'load_image', 'Proposal', 'background_color', 'propose', 'iou', 'match',
+           'proposal_recall', 'crop', 'crops_of', 'labelled_crops', 'build_graph', 'perceive', 'annotate']
 
 # %% ../../nbs/82_perception_proposals.ipynb #1383daaf
+MAX_PIXELS = 25_000_000   # 5000 x 5000: well below Pillow's own bomb limit (about 89 million), refused with one line
+MAX_SIDE = 1024           # larger images are scaled down (aspect kept) before proposals
+
 def load_image(src) -> Image.Image:
-    "An RGB PIL image from a path, bytes, a PIL image or an (h, w, 3) uint8 array."
+    "An RGB PIL image from a path, bytes, a PIL image or an (h, w, 3) uint8 array; over `MAX_PIXELS` is refused, over `MAX_SIDE` a side is scaled down."
     if isinstance(src, Image.Image): return src.convert('RGB')
     if isinstance(src, np.ndarray):
         if src.ndim != 3 or src.shape[2] != 3: raise InputError(f'an image array must have shape (h, w, 3), got {src.shape}')
@@ -38,9 +41,18 @@ def load_image(src) -> Image.Image:
         if not p.is_file(): raise InputError(f'image file not found: {p}')
         data, name = p, str(p)
     try:
-        with Image.open(data) as im: return im.convert('RGB')
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f'{name} is not an image Pillow can read (PNG, JPEG, ...): {type(e).__name__}') from None
+        with Image.open(data) as im:   # reads the header only: the size is known before any pixel is decoded
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise InputError(f'{printable(name)} is {w:,} x {h:,} pixels; at most {MAX_PIXELS:,} pixels are read (scale it down first)')
+            if max(w, h) > MAX_SIDE: im.draft('RGB', (MAX_SIDE, MAX_SIDE))   # JPEG decodes at a lower scale directly
+            rgb = im.convert('RGB')
+    except Image.DecompressionBombError as e:
+        raise InputError(f'{printable(name)} claims more pixels than Pillow will decode (a decompression bomb?): {e}') from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(f'{printable(name)} is not an image Pillow can read (PNG, JPEG, ...): {type(e).__name__}') from None
+    if max(rgb.size) > MAX_SIDE: rgb.thumbnail((MAX_SIDE, MAX_SIDE))   # proposals and crops work on at most MAX_SIDE pixels a side
+    return rgb
 
 # %% ../../nbs/82_perception_proposals.ipynb #57d28394
 @dataclass

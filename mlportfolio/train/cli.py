@@ -38,8 +38,8 @@ def parse_sets(items: list[str] | None) -> dict:
 def run(data: Optional[str] = typer.Option(None, '--data', '-d', help='Training data: Parquet/CSV path, store URL, or warehouse:TABLE / warehouse:"SELECT ..." (default $MLP_HOME/data/privacy_intent.parquet)'),
         config: Optional[Path] = typer.Option(None, '--config', '-c', help='A train.yaml with your changes, merged over the packaged default'),
         set_: Optional[List[str]] = typer.Option(None, '--set', '-s', help='Override one setting, section.key=value (repeatable), e.g. search.n_iter=5'),
-        n_iter: Optional[int] = typer.Option(None, help='Shortcut for --set search.n_iter=N'),
-        cv: Optional[int] = typer.Option(None, help='Shortcut for --set search.cv=K'),
+        n_iter: Optional[int] = typer.Option(None, min=1, max=10000, help='Shortcut for --set search.n_iter=N'),
+        cv: Optional[int] = typer.Option(None, min=2, max=20, help='Shortcut for --set search.cv=K'),
         mode: Optional[str] = typer.Option(None, help='Shortcut for --set search.mode=random|grid|fixed|none'),
         register: bool = typer.Option(True, '--register/--no-register', help='Register the model as a new version (alias challenger)'),
         promote: bool = typer.Option(False, '--promote/--no-promote', help='Run the promotion gate: challenger -> champion if it passes'),
@@ -69,7 +69,10 @@ def config_cmd(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Wri
     from mlportfolio.core.resources import resource_path
     text = resource_path('train/train.yaml').read_text()
     if out is None: print(text, end=''); return
-    out.write_text(text); console.print(f'wrote {out}')
+    from mlportfolio.core.guard import check_output
+    from mlportfolio.core.store import atomic_path
+    with atomic_path(check_output(out, '--out')) as tmp: tmp.write_text(text)
+    console.print(f'wrote {out}')
 
 # %% ../../nbs/29_train_cli.ipynb #26912fa0
 @app.command('explain')

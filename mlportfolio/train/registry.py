@@ -21,6 +21,7 @@ from fastcore.basics import AttrDict
 from ..core.config import get_settings, ensure_home
 from ..core.errors import ConfigError, InputError, ModelError, NotFoundError
 from ..core.obs import get_logger
+from ..core.guard import MODEL_DIGEST_KEY, folder_digest, verify_model_folder
 
 log = get_logger(__name__)
 MODEL_NAME = 'privacy-intent'
@@ -31,8 +32,8 @@ HISTORY_TAG = 'mlp.champion_history'
 # %% auto #0
 __all__ = ['log', 'MODEL_NAME', 'EXPERIMENT', 'CHAMPION', 'CHALLENGER', 'HISTORY_TAG', 'EXPORT_PREFIX', 'check_tracking_server',
            'mlflow_client', 'ensure_experiment', 'PrivacyIntentPyfunc', 'model_signature', 'library_versions',
-           'register_model', 'resolve_version', 'load_model', 'list_versions', 'show_version', 'test_predictions',
-           'promote', 'rollback', 'export_model']
+           'register_model', 'resolve_version', 'recorded_digest', 'load_model', 'list_versions', 'show_version',
+           'test_predictions', 'promote', 'rollback', 'export_model']
 
 # %% ../../nbs/24_train_registry.ipynb #3aad5a39
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -172,13 +173,26 @@ def _local_folder(ref) -> Path | None:
     if vs: return vs[-1]
     raise NotFoundError(f'{p} is neither an exported model version (model/ + metadata.json) nor a pcc-models folder with versions')
 
-def load_model(ref='champion', model_name: str = MODEL_NAME):
-    "`(pyfunc_model, info)` for an alias, a version number or an exported folder; `info` has version, classes, embedding_model, data_hash, reference..."
+def recorded_digest(folder: Path, model_name: str = MODEL_NAME) -> str | None:
+    "The digest recorded for an exported folder: the registry's `model_sha256` tag of its version (same run), else its manifest's."
+    manifest = json.loads((folder/'metadata.json').read_text()) if (folder/'metadata.json').is_file() else {}
+    version, name = manifest.get('version'), manifest.get('model_name') or model_name
+    if version is not None:
+        try:
+            mv = mlflow_client().get_model_version(name, str(version))
+            tag = (mv.tags or {}).get(MODEL_DIGEST_KEY)
+            if tag and manifest.get('run_id') == mv.run_id: return tag   # the registry is the authority when it knows this very version
+        except Exception: pass   # no registry here (an export deployment), or not this version
+    return manifest.get(MODEL_DIGEST_KEY)
+
+def load_model(ref='champion', model_name: str = MODEL_NAME, trust_model: bool = False):
+    "`(pyfunc_model, info)` for an alias, a version number or an exported folder (loaded only if its digest matches, or `trust_model`); `info` has version, classes, embedding_model, data_hash, reference..."
     folder = _local_folder(ref) if not isinstance(ref, int) else None
     if folder is None and isinstance(ref, (str, Path)) and ('/' in str(ref) or str(ref).startswith('.')):
         raise NotFoundError(f'model folder {ref} does not exist (expected an exported pcc-models/vYYYYMMDD_HHMMSS folder)')
     if folder is not None:
         model_dir = folder/'model' if (folder/'model'/'MLmodel').is_file() else folder
+        verify_model_folder(model_dir, recorded_digest(folder, model_name), trust=trust_model)   # before anything is unpickled
         try: pyfunc = mlflow.pyfunc.load_model(str(model_dir))
         except Exception as e: raise ModelError(f'cannot load the model in {model_dir}: {type(e).__name__}: {str(e)[:200]}') from None
         meta = dict(pyfunc.metadata.metadata or {})
@@ -333,9 +347,12 @@ def export_model(ref='champion', to_url: str | None = None, model_name: str = MO
             if not store.exists(f'{EXPORT_PREFIX}/{stamp}'): break
             time.sleep(0.5)
         files = sorted(p for p in local.rglob('*') if p.is_file())
+        digest = folder_digest(local)   # recorded in the manifest and the registry: a folder is loaded only if it still matches
+        mlflow_client().set_model_version_tag(model_name, mv.version, MODEL_DIGEST_KEY, digest)
         for p in files: store.put_file(f'{EXPORT_PREFIX}/{stamp}/model/{p.relative_to(local).as_posix()}', p)
     meta = {**meta, 'model_name': model_name, 'version': int(mv.version), 'aliases': sorted(mv.aliases or []),
             'exported_at': datetime.now(timezone.utc).isoformat(), 'registry_uri': get_settings().mlflow_registry_uri,
-            'model_uri': f'models:/{model_name}/{mv.version}', 'files': len(files)}
+            'model_uri': f'models:/{model_name}/{mv.version}', 'files': len(files), MODEL_DIGEST_KEY: digest,
+            'run_id': meta.get('run_id') or mv.run_id}
     store.put_json(f'{EXPORT_PREFIX}/{stamp}/metadata.json', _jsonable(meta))   # last: its presence marks a complete export
     return store.url_of(f'{EXPORT_PREFIX}/{stamp}')

@@ -47,7 +47,7 @@ def show_cmd(ref: str = typer.Argument('champion', help='Alias (champion, challe
 
 @app.command('promote')
 def promote_cmd(ref: str = typer.Argument('challenger', help='Version to promote: alias or number'),
-                tolerance: float = typer.Option(0.01, help='Pass if macro-F1 >= champion macro-F1 - tolerance (same test rows)'),
+                tolerance: float = typer.Option(0.01, min=0.0, max=1.0, help='Pass if macro-F1 >= champion macro-F1 - tolerance (same test rows)'),
                 force: bool = typer.Option(False, '--force', help='Promote even if the gate refuses (recorded as forced)'),
                 model: str = _MODEL_OPT):
     "Gate and promote a version to champion; exits 1 if the gate refuses."
