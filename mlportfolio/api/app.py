@@ -114,7 +114,7 @@ def reload(self: ModelHolder) -> str:
             log.warning(self.last_error); RELOADS.labels('error').inc(); return 'error'
         if self.current is not None and target == self.current.target: return 'unchanged'
         if target in self.refused: return 'unchanged'
-        try: m = resolve_model(self.ref if is_export_ref(self.ref) else target, force_latest=True)
+        try: m = resolve_model(self.ref if is_export_ref(self.ref) else target, force_latest=True, fallback=True)  # a service keeps serving last-known-good
         except Exception as e:
             self.last_error = str(e)[:300]; self.refused[target] = self.last_error
             log.error('model %s (%s) refused and none to fall back to: %s', self.ref, target, self.last_error)
