@@ -53,9 +53,14 @@ def run_local(chunks: Iterable[pd.DataFrame], scorer) -> Iterator[pd.DataFrame]:
 
 def _ray_failure(e: BaseException) -> MLPError:
     "One line for a failed Ray run: our own error when a worker raised one, else the Ray error's first line."
-    cause = getattr(e, 'cause', None)
-    if isinstance(cause, MLPError): return cause
-    return JobError(f'the Ray engine failed: {type(e).__name__}: {(str(e).strip().splitlines() or [""])[-1][:300]}')
+    link = e
+    for _ in range(5):   # Ray wraps a worker's exception (`cause`), sometimes twice
+        link = getattr(link, 'cause', None) or link.__cause__
+        if link is None: break
+        if isinstance(link, MLPError): return link
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    ours = [l for l in lines if 'mlportfolio' in l and 'Error' in l]   # the worker's own error line, when Ray only quotes it
+    return JobError(f'the Ray engine failed: {type(e).__name__}: {(ours or lines or [""])[-1][:300]}')
 
 def run_ray(source: Any, scorer_cls: type, scorer_kwargs: dict, out_url: str, batch_size: int = 1000,
             workers: int | None = None, address: str | None = None) -> list[str]:

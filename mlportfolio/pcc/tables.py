@@ -143,7 +143,7 @@ def bad_cases(k: int, day: dt.date, rng: np.random.Generator, dup_of: pd.DataFra
     rows = []
     for i in range(k):
         kind = kinds[i % len(kinds)]
-        t = pd.Timestamp(day, tz='UTC') + pd.Timedelta(seconds=int(rng.integers(0, 3600)))
+        t = min(pd.Timestamp(day, tz='UTC') + pd.Timedelta(seconds=int(rng.integers(0, 3600))), pd.Timestamp.now(tz='UTC'))  # never in the future
         if kind == 'duplicate' and len(dup_of):
             src = dup_of.iloc[i % len(dup_of)]
             rows.append(dict(case_id=src.case_id, text=src.text, request_time=min(src.request_time, t)))
