@@ -38,9 +38,11 @@ def _width() -> int | None:
     if os.environ.get('COLUMNS', '').isascii() and os.environ.get('COLUMNS', '').isdigit(): return int(os.environ['COLUMNS'])
     return None if sys.stdout.isatty() else 200
 
-# force_jupyter=False: the CLI prints text, also when its functions run inside a notebook kernel
-console = Console(width=_width(), highlight=False, force_jupyter=False)
-err_console = Console(stderr=True, highlight=False, width=_width(), force_jupyter=False)
+# force_jupyter=False: the CLI prints text, also when its functions run inside a notebook kernel (and without colour
+# codes there: colour only on a real terminal)
+console = Console(width=_width(), highlight=False, force_jupyter=False, color_system='auto' if sys.stdout.isatty() else None)
+err_console = Console(stderr=True, highlight=False, width=_width(), force_jupyter=False,
+                      color_system='auto' if sys.stderr.isatty() else None)
 
 # %% ../../nbs/06a_console.ipynb #a587d92c
 def print_error(message: Any, prefix: str = 'error') -> None:
