@@ -30,13 +30,13 @@ __all__ = ['app', 'console', 'err_console', 'serve', 'predict', 'calibrate']
 # %% ../../nbs/49_api_cli.ipynb #5081c388
 @app.command()
 def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind (0.0.0.0 in a container)'),
-          port: int = typer.Option(8800, help='TCP port'),
+          port: int = typer.Option(8800, min=1, max=65535, help='TCP port'),
           workers: int = typer.Option(1, min=1, max=64, help='uvicorn worker processes (metrics aggregate across them)'),
           model: str = typer.Option('champion', help='Registry alias or version, or an exported model folder'),
-          max_batch_size: int = typer.Option(32, min=1, help='Texts per classifier call (1: batching off)'),
-          max_wait_ms: float = typer.Option(4.0, min=0, help='Longest wait to fill a batch under load'),
-          max_queue: int = typer.Option(512, min=1, help='Queued texts beyond which requests get 503'),
-          reload_seconds: float = typer.Option(10.0, min=0, help='How often to check the alias for a new version (0: never)'),
+          max_batch_size: int = typer.Option(32, min=1, max=1024, help='Texts per classifier call (1: batching off)'),
+          max_wait_ms: float = typer.Option(4.0, min=0, max=10000, help='Longest wait to fill a batch under load'),
+          max_queue: int = typer.Option(512, min=1, max=1000000, help='Queued texts beyond which requests get 503'),
+          reload_seconds: float = typer.Option(10.0, min=0, max=86400, help='How often to check the alias for a new version (0: never)'),
           log_level: str = typer.Option('info', help='uvicorn log level')):
     "Serve the model under uvicorn (other settings: MLP_API_* variables; API key: MLP_API_KEY)."
     from mlportfolio.api.app import serve as run
@@ -62,7 +62,7 @@ def predict(texts: list[str] = typer.Argument(..., help='Text(s) to classify'),
 @app.command()
 def calibrate(version: str = typer.Option('champion', help='Registry alias or version'),
               mode: str = typer.Option('llm_rate', help=f"{' or '.join(MODES)}"),
-              target: float = typer.Option(0.1, help='Target LLM-call rate, or target error rate of the classifier alone'),
+              target: float = typer.Option(0.1, min=0.0, max=1.0, help='Target LLM-call rate, or target error rate of the classifier alone'),
               no_log: bool = typer.Option(False, '--no-log', help='Do not log the curve to the MLflow run')):
     "Calibrate the LLM-routing threshold of a version on its held-out test predictions (curve as CSV + HTML)."
     from mlportfolio.api.router import calibrate_version

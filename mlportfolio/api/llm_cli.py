@@ -28,8 +28,8 @@ __all__ = ['app', 'complete', 'classify', 'evaluate', 'backends']
 def complete(text: str = typer.Argument(..., help='The user message'),
              system: Optional[str] = typer.Option(None, '--system', help='A system message before it'),
              choice: Optional[List[str]] = typer.Option(None, '--choice', '-c', help='An allowed answer; repeat it; scored by log-probability'),
-             max_tokens: int = typer.Option(128, '--max-tokens', help='Longest answer in tokens'),
-             deadline: Optional[float] = typer.Option(None, '--deadline', help='Give up after this many seconds'),
+             max_tokens: int = typer.Option(128, '--max-tokens', min=1, max=4096, help='Longest answer in tokens'),
+             deadline: Optional[float] = typer.Option(None, '--deadline', min=0.1, max=3600, help='Give up after this many seconds'),
              as_json: bool = typer.Option(False, '--json', help='Print the whole result as JSON')):
     "Ask the configured LLM chain (an OpenAI-compatible endpoint when MLP_LLM_URL is set, else the local model)."
     from mlportfolio.core.llm import complete as llm_complete
@@ -60,10 +60,10 @@ def _training_rows(data: Path | None):
 
 @app.command()
 def classify(text: str = typer.Argument(..., help='The message to classify'),
-             k: int = typer.Option(8, '--k', help='Retrieved labelled examples in the prompt (0 = zero-shot)'),
+             k: int = typer.Option(8, '--k', min=0, max=64, help='Retrieved labelled examples in the prompt (0 = zero-shot)'),
              model: Optional[str] = typer.Option(None, '--model', help='A local LLM (smollm2-135m, gemma3-270m); default: the configured chain'),
              data: Optional[Path] = typer.Option(None, '--data', help='Labelled examples (default: $MLP_HOME/data/privacy_intent.parquet, else the taxonomy examples)'),
-             deadline: Optional[float] = typer.Option(None, '--deadline', help='Give up after this many seconds'),
+             deadline: Optional[float] = typer.Option(None, '--deadline', min=0.1, max=3600, help='Give up after this many seconds'),
              as_json: bool = typer.Option(False, '--json', help='JSON with label, subtype, confidence, backend, latency_ms')):
     "Classify TEXT into a privacy intent with the LLM classifier."
     texts, labels = _training_rows(data)   # first: a bad --data fails before the heavy imports
@@ -77,9 +77,9 @@ def classify(text: str = typer.Argument(..., help='The message to classify'),
 
 # %% ../../nbs/48_llm_cli.ipynb #6a8b7452
 @app.command()
-def evaluate(n: int = typer.Option(100, '--n', help='Messages per evaluation set'),
+def evaluate(n: int = typer.Option(100, '--n', min=1, max=100000, help='Messages per evaluation set'),
              model: Optional[List[str]] = typer.Option(None, '--model', help='Local LLM to evaluate; repeat it (default smollm2-135m)'),
-             k: Optional[List[int]] = typer.Option(None, '--k', help='Retrieved examples; repeat it (default 0, 4, 8)'),
+             k: Optional[List[int]] = typer.Option(None, '--k', min=0, max=64, help='Retrieved examples; repeat it (default 0, 4, 8)'),
              set_: Optional[List[str]] = typer.Option(None, '--set', help='test, unseen, realistic; repeat it (default all)'),
              report: Optional[Path] = typer.Option(None, '--report', help='Also write the Markdown table here')):
     "Run the papermill job `llm_evaluate` and print its table (cached per method under $MLP_HOME/llm_eval)."

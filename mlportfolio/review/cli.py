@@ -39,7 +39,7 @@ def run(input: Optional[Path] = typer.Option(None, '--input', '-i', help='Predic
         reference: Optional[Path] = typer.Option(None, '--reference', help='Labelled reference set (.csv/.parquet with text and label or intent; default: the training data)'),
         explain: bool = typer.Option(True, help='Ask the reasoner to explain flagged items'),
         report: bool = typer.Option(True, help='Write the HTML report'),
-        batch_size: int = typer.Option(10, '--batch-size', help='Reviews stored per transaction (a crash loses at most the batch in flight)'),
+        batch_size: int = typer.Option(10, '--batch-size', min=1, max=10000, help='Reviews stored per transaction (a crash loses at most the batch in flight)'),
         as_json: bool = typer.Option(False, '--json', help='Print the run summary as JSON')):
     "Review predictions: verdict, proposed label, suspicion and model-free score per id, stored in the audit log."
     from mlportfolio.review.run import Reviewer, read_predictions, read_pcc_predictions, review_run, LLM_MODES
@@ -98,7 +98,7 @@ def stats(run_id: Optional[str] = typer.Option(None, '--run-id', help='Only this
 # %% ../../nbs/59_review_cli.ipynb #c0006
 @app.command()
 def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind'),
-          port: int = typer.Option(8750, help='TCP port'),
+          port: int = typer.Option(8750, min=1, max=65535, help='TCP port'),
           llm: str = typer.Option('auto', '--llm', help='auto or never (always is for evaluation runs)'),
           reference: Optional[Path] = typer.Option(None, '--reference', help='Labelled reference set (default: the training data)'),
           log_level: str = typer.Option('info', help='uvicorn log level')):
@@ -107,8 +107,8 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind'),
     _serve(host=host, port=port, llm=llm, reference=reference, log_level=log_level)
 
 @app.command()
-def evaluate(n: int = typer.Option(600, help='Clean labelled items audited (the generator test split, sampled)'),
-             llm_sample: int = typer.Option(0, '--llm-sample', help='Items (of the n) also reviewed with the LLM; 0 skips the LLM figures'),
+def evaluate(n: int = typer.Option(600, min=1, max=1000000, help='Clean labelled items audited (the generator test split, sampled)'),
+             llm_sample: int = typer.Option(0, '--llm-sample', min=0, max=100000, help='Items (of the n) also reviewed with the LLM; 0 skips the LLM figures'),
              rates: str = typer.Option('0.05,0.1,0.2', help='Noise rates, comma-separated'),
              data: Optional[Path] = typer.Option(None, '--data', help='Clean labelled set (.csv/.parquet with text and label or intent, optional split; default: the training data)'),
              split: str = typer.Option('test', '--split', help="Rows of --data to audit, by its split column (e.g. test, or final for the realistic set); 'all' for every row"),

@@ -78,8 +78,8 @@ def config_cmd(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Wri
 @app.command('explain')
 def explain_cmd(texts: List[str] = typer.Argument(..., help='One or more messages to explain'),
                 model: str = typer.Option('champion', '--model', '-m', help='Alias (champion, challenger), version number or exported folder'),
-                terms: int = typer.Option(6, '--terms', min=1, help='TF-IDF terms to show per message'),
-                neighbours: int = typer.Option(3, '--neighbours', min=0, help='Nearest labelled training examples to show'),
+                terms: int = typer.Option(6, '--terms', min=1, max=50, help='TF-IDF terms to show per message'),
+                neighbours: int = typer.Option(3, '--neighbours', min=0, max=50, help='Nearest labelled training examples to show'),
                 as_json: bool = typer.Option(False, '--json', help='Print the explanations as JSON')):
     "Explain predictions: the TF-IDF terms that pushed the intent, and the nearest labelled training examples."
     from dataclasses import asdict
