@@ -40,7 +40,10 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind (0.0.0.0
           log_level: str = typer.Option('info', help='uvicorn log level')):
     "Serve the model under uvicorn (other settings: MLP_API_* variables; API key: MLP_API_KEY)."
     from mlportfolio.api.app import serve as run
-    try: run(host, port, workers, log_level, model_ref=model, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+    from mlportfolio.core.guard import check_bind
+    try:
+        host, log_level = check_bind(host, log_level)
+        run(host, port, workers, log_level, model_ref=model, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
              max_queue=max_queue, reload_seconds=reload_seconds)
     except MLPError as e: _fail(e)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from .errors import InputError, ModelError, MASK, mask_secrets, printable
 
 # %% auto #0
-__all__ = ['MODEL_DIGEST_KEY', 'is_ascii_int', 'ascii_int', 'check_output', 'csv_safe', 'csv_safe_frame', 'make_private',
-           'folder_digest', 'verify_model_folder']
+__all__ = ['MODEL_DIGEST_KEY', 'LOG_LEVELS', 'is_ascii_int', 'ascii_int', 'check_output', 'csv_safe', 'csv_safe_frame',
+           'make_private', 'folder_digest', 'verify_model_folder', 'check_bind']
 
 # %% ../../nbs/06b_guard.ipynb #02565b10
 _ASCII_INT = re.compile(r'-?[0-9]+')
@@ -103,3 +103,16 @@ def verify_model_folder(folder, expected: str | None, trust: bool = False, what:
         raise ModelError(f'{what} {printable(folder)} does not match the digest recorded at export (sha256 {actual[:12]}, expected '
                          f'{str(expected)[:12]}): it changed since; not loaded (pass --trust-model to load it anyway)')
     return actual
+
+# %% ../../nbs/06b_guard.ipynb #c9678380
+LOG_LEVELS = ('critical', 'error', 'warning', 'info', 'debug', 'trace')
+_HOST = re.compile(r'[A-Za-z0-9.\-]+|\[?[0-9A-Fa-f:.]+\]?')
+
+def check_bind(host: str, log_level: str = 'info') -> tuple[str, str]:
+    "Check a server's `--host` (an IP address or a DNS name) and `--log-level` (uvicorn's levels); one `InputError` each."
+    labels = host.strip('[]').split('.')
+    if not host or len(host) > 253 or not _HOST.fullmatch(host) or any(len(l) > 63 for l in labels):
+        raise InputError(f'--host {printable(host, 60)!r} is not an IP address or a host name (letters, digits, - and ., labels up to 63 characters)')
+    if log_level.lower() not in LOG_LEVELS:
+        raise InputError(f"--log-level {printable(log_level, 40)!r}; allowed: {', '.join(LOG_LEVELS)}")
+    return host, log_level.lower()

@@ -184,6 +184,8 @@ def _job_error_summary(e: Exception) -> str:
 def list_runs(name: str | None = None, limit: int = 20) -> list[dict]:
     "The most recent run records (newest first), of one job or of all."
     root = get_settings().runs_dir
+    if name is not None and name not in list_jobs() and not (root/name).is_dir() or name and not name.isidentifier():
+        raise NotFoundError(f"no runs of job {name!r}; jobs: {', '.join(list_jobs())}")
     pattern = f'{name}/*/run.json' if name else '*/*/run.json'
     recs = [json.loads(p.read_text()) for p in root.glob(pattern)]
     return sorted(recs, key=lambda r: r['started_at'], reverse=True)[:limit]

@@ -104,6 +104,8 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind'),
           log_level: str = typer.Option('info', help='uvicorn log level')):
     "Serve the reviewer's HTTP API: POST /review, GET /reviews, GET /reviews/{id}, GET /stats, /metrics, /health."
     from mlportfolio.review.api import serve as _serve
+    from mlportfolio.core.guard import check_bind
+    host, log_level = check_bind(host, log_level)
     _serve(host=host, port=port, llm=llm, reference=reference, log_level=log_level)
 
 @app.command()
