@@ -19,6 +19,7 @@ def _events(home: Path) -> list[dict]:
 
 def test_generate_is_deterministic_validated_and_traced(mlp_home, mlp, tmp_path):
     a, b = tmp_path/'a'/'ds.parquet', tmp_path/'b'/'ds.parquet'
+    for p in (a, b): p.parent.mkdir()                             # a missing output folder is an error (issue 21)
     mlp('data', 'generate', '--n', '600', '--seed', '7', '--out', a, '--end', END, check=0)
     mlp('data', 'generate', '--n', '600', '--seed', '7', '--out', b.as_uri(), '--end', END, check=0)   # a file:// URL
     assert a.read_bytes() == b.read_bytes()                      # same seed, same bytes, in another process
@@ -42,7 +43,7 @@ def test_generate_is_deterministic_validated_and_traced(mlp_home, mlp, tmp_path)
 
 
 def test_contract_failures_exit_2_with_one_line_and_a_report(mlp_home, mlp, tmp_path):
-    d = tmp_path/'small'
+    d = tmp_path/'small'; d.mkdir()
     res = mlp('data', 'generate', '--n', '100', '--seed', '1', '--out', d/'small.parquet', '--end', END, check=2)
     assert 'row_count' in res.stderr and 'Traceback' not in res.stderr
     assert sorted(p.name for p in d.iterdir()) == ['small.validation.json']    # no dataset, only its report
@@ -66,13 +67,13 @@ def test_import_reports_every_problem_and_writes_nothing(mlp_home, mlp, tmp_path
                     b',opt_out\n'
                     + 'Unsubscribe me caf\xe9,opt_out\n'.encode('latin-1')
                     + b'What is your refund policy?,question\n')
-    out = tmp_path/'out'/'mine.parquet'
+    out = tmp_path/'out'/'mine.parquet'; out.parent.mkdir()
     res = mlp('data', 'import', bad, '--text-col', 'message', '--label-col', 'label', '--out', out, check=2)
     err = res.stderr
     for expected in ('undecodable bytes on line(s) [4]', "empty text(s) in column 'message' at line(s) [3]",
                      "unknown label(s) {'question': 1} at line(s) [5]", 'nothing was written'):
         assert expected in err, err
-    assert not out.parent.exists()
+    assert list(out.parent.iterdir()) == []                       # nothing written, not even a temporary file
     assert not [e for e in _events(mlp_home) if e['job']['name'] == 'data.import']
     res = mlp('data', 'import', bad, '--text-col', 'body', '--label-col', 'label', '--encoding', 'latin-1', check=2)
     assert "missing column(s) ['body']; the file has: message, label" in res.stderr
