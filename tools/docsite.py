@@ -315,6 +315,19 @@ def fix_method_anchors(pages: dict[str, str]) -> dict[str, str]:
     return {p: re.sub(r'\(([\w/]+\.md)#([\w]+\.[\w.]+)\)', fix, t) for p, t in pages.items()}
 
 
+def drop_outside_links(pages: dict[str, str]) -> dict[str, str]:
+    """A relative link that climbs out of the site (pydantic's inherited docstrings link `../concepts/models.md` of
+    pydantic's own docs) keeps only its text: it can never resolve here."""
+    import posixpath
+    def fix(page):
+        def one(m):
+            target = m[2].split('#')[0]
+            if not target or '://' in target or target.startswith(('/', 'mailto:')): return m[0]
+            return m[1] if posixpath.normpath(posixpath.join(posixpath.dirname(page), target)).startswith('..') else m[0]
+        return one
+    return {p: re.sub(r'\[([^\]]*)\]\(([^)\s]+)\)', fix(p), t) for p, t in pages.items()}
+
+
 def write_pages(docs: Path, build: Path, execute) -> list:
     "Write every Markdown page under `docs`; return the MkDocs nav (sidebar)."
     import tomllib
@@ -337,7 +350,7 @@ def write_pages(docs: Path, build: Path, execute) -> list:
             text = f'# `{mod}`\n\n*{title}: the exported names, from `show_doc`. Narrative and examples: [{title}]({page}).*\n\n'
             pages[apage] = local_links(text + '\n\n'.join(entries), doc_url)
             api[system_of(src)].append({mod: apage})
-    for page, text in fix_method_anchors(pages).items():
+    for page, text in drop_outside_links(fix_method_anchors(pages)).items():
         (docs/page).parent.mkdir(parents=True, exist_ok=True)
         (docs/page).write_text(text)
     tutorials = []
