@@ -41,7 +41,7 @@ def _args(paths):
 def test_map_run_umap_writes_report_and_aligned_csv(env, domains, tmp_path):
     from mlportfolio.mapper.report import read_report_figures
     df, paths = domains
-    out = tmp_path/'out'/'report.html'
+    out = tmp_path/'out'/'report.html'; out.parent.mkdir()         # a missing output folder is an error (issue 21)
     r = run_mlp('map', 'run', *_args(paths), '--label-col', 'label', '--reducer', 'umap', '--n-neighbors', '10',
                 '--clusterer', 'hdbscan', '--n-perm', '200', '--out', out, check=0, env={'COLUMNS': '200'})
     assert 'domain shift' in r.stdout and 'train' in r.stdout, r.stdout
