@@ -62,7 +62,7 @@ test: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
 test: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
 test: check-sync ## Everything CI runs: sync checks, every notebook test (slow included), pytest
 	$(BIN)/nbdev-test --flags slow --n-workers 2 --timing
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=25
 
 bench: install ## Run every benchmark and print figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -14,9 +14,9 @@ from typing import List, Optional
 import typer
 
 import mlportfolio
-from .core.errors import MLPError, InputError, mask_secrets, printable
+from .core.errors import MLPError, InputError, MissingExtraError, mask_secrets, printable
 from .core.console import console, err_console, print_error, print_note, print_table
-from .core.extras import extra_for_module, missing_extra_message
+from .core.extras import extra_for_module, missing_distributions, missing_extra_message
 from .core.store import atomic_path
 
 app = typer.Typer(name='mlp', help='mlportfolio: eight ML-engineering systems on one platform.',
@@ -34,8 +34,9 @@ def _root(version: bool = typer.Option(False, '--version', callback=_print_versi
     "mlportfolio: eight ML-engineering systems on one platform."
 
 # %% auto #0
-__all__ = ['app', 'config_app', 'job_app', 'kernel_app', 'notebooks_app', 'SYSTEM_GROUPS', 'version', 'config_show', 'job_list',
-           'job_show', 'job_run', 'job_runs', 'embed', 'report', 'kernel_install', 'notebooks_copy', 'main']
+__all__ = ['app', 'config_app', 'job_app', 'kernel_app', 'notebooks_app', 'SYSTEM_GROUPS', 'GROUP_EXTRAS', 'BROKEN_SETTINGS',
+           'version', 'config_show', 'job_list', 'job_show', 'job_run', 'job_runs', 'embed', 'report', 'kernel_install',
+           'notebooks_copy', 'group_extra_message', 'main']
 
 # %% ../nbs/90_cli.ipynb #20501757
 @app.command()
@@ -176,22 +177,33 @@ SYSTEM_GROUPS = {  # sub-command name -> module defining `app`, registered when 
     'perceive': 'mlportfolio.perception.cli',
     'llm': 'mlportfolio.api.llm_cli',
 }
+GROUP_EXTRAS = {'embed': 'embed', 'train': 'train', 'registry': 'train', 'pcc': 'pcc', 'api': 'serve', 'review': 'review',
+                'map': 'mapper', 'capture': 'capture', 'perceive': 'perception', 'llm': 'llm'}  # command -> the extra it needs
 
-def _broken_group(name: str, error: Exception) -> typer.Typer:
-    "A stand-in group for a system whose CLI module failed to import: any use of it reports that error in one line."
-    broken = typer.Typer(help=f'(unavailable: {type(error).__name__}) run `mlp {name}` for details', invoke_without_command=True)
-    @broken.callback()
+def group_extra_message(argv: list[str]) -> str | None:
+    """The missing-extra line for the command in `argv` when its own extra is not fully installed, else None: a bare
+    install running `mlp api serve` is told to add [serve], not [embed], whichever import happened to fail first."""
+    group = next((a for a in argv if not a.startswith('-')), None)
+    extra = GROUP_EXTRAS.get(group)
+    missing = missing_distributions(extra) if extra else []
+    return missing_extra_message(extra, missing, f'`mlp {group}`') if missing else None
+
+BROKEN_SETTINGS = dict(allow_extra_args=True, ignore_unknown_options=True, help_option_names=[])  # swallow whatever follows
+
+def _add_broken_system(target: typer.Typer, name: str, error: Exception):
+    """Register `mlp {name} ...` for a system whose CLI module failed to import: a command that takes any arguments
+    (so `mlp api serve --port 1` reaches it, not a usage error) and reports the import error in one line."""
     def _fail(ctx: typer.Context):
         if isinstance(error, MLPError): raise error
         raise MLPError(f'the `mlp {name}` commands could not load: {type(error).__name__}: {error}')
-    return broken
+    target.command(name, help=f'(unavailable: {type(error).__name__}) run `mlp {name}` for details',
+                   context_settings=BROKEN_SETTINGS)(_fail)
 
 def _register_system_groups():
     for name, module in SYSTEM_GROUPS.items():
         if importlib.util.find_spec(module.rsplit('.', 1)[0]) is None or importlib.util.find_spec(module) is None: continue
-        try: sub = importlib.import_module(module).app
-        except Exception as e: sub = _broken_group(name, e)  # never let one system stop `mlp` from starting
-        app.add_typer(sub, name=name)
+        try: app.add_typer(importlib.import_module(module).app, name=name)
+        except Exception as e: _add_broken_system(app, name, e)  # never let one system stop `mlp` from starting
 
 _register_system_groups()
 
@@ -223,7 +235,7 @@ def _unexpected(e: BaseException, argv: list[str], debug: bool) -> int:
     "Report an error that is not the user's: one line naming the log (or the traceback with --debug); returns exit code 1."
     if isinstance(e, ModuleNotFoundError) and extra_for_module(e.name or ''):
         extra = extra_for_module(e.name)
-        print_error(missing_extra_message(extra, [e.name], 'this command'))
+        print_error(group_extra_message(argv) or missing_extra_message(extra, [e.name], 'this command'))
         return 2
     if isinstance(e, OSError) and e.errno in _PATH_ERRNOS:   # a path the user named cannot be used: their error, one line
         print_error(f'{e.strerror}: {printable(e.filename, 120) if e.filename else printable(e)}')
@@ -242,6 +254,7 @@ def main(argv: list[str] | None = None):
     try:
         app(args=argv, prog_name='mlp')
     except MLPError as e:
+        if isinstance(e, MissingExtraError): e = MissingExtraError(group_extra_message(argv) or str(e))
         print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

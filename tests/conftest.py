@@ -26,6 +26,14 @@ def run_mlp(*args, timeout=600, check=None, env=None, input=None):
     return res
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 15):
+    "Stop a server started by a test: SIGTERM, then SIGKILL when it has not exited after `grace` seconds."
+    if proc.poll() is not None: return
+    proc.terminate()
+    try: proc.wait(grace)
+    except subprocess.TimeoutExpired: proc.kill(); proc.wait(grace)
+
+
 @pytest.fixture
 def mlp():
     return run_mlp

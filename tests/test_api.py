@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import MLP, run_mlp
+from conftest import MLP, run_mlp, stop_process
 
 KEY = 'test-key-123'
 H = {'X-API-Key': KEY}
@@ -355,7 +355,7 @@ def test_two_workers_scraped_by_prometheus(home, tmp_path):
             time.sleep(0.5)
         assert value >= 20, f'Prometheus saw {value} predict requests'
     finally:
-        prom.terminate(); prom.wait(20); s.stop()
+        stop_process(prom); s.stop()
 
 
 def test_deployment_files_are_consistent():

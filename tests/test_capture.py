@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import MLP, run_mlp
+from conftest import MLP, run_mlp, stop_process
 
 API_KEY = 'test-key-123'
 HDR = {'X-API-Key': API_KEY}
@@ -375,4 +375,4 @@ def test_prometheus_scrapes_metrics(server, tmp_path):
         r = httpx.get(f'http://127.0.0.1:{port}/api/v1/query', params={'query': 'up{job="quickcapture"}'}, timeout=5)
         assert r.json()['data']['result'][0]['value'][1] == '1'
     finally:
-        p.terminate(); p.wait(timeout=30)
+        stop_process(p)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CHROMIUM = next((shutil.which(b) for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
@@ -59,9 +61,7 @@ def lab(tmp_path_factory):
         sess = _api(base, token, '/api/sessions', dict(path=NOTEBOOK, type='notebook', name=NOTEBOOK, kernel=dict(name='mlportfolio')), 'POST')
         yield base, token, sess, work
     finally:
-        proc.terminate()
-        try: proc.wait(timeout=30)
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        stop_process(proc)
     assert proc.returncode is not None
 
 

@@ -135,6 +135,8 @@ SYSTEM_COMMANDS = {
     'mapper': ['map', 'neighbours', '--input', '{work}/texts.txt', '--text', 'hello'],
     'capture': ['capture', 'add', 'a note'],
     'perception': ['perceive', 'generate', '--scenes', '2', '--out', '{work}/scenes'],
+    'serve': ['api', 'serve', '--port', '8765'],
+    'review': ['review', 'stats'],
 }
 
 @pytest.mark.timeout(1800)
@@ -149,5 +151,7 @@ def test_bare_wheel_names_the_missing_extra(wheel, tmp_path):
         lines = [l for l in r.stderr.splitlines() if l.strip()]
         assert r.returncode == 2 and len(lines) == 1 and f'pip install "mlportfolio[{extra}]"' in lines[0] \
             and 'Traceback' not in r.stderr, (extra, r.returncode, r.stdout, r.stderr)
+    r = run_in(bin_, work, 'mlp', 'llm', 'complete', 'hello', env=env)   # no endpoint set, no local model: the chain says why
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'pip install "mlportfolio[llm]"' in r.stderr, r.stderr
     r = run_in(bin_, work, 'python', '-c', 'import mlportfolio.mapper.map', env=env)
     assert 'pip install "mlportfolio[mapper]"' in r.stderr.splitlines()[-1]

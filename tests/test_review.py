@@ -8,7 +8,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from conftest import MLP, run_mlp
+from conftest import MLP, run_mlp, stop_process
 
 VERDICTS = {'Correct', 'Incorrect', 'Uncertain'}
 SWAP = {'privacy_request': 'data_deletion', 'data_deletion': 'privacy_request', 'other': 'privacy_request', 'opt_out': 'other'}
@@ -171,7 +171,7 @@ def server(tmp_path_factory, data):
         time.sleep(0.5)
     else: pytest.fail('server did not start in 300 s')
     yield dict(url=url, home=home)
-    proc.terminate(); proc.wait(timeout=60); log.close()
+    stop_process(proc, 60); log.close()
 
 
 def test_http_api(server, data):

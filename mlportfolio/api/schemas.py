@@ -44,7 +44,7 @@ class ApiSettings(BaseSettings):
 Text = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description=f'Raw text, 1 to {MAX_TEXT_CHARS:,} characters')
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra='forbid')
+    model_config = ConfigDict(extra='forbid', strict=True)    # strict: `true` is not a threshold, `1` is not a text
     route: Route = Field('auto', description='auto: classifier, then the LLM below the threshold; classifier: never the LLM; llm: always the LLM')
     threshold: Optional[float] = Field(None, ge=0, le=1, description='Confidence threshold of this request (default: the calibrated one)')
     max_llm_rate: Optional[float] = Field(None, ge=0, le=1, description='Ceiling of the live LLM share for this request (default: the service setting)')

@@ -10,13 +10,14 @@ import datetime as dt, json, time
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from typing import Iterable, Iterator
-from typing import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
+from ..core.extras import require_extra
+require_extra('pcc', 'batch scoring (pcc)')  # before core.embed: a bare install is told to add [pcc], which brings [embed]
 from ..core.config import get_settings
 from ..core.embed import backend_mismatch
 from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError, ModelError
@@ -24,11 +25,10 @@ from ..core.obs import BatchRun, get_logger, counter, histogram
 from ..core.store import ArtifactStore
 from ..core.warehouse import Warehouse, get_warehouse
 from ..core.predictions import prob_column
-from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, parse_day, pcc_specs, pcc_sql,
-                                    taxonomy_classes)
+from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, output_columns, parse_day, pcc_specs,
+                                    pcc_sql, taxonomy_classes)
 from .model import LoadedModel, fetch_export, load_folder, resolve_model
 from .engine import check_engine, read_frames, run_local, run_ray
-from .tables import output_columns
 from .monitor import (DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, text_features,
                                      write_monitor_row)
 
