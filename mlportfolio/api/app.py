@@ -21,6 +21,7 @@ from ..core.extras import require_extra
 require_extra('serve', 'the inference API')  # one clear line, naming the extra, when its dependencies are missing
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
+from ..core.http import BodyLimit, json_error
 from ..core.obs import counter, histogram, get_logger, _get_or_create
 from ..pcc.model import LoadedModel, resolve_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
@@ -34,8 +35,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'REQUESTS', 'REQUEST_SECONDS', 'ESCALATIONS', 'FALLBACKS', 'SHED', 'RELOADS', 'ESCALATION_RATE',
            'ESCALATION_RATE_CALIBRATED', 'MODEL_INFO', 'OPEN_ROUTES', 'ERRORS', 'PREDICT_ERRORS', 'WORKER_STARTUP_S',
-           'Serving', 'target_of', 'ModelHolder', 'json_error', 'status_of', 'BodyLimit', 'classifier_answer',
-           'llm_answer', 'escalate', 'answer_texts', 'create_app', 'serve']
+           'Serving', 'target_of', 'ModelHolder', 'status_of', 'classifier_answer', 'llm_answer', 'escalate',
+           'answer_texts', 'create_app', 'serve']
 
 # %% ../../nbs/44_api_app.ipynb #61e5e649
 REQUESTS = counter('api_requests', 'Inference API requests', ('route', 'status'))
@@ -130,37 +131,12 @@ def reload(self: ModelHolder) -> str:
         RELOADS.labels(outcome).inc(); return outcome
 
 # %% ../../nbs/44_api_app.ipynb #cad6ae3a
-def json_error(status: int, message: str, kind: str, headers: dict | None = None):
-    from fastapi.responses import JSONResponse
-    return JSONResponse({'error': message, 'type': kind}, status_code=status, headers=headers)
-
 _STATUS = ((InputError, 422), (NotFoundError, 404), (ModelError, 503), (ConfigError, 500))
 
 def status_of(e: MLPError) -> int:
     "HTTP status of an `MLPError`."
     return next((code for cls, code in _STATUS if isinstance(e, cls)), 400)
 
-class BodyLimit:
-    "ASGI middleware: request bodies over `max_bytes` get a 413 JSON error before they are parsed."
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES): self.app, self.max_bytes = app, max_bytes
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http' or scope['method'] in ('GET', 'HEAD', 'OPTIONS'): return await self.app(scope, receive, send)
-        cl = dict(scope.get('headers') or []).get(b'content-length')
-        if cl is not None and (not cl.isdigit() or int(cl) > self.max_bytes):
-            return await json_error(413, f'request body is {cl.decode(errors="replace")} bytes; the limit is {self.max_bytes:,}', 'PayloadTooLarge')(scope, receive, send)
-        body, more = b'', True
-        while more:
-            msg = await receive()
-            if msg['type'] == 'http.disconnect': return
-            body += msg.get('body', b''); more = msg.get('more_body', False)
-            if len(body) > self.max_bytes:
-                return await json_error(413, f'request body is over the limit of {self.max_bytes:,} bytes', 'PayloadTooLarge')(scope, receive, send)
-        done = False
-        async def replay():
-            nonlocal done
-            if not done: done = True; return {'type': 'http.request', 'body': body, 'more_body': False}
-            return await receive()
-        return await self.app(scope, replay, send)
 
 # %% ../../nbs/44_api_app.ipynb #c5634918
 def _none(v):

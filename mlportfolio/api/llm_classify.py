@@ -14,10 +14,10 @@ import pandas as pd
 from fastcore.basics import patch
 
 from ..core.config import get_settings
-from ..core.embed import encode
+from ..core.embed import check_texts, encode
 from ..core.errors import InputError, LLMUnavailableError
 from ..core.llm import LLMChain, LocalBackend, get_chain
-from ..core.predictions import prob_column, validate_predictions
+from ..core.predictions import prediction_frame, validate_predictions
 from ..core.taxonomy import load_taxonomy
 
 # %% auto #0
@@ -87,7 +87,7 @@ class LLMClassifier:
 @patch
 def fit(self: LLMClassifier, texts, labels, subtypes=None):
     "Index the labelled `texts` for retrieval; classes are the taxonomy's intents seen in `labels`."
-    texts = _check_texts(texts)
+    texts = check_texts(texts, 'the LLM classifier')
     labels = np.asarray(labels, dtype=object)
     if len(labels) != len(texts): raise InputError(f'{len(texts)} texts but {len(labels)} labels')
     if not isinstance(self.k, int) or self.k < 0: raise InputError(f'k must be a non-negative integer, got {self.k!r}')
@@ -102,19 +102,13 @@ def fit(self: LLMClassifier, texts, labels, subtypes=None):
     self.prior_ = None
     return self
 
-def _check_texts(texts) -> list[str]:
-    if isinstance(texts, str): raise InputError('expected a list of texts, got a single string; wrap it: [text]')
-    texts = list(texts.tolist() if hasattr(texts, 'tolist') else texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad: raise InputError(f'{len(bad)} text(s) are not strings (first at row {bad[0]}: {type(texts[bad[0]]).__name__})')
-    return texts
 
 # %% ../../nbs/40_llm_classify.ipynb #b0d7ce73
 @patch
 def prompts(self: LLMClassifier, texts: Sequence[str]) -> list[list[dict]]:
     "The chat prompt of each text (definitions, retrieved examples, the message)."
     self._check_fitted()
-    texts = _check_texts(texts)
+    texts = check_texts(texts, 'the LLM classifier')
     if self.index_ is None: rows = [[] for _ in texts]
     else: rows = self.index_.search(encode(texts), self.k)
     out = []
@@ -172,17 +166,14 @@ def proba_from_scores(self: LLMClassifier, scores: np.ndarray, calibrate: bool |
 def predict_frame(self: LLMClassifier, texts, deadline: float | None = None) -> pd.DataFrame:
     "`predicted_label, subtype_label, confidence, prob_<class>..., backend, latency_ms` for raw texts."
     self._check_fitted()
-    texts = _check_texts(texts)
+    texts = check_texts(texts, 'the LLM classifier')
     deadline_at = None if deadline is None else time.monotonic() + deadline
     scores, info = self.label_scores(texts, deadline)
     has_lp = np.array([i['has_logprobs'] for i in info], dtype=bool)
     proba = self.proba_from_scores(scores, deadline_at=deadline_at) if has_lp.all() else _softmax(scores) if len(scores) else scores
-    classes = np.asarray(self.classes_, dtype=object)
-    labels = classes[proba.argmax(1)] if len(texts) else np.array([], dtype=object)
-    out = pd.DataFrame({'predicted_label': pd.Series(labels, dtype=object),   # object like the registered model: None stays None
-                        'subtype_label': pd.Series(self._subtypes(texts, labels, deadline_at), dtype=object)})
-    out['confidence'] = proba.max(1) if len(texts) else pd.Series(dtype=float)
-    for j, c in enumerate(self.classes_): out[prob_column(c)] = proba[:, j] if len(texts) else pd.Series(dtype=float)
+    labels = np.asarray(self.classes_, dtype=object)[proba.argmax(1)] if len(texts) else np.array([], dtype=object)
+    out = prediction_frame(proba if len(texts) else np.zeros((0, len(self.classes_))), self.classes_,
+                           self._subtypes(texts, labels, deadline_at))   # object labels like the registered model: None stays None
     out['backend'] = [i['backend'] for i in info]
     out['latency_ms'] = [float(i['latency_ms']) for i in info]
     return out

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
+from ..core.http import BodyLimit, json_error
 from ..core.obs import counter, histogram, get_logger
 from .service import QuickCapture, MAX_FILTER_TAGS
 
@@ -30,45 +31,8 @@ HTTP_REQUESTS = counter('http_requests', 'QuickCapture HTTP requests', ('method'
 HTTP_SECONDS = histogram('http_request_duration_seconds', 'QuickCapture HTTP request time', ('route',), namespace='quickcapture')
 
 # %% auto #0
-__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'BodySizeLimit', 'NoteIn', 'NotePatch', 'ErrorOut',
-           'create_app', 'is_loopback', 'warn_open_bind', 'serve']
-
-# %% ../../nbs/75_capture_api.ipynb #fd4bb027
-def _json_error(status: int, message: str, kind: str) -> Response:
-    return JSONResponse({'error': message, 'type': kind}, status_code=status)
-
-class BodySizeLimit:
-    "ASGI middleware refusing request bodies over `max_bytes` with a 413 JSON error."
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def _refuse(self, scope, receive, send, msg):
-        await _json_error(413, msg, 'PayloadTooLarge')(scope, receive, send)
-
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http' or scope['method'] in ('GET', 'HEAD', 'OPTIONS'):
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get('headers') or [])
-        cl = headers.get(b'content-length')
-        if cl is not None:
-            if not cl.isdigit(): return await self._refuse(scope, receive, send, 'invalid Content-Length header')
-            if int(cl) > self.max_bytes:
-                return await self._refuse(scope, receive, send, f'request body is {int(cl):,} bytes; the limit is {self.max_bytes:,}')
-        body, more = b'', True
-        while more:
-            msg = await receive()
-            if msg['type'] == 'http.disconnect': return
-            body += msg.get('body', b''); more = msg.get('more_body', False)
-            if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send, f'request body is over the limit of {self.max_bytes:,} bytes')
-        sent = False
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {'type': 'http.request', 'body': body, 'more_body': False}
-            return await receive()
-        return await self.app(scope, replay, send)
+__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'NoteIn', 'NotePatch', 'ErrorOut', 'create_app',
+           'is_loopback', 'warn_open_bind', 'serve']
 
 # %% ../../nbs/75_capture_api.ipynb #a43968db
 class NoteIn(BaseModel):
@@ -144,14 +108,14 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
         if request.method in ('POST', 'PATCH', 'DELETE') and api_key is not None:
             given = request.headers.get('x-api-key', '')
             if not secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode()):
-                resp = _json_error(401, 'missing or wrong X-API-Key header: writes need the API key', 'Unauthorized')
+                resp = json_error(401, 'missing or wrong X-API-Key header: writes need the API key', 'Unauthorized')
                 HTTP_REQUESTS.labels(request.method, 'auth', '401').inc()
                 return resp
         try:
             resp = await call_next(request)
         except Exception as e:   # never let one request take the server down
             log.exception('unhandled error on %s %s', request.method, route)
-            resp = _json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
+            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
         r = request.scope.get('route')
         label = getattr(r, 'path', 'unmatched')
         HTTP_REQUESTS.labels(request.method, label, str(resp.status_code)).inc()
@@ -159,7 +123,7 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
         return resp
 
     @app.exception_handler(MLPError)
-    async def mlp_error(request, e: MLPError): return _json_error(_status_of(e), str(e), type(e).__name__)
+    async def mlp_error(request, e: MLPError): return json_error(_status_of(e), str(e), type(e).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, e: RequestValidationError):
@@ -168,11 +132,11 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
         for er in errs[:3]:
             loc = '.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'
             parts.append(f"{loc}: {er.get('msg', 'invalid')}")
-        return _json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
+        return json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
-        resp = _json_error(e.status_code, str(e.detail), 'HTTPException')
+        resp = json_error(e.status_code, str(e.detail), 'HTTPException')
         resp.headers.update(getattr(e, 'headers', None) or {})
         if e.status_code == 405: resp.headers['Allow'] = ', '.join(_allowed_methods(app, request.scope))
         return resp
@@ -180,7 +144,7 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
     @app.exception_handler(Exception)
     async def unexpected(request, e: Exception):
         log.exception('unhandled error')
-        return _json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
+        return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
 
     @app.post('/notes', status_code=201, responses={200: {'description': 'Replay of a known client id: the stored note'}, **_WRITE_ERRORS, **_errors(409)})
     def post_note(body: NoteIn):
@@ -227,7 +191,7 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
 
 def _wrap(app: FastAPI) -> FastAPI:
     "Install the body size limit as the outermost ASGI middleware."
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app
 
 def is_loopback(host: str) -> bool:

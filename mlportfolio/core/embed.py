@@ -65,10 +65,10 @@ def resolve_device(device: str = 'auto') -> str:
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
-def check_texts(texts) -> list[str]:
-    "Validate the input of `encode`: a sequence of strings; a None or non-string item is named by its index."
-    if isinstance(texts, str): raise InputError('encode expects a list of texts, not a single string; wrap it: [text]')
-    if texts is None: raise InputError('encode expects a list of texts, got None')
+def check_texts(texts, who: str = 'encode') -> list[str]:
+    "Validate the input of `who` (`encode`, a classifier's `predict`...): a sequence of strings; a None or non-string item is named by its index."
+    if isinstance(texts, str): raise InputError(f'{who} expects a list of texts, not a single string; wrap it: [text]')
+    if texts is None: raise InputError(f'{who} expects a list of texts, got None')
     texts = list(texts.tolist() if hasattr(texts, 'tolist') else texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):

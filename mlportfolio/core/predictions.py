@@ -16,7 +16,8 @@ import pandera.pandas as pa
 from .errors import DataValidationError, InputError
 
 # %% auto #0
-__all__ = ['BASE_COLUMNS', 'prob_column', 'prediction_columns', 'probabilities', 'prediction_schema', 'validate_predictions']
+__all__ = ['BASE_COLUMNS', 'prob_column', 'prediction_columns', 'probabilities', 'prediction_frame', 'prediction_schema',
+           'validate_predictions']
 
 # %% ../../nbs/05c_predictions.ipynb #88e2e63b
 BASE_COLUMNS = ['predicted_label', 'subtype_label', 'confidence']
@@ -34,6 +35,19 @@ def prediction_columns(classes: Sequence[str]) -> list[str]:
 def probabilities(frame: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     "The `(n, len(classes))` probability matrix of a prediction frame, columns in `classes` order."
     return frame[[prob_column(c) for c in classes]].to_numpy(dtype=float)
+
+# %% ../../nbs/05c_predictions.ipynb #b09eb819
+def prediction_frame(proba, classes: Sequence[str], subtypes: Sequence | None = None) -> pd.DataFrame:
+    "The prediction frame of an `(n, len(classes))` probability matrix: argmax label, `subtypes` (default None), confidence, `prob_<class>`."
+    classes = list(classes)
+    proba = np.asarray(proba, dtype=float).reshape(-1, len(classes))
+    n = len(proba)
+    if subtypes is not None and len(subtypes) != n: raise InputError(f'{len(subtypes)} subtypes for {n} rows of probabilities')
+    out = pd.DataFrame({'predicted_label': pd.Series(np.asarray(classes, dtype=object)[proba.argmax(1)], dtype=object),
+                        'subtype_label': pd.Series([None] * n if subtypes is None else list(subtypes), dtype=object),
+                        'confidence': proba.max(1)})
+    for j, c in enumerate(classes): out[prob_column(c)] = proba[:, j]
+    return out
 
 # %% ../../nbs/05c_predictions.ipynb #8ec6c88b
 def prediction_schema(classes: Sequence[str], subtypes: Sequence[str] | None = None, atol: float = 1e-3,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.predictions import prob_column
+from ..core.predictions import prediction_frame
 from ..core.guard import folder_digest
 
 # %% auto #0
@@ -53,13 +53,8 @@ class TfidfIntentModel(mlflow.pyfunc.PythonModel):
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({'text': list(model_input)})
         if getattr(self, 'delay', 0): import time; time.sleep(self.delay)
         proba = self.pipeline.predict_proba(df['text'].astype(str).tolist())
-        idx = proba.argmax(1)
-        labels = np.array(self.classes)[idx]
-        out = pd.DataFrame({'predicted_label': labels,
-                            'subtype_label': np.where(labels == 'privacy_request', self.subtype, None),
-                            'confidence': proba[np.arange(len(idx)), idx]})
-        for j, c in enumerate(self.classes): out[prob_column(c)] = proba[:, j]
-        return out
+        labels = np.array(self.classes)[proba.argmax(1)]
+        return prediction_frame(proba, self.classes, np.where(labels == 'privacy_request', self.subtype, None))
 
 def fit_toy_pipeline(df: pd.DataFrame | None = None, seed: int = 0):
     "Fit TF-IDF (1-2 grams) + logistic regression on `df` (`text`, `intent`), default `toy_frame()`."

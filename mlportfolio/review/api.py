@@ -16,12 +16,13 @@ from typing import Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
+from ..core.http import BodyLimit, json_error
 from ..core.obs import counter, get_logger, histogram
 from .run import VISIBLE, Reviewer, check_predictions, review_run
 from .store import AuditLog
@@ -29,10 +30,11 @@ from .store import AuditLog
 log = get_logger(__name__)
 HTTP_REQUESTS = counter('review_http_requests', 'Reviewer HTTP requests', ('method', 'route', 'status'))
 HTTP_SECONDS = histogram('review_http_request_seconds', 'Reviewer HTTP request time', ('route',))
+MAX_BODY_BYTES = 2 * 1024 * 1024   # a full request (20 items of 10,000 characters) fits even \u-escaped
 
 # %% auto #0
-__all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'ReviewItem', 'ReviewRequest', 'ReviewOut', 'request_models', 'ReviewResponse',
-           'ReviewList', 'StatsOut', 'HealthOut', 'ErrorOut', 'create_app', 'serve']
+__all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'MAX_BODY_BYTES', 'ReviewItem', 'ReviewRequest', 'ReviewOut', 'request_models',
+           'ReviewResponse', 'ReviewList', 'StatsOut', 'HealthOut', 'ErrorOut', 'create_app', 'serve']
 
 # %% ../../nbs/56_review_api.ipynb #c0006
 class ReviewItem(BaseModel):
@@ -130,9 +132,6 @@ class ErrorOut(BaseModel):
 # %% ../../nbs/56_review_api.ipynb #c0008
 _STATUS = {InputError: 422, NotFoundError: 404, StoreError: 503, ConfigError: 503}
 
-def _json_error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({'error': message, 'type': kind}, status_code=status)
-
 def _status_of(e: MLPError) -> int:
     return next((code for cls, code in _STATUS.items() if isinstance(e, cls)), 400)
 
@@ -141,23 +140,23 @@ def _out(r: dict) -> ReviewOut:
 
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(MLPError)
-    async def mlp_error(request, e: MLPError): return _json_error(_status_of(e), str(e), type(e).__name__)
+    async def mlp_error(request, e: MLPError): return json_error(_status_of(e), str(e), type(e).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, e: RequestValidationError):
         parts = [f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'}: {er.get('msg', 'invalid')}" for er in e.errors()[:3]]
-        return _json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
+        return json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
-        r = _json_error(e.status_code, str(e.detail), 'HTTPException')
+        r = json_error(e.status_code, str(e.detail), 'HTTPException')
         r.headers.update(e.headers or {})   # e.g. Allow on a 405
         return r
 
     @app.exception_handler(Exception)
     async def unexpected(request, e: Exception):
         log.exception('unhandled error')
-        return _json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
+        return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
 
 # %% ../../nbs/56_review_api.ipynb #c0009
 def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str | None = None) -> FastAPI:
@@ -167,9 +166,10 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
         api_key = k.get_secret_value() if k is not None and k.get_secret_value() else None
     audit, lock = audit or AuditLog(), threading.Lock()
     _, Request_ = request_models(reviewer.tax)
-    errs = {422: {'model': ErrorOut}, 404: {'model': ErrorOut}, 401: {'model': ErrorOut}}
+    errs = {422: {'model': ErrorOut}, 404: {'model': ErrorOut}, 401: {'model': ErrorOut}, 413: {'model': ErrorOut}}
     app = FastAPI(title='mlportfolio reviewer', version='1', responses=errs)
     _install_errors(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.middleware('http')
     async def observe(request: Request, call_next):
@@ -178,11 +178,11 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
             given = request.headers.get('x-api-key', '')
             if not secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode()):
                 HTTP_REQUESTS.labels(request.method, 'auth', '401').inc()
-                return _json_error(401, 'missing or wrong X-API-Key header: POST /review needs the API key', 'Unauthorized')
+                return json_error(401, 'missing or wrong X-API-Key header: POST /review needs the API key', 'Unauthorized')
         try: resp = await call_next(request)
         except Exception as e:
             log.exception('unhandled error on %s %s', request.method, request.url.path)
-            resp = _json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
+            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
         route = getattr(request.scope.get('route'), 'path', 'unmatched')
         HTTP_REQUESTS.labels(request.method, route, str(resp.status_code)).inc()
         HTTP_SECONDS.labels(route).observe(time.perf_counter() - t0)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ModelError
-from .model import IntentModel, blas_limit, _texts
+from ..core.embed import check_texts
+from .model import IntentModel, blas_limit
 
 # %% auto #0
 __all__ = ['Explanation', 'term_weights', 'explain', 'explanations_markdown', 'worst_errors_markdown']
@@ -43,7 +44,7 @@ def term_weights(model: IntentModel) -> tuple[np.ndarray, np.ndarray]:
 # %% ../../nbs/27_train_explain.ipynb #989acec6
 def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) -> list[Explanation]:
     "Predicted intent, confidence, ood score, the TF-IDF terms that pushed it and the nearest labelled training texts, per text."
-    texts = _texts(texts)
+    texts = check_texts(texts, 'explain')
     if not texts: return []
     W, vocab = term_weights(model)
     branch = dict(model.features.transformer_list)['tfidf']

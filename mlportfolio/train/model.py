@@ -22,9 +22,9 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..core.embed import EmbeddingTransformer, EMBED_DIM
+from ..core.embed import EmbeddingTransformer, EMBED_DIM, check_texts
 from ..core.errors import ConfigError, InputError
-from ..core.predictions import prediction_columns, prob_column
+from ..core.predictions import prediction_frame
 from ..core.resources import load_yaml, resource_path
 
 # %% auto #0
@@ -253,37 +253,26 @@ class IntentModel:
 
     def predict_proba(self, texts, calibrated: bool = True) -> np.ndarray:
         "Intent probabilities, columns in `classes` order (`calibrated=False`: the classifier's raw probabilities)."
-        with blas_limit(): return self.proba_from_features(self.features.transform(_texts(texts)), calibrated)
+        with blas_limit(): return self.proba_from_features(self.features.transform(check_texts(texts, 'predict')), calibrated)
 
     def predict_frame(self, texts, case_ids=None) -> pd.DataFrame:
         "`[case_id,] predicted_label, subtype_label, confidence, prob_<class>..., ood_score` for raw texts (ood_score NaN without `ood`)."
-        texts = _texts(texts)
-        out = pd.DataFrame({'case_id': list(case_ids)} if case_ids is not None else {})
-        if not texts:
-            cols = [*prediction_columns(self.classes), 'ood_score']
-            return pd.concat([out, pd.DataFrame({c: pd.Series(dtype=object if c.endswith('label') else float) for c in cols})], axis=1)
-        with blas_limit():
-            F = self.features.transform(texts)
-            proba = self.proba_from_features(F)
-            classes = np.asarray(self.classes, dtype=object)
-            labels = classes[proba.argmax(1)]
-            subtype = np.full(len(texts), None, dtype=object)
-            mask = labels == self.subtype_parent
-            if self.subtype_clf is not None and mask.any():
-                subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
-        out['predicted_label'] = labels
-        out['subtype_label'] = subtype
-        out['confidence'] = proba.max(1).astype(float)
-        for j, c in enumerate(self.classes): out[prob_column(c)] = proba[:, j].astype(float)
-        out['ood_score'] = self.ood.score(F).astype(float) if self.ood is not None else np.nan
+        texts = check_texts(texts, 'predict')
+        proba, subtype, F = np.zeros((0, len(self.classes))), None, None
+        if texts:
+            with blas_limit():
+                F = self.features.transform(texts)
+                proba = self.proba_from_features(F)
+                labels = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
+                subtype = np.full(len(texts), None, dtype=object)
+                mask = labels == self.subtype_parent
+                if self.subtype_clf is not None and mask.any():
+                    subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
+        out = prediction_frame(proba, self.classes, subtype)
+        if case_ids is not None: out.insert(0, 'case_id', list(case_ids))
+        out['ood_score'] = self.ood.score(F).astype(float) if self.ood is not None and F is not None else np.nan
         return out
 
-def _texts(texts) -> list[str]:
-    if isinstance(texts, str): raise InputError('expected a list of texts, got a single string; wrap it: [text]')
-    texts = list(texts.tolist() if hasattr(texts, 'tolist') else texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad: raise InputError(f'{len(bad)} text(s) are not strings (first at row {bad[0]}: {texts[bad[0]]!r})')
-    return texts
 
 # %% ../../nbs/20_train_model.ipynb #830b46cb
 def fit_intent_model(texts, labels, subtypes=None, p: dict | None = None, seed: int = 42) -> IntentModel:
@@ -291,7 +280,7 @@ def fit_intent_model(texts, labels, subtypes=None, p: dict | None = None, seed: 
     with blas_limit(): return _fit_intent_model(texts, labels, subtypes, p or model_params(), seed)
 
 def _fit_intent_model(texts, labels, subtypes, p: dict, seed: int) -> IntentModel:
-    texts, labels = _texts(texts), np.asarray(labels, dtype=object)
+    texts, labels = check_texts(texts, 'fit'), np.asarray(labels, dtype=object)
     pipe = build_pipeline(p, seed).fit(texts, labels)
     sub_clf = None
     if subtypes is not None:
