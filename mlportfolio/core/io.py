@@ -17,7 +17,7 @@ from .errors import InputError, NotFoundError
 from .store import ArtifactStore, atomic_path, TMP_MARK
 
 # %% auto #0
-__all__ = ['TABLE_SUFFIXES', 'open_url', 'read_table', 'atomic_dir']
+__all__ = ['TABLE_SUFFIXES', 'open_url', 'table_suffix', 'read_bytes', 'parse_table', 'read_table', 'atomic_dir']
 
 # %% ../../nbs/03a_io.ipynb #9c2161be
 def open_url(url: str | Path, example_name: str = 'data.parquet') -> tuple[ArtifactStore, str]:
@@ -39,6 +39,19 @@ def open_url(url: str | Path, example_name: str = 'data.parquet') -> tuple[Artif
 # %% ../../nbs/03a_io.ipynb #9a2a7bd9
 TABLE_SUFFIXES = ('.csv', '.parquet', '.pq', '.jsonl', '.ndjson')
 
+def table_suffix(url: str | Path, what: str = 'file') -> str:
+    "The table format of `url` from its name (`.csv`, `.parquet`...); an `InputError` naming the allowed ones otherwise."
+    suffix = Path(str(url).rstrip('/')).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise InputError(f"{'' if what == 'file' else what + ' '}{url} has an unsupported type {suffix or '(none)'!r}; use {', '.join(TABLE_SUFFIXES)}")
+    return suffix
+
+def read_bytes(url: str | Path, what: str = 'file') -> bytes:
+    "The bytes at a path or store URL; a missing one is a `NotFoundError` saying `<what> not found: <url>`."
+    store, key = open_url(url)
+    try: return store.get_bytes(key)
+    except NotFoundError: raise NotFoundError(f'{what} not found: {url}') from None
+
 def _parse_table(data: bytes, suffix: str, columns, csv_strings: bool) -> pd.DataFrame:
     if suffix == '.csv':
         kw = dict(dtype=str, keep_default_na=False) if csv_strings else {}
@@ -49,21 +62,23 @@ def _parse_table(data: bytes, suffix: str, columns, csv_strings: bool) -> pd.Dat
     df = pd.DataFrame(rows)
     return df[columns] if columns else df
 
-def read_table(url: str | Path, columns: list[str] | None = None, csv_strings: bool = True) -> pd.DataFrame:
-    "A CSV, Parquet or JSON-lines table from a path or a store URL as a DataFrame."
-    store, key = open_url(url)
-    suffix = Path(key).suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise InputError(f"{url} has an unsupported type {suffix or '(none)'!r}; use {', '.join(TABLE_SUFFIXES)}")
-    try: data = store.get_bytes(key)
-    except NotFoundError: raise NotFoundError(f'file not found: {url}') from None
+def parse_table(data: bytes, url: str | Path, columns: list[str] | None = None, csv_strings: bool = True,
+                what: str = 'file') -> pd.DataFrame:
+    "The table in `data`, in the format `url`'s name says; an unreadable one is an `InputError` with the parser's first line."
+    suffix = table_suffix(url, what)
+    where = f"{'' if what == 'file' else what + ' '}{url}"
     try: return _parse_table(data, suffix, columns, csv_strings)
     except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InputError(f'cannot read {url} as {suffix[1:]}: {first}') from None
+        raise InputError(f'cannot read {where} as {suffix[1:]}: {first}') from None
     except Exception as e:  # pyarrow raises its own types for a corrupt Parquet file
-        if type(e).__module__.startswith('pyarrow'): raise InputError(f'cannot read {url} as {suffix[1:]}: {str(e).splitlines()[0]}') from None
+        if type(e).__module__.startswith('pyarrow'): raise InputError(f'cannot read {where} as {suffix[1:]}: {str(e).splitlines()[0]}') from None
         raise
+
+def read_table(url: str | Path, columns: list[str] | None = None, csv_strings: bool = True, what: str = 'file') -> pd.DataFrame:
+    "A CSV, Parquet or JSON-lines table from a path or a store URL as a DataFrame; `what` names it in errors ('predictions file')."
+    table_suffix(url, what)
+    return parse_table(read_bytes(url, what), url, columns, csv_strings, what)
 
 # %% ../../nbs/03a_io.ipynb #a8b143bd
 @contextmanager

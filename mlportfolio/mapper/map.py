@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings, ensure_dir
+from ..core.embed import read_texts
 from ..core.errors import ConfigError, InputError
+from ..core.io import read_table
 from ..core.store import atomic_path
 from ..core.guard import csv_safe_frame
 from ..core.obs import get_logger
@@ -29,25 +31,15 @@ REDUCERS = ('umap', 'tsne', 'pca')
 CLUSTERERS = ('kmeans', 'hdbscan', 'none')
 
 # %% auto #0
-__all__ = ['log', 'REDUCERS', 'CLUSTERERS', 'read_table', 'frame_from', 'parse_input', 'validate_frame', 'load_inputs',
+__all__ = ['log', 'REDUCERS', 'CLUSTERERS', 'read_input', 'frame_from', 'parse_input', 'validate_frame', 'load_inputs',
            'ProjectionCache', 'check_reducer_size', 'project', 'cluster', 'cluster_names', 'stratified_sample',
            'MapParams', 'EmbeddingMap']
 
 # %% ../../nbs/61_mapper_map.ipynb #b4007d88
-def read_table(path: str | Path) -> pd.DataFrame:
-    "A CSV or Parquet file as a DataFrame (CSV cells as strings, empty cells as '')."
-    path = Path(path)
-    if not path.is_file(): raise InputError(f'input file not found: {path}')
-    suffix = path.suffix.lower()
-    try:
-        if suffix == '.csv': return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if suffix in ('.parquet', '.pq'): return pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as e:
-        raise InputError(f'cannot read {path}: {str(e).splitlines()[0]}') from None
-    if suffix in ('.txt', '.text'):
-        from mlportfolio.core.embed import read_texts
-        return pd.DataFrame({'text': read_texts(path)})
-    raise InputError(f'input {path} has an unsupported type {suffix!r}; use .csv, .parquet or .txt')
+def read_input(path: str | Path) -> pd.DataFrame:
+    "A `.txt` file (one text a line) or a table (`core.io.read_table`: CSV cells as strings, Parquet, JSON lines) as a DataFrame."
+    if Path(str(path)).suffix.lower() in ('.txt', '.text'): return pd.DataFrame({'text': read_texts(path)})
+    return read_table(path, what='input file')
 
 def _pick(df: pd.DataFrame, col: str | None, what: str, source: str, flag: str) -> pd.Series | None:
     if col is None: return None
@@ -111,7 +103,7 @@ def load_inputs(inputs: Mapping[str, str] | Sequence[str] | str | None = None, q
     else:
         items = list(inputs.items()) if isinstance(inputs, Mapping) else [parse_input(s) for s in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
         for name, path in items:
-            df = read_table(path)
+            df = read_input(path)
             if name is None and (domain_col is None or domain_col not in df.columns) and len(items) > 1:
                 name = Path(path).stem
             # with several files, one without the label column (notes, say) is a domain without labels

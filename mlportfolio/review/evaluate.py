@@ -18,7 +18,7 @@ from ..core.config import get_settings
 from ..core.embed import encode
 from ..core.errors import InputError
 from ..core.taxonomy import Taxonomy, load_taxonomy
-from .signals import default_reference_path, injection_flags, load_reference, read_frame
+from .signals import default_reference_path, injection_flags, load_reference
 from .agents import CombineRule
 
 # %% auto #0

@@ -22,10 +22,11 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.embed import encode
 from ..core.errors import InputError, NotFoundError
+from ..core.io import read_table
 from ..core.obs import counter, histogram, get_logger
 from ..core.store import atomic_path
 from ..core.taxonomy import Taxonomy, load_taxonomy
-from .signals import ModelFreeSignal, check_labels, injection_flags, load_reference, read_frame, review_dir
+from .signals import ModelFreeSignal, check_labels, injection_flags, load_reference, review_dir
 from .retrieval import Retriever
 from .agents import Agents, CombineRule, PROMPT_VERSION
 from .store import AuditLog, publish_pcc_reviews
@@ -65,7 +66,7 @@ def check_predictions(df: pd.DataFrame, taxonomy: Taxonomy, what: str = 'predict
 
 def read_predictions(path: str | Path, taxonomy: Taxonomy | None = None) -> pd.DataFrame:
     "Predictions from a CSV or Parquet file with `id, text, pred_label[, confidence]`."
-    return check_predictions(read_frame(path, 'predictions'), taxonomy or load_taxonomy(), f'predictions {Path(path).name}')
+    return check_predictions(read_table(path, what='predictions file'), taxonomy or load_taxonomy(), f'predictions {Path(path).name}')
 
 # %% ../../nbs/54_review_run.ipynb #c0009
 def read_pcc_predictions(date, model_version: str | None = None, wh=None, taxonomy: Taxonomy | None = None) -> tuple[pd.DataFrame, dict]:

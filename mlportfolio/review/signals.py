@@ -19,29 +19,18 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.embed import encode
 from ..core.errors import InputError
+from ..core.io import read_table
 from ..core.taxonomy import Taxonomy, load_taxonomy
 
 # %% auto #0
-__all__ = ['INJECTION_RULES', 'review_dir', 'read_frame', 'default_reference_path', 'check_labels', 'load_reference',
-           'knn_probabilities', 'self_exclusions', 'label_issues', 'ModelFreeSignal', 'injection_flags']
+__all__ = ['INJECTION_RULES', 'review_dir', 'default_reference_path', 'check_labels', 'load_reference', 'knn_probabilities',
+           'self_exclusions', 'label_issues', 'ModelFreeSignal', 'injection_flags']
 
 # %% ../../nbs/50_review_signals.ipynb #c0006
 def review_dir() -> Path:
     "Folder of the reviewer's files: `$MLP_HOME/review` (audit log, results, reports)."
     return get_settings().home/'review'
 
-def read_frame(path: str | Path, what: str = 'input') -> pd.DataFrame:
-    "A `.csv` or `.parquet` file as a DataFrame (strings stay strings); one clear `InputError` if it cannot be read."
-    path = Path(str(path)[len('file://'):] if str(path).startswith('file://') else path).expanduser()
-    if not path.is_file(): raise InputError(f'{what} file not found: {path}')
-    suffix = path.suffix.lower()
-    try:
-        if suffix == '.csv': return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if suffix in ('.parquet', '.pq'): return pd.read_parquet(path)
-    except UnicodeDecodeError as e: raise InputError(f'{what} {path} is not valid UTF-8 (byte {e.start})') from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as e:
-        raise InputError(f'cannot read {what} {path}: {(str(e).splitlines() or [""])[0][:200]}') from None
-    raise InputError(f'{what} {path} has an unsupported type {suffix!r}; use .csv or .parquet')
 
 # %% ../../nbs/50_review_signals.ipynb #c0009
 def default_reference_path() -> Path:
@@ -61,7 +50,7 @@ def load_reference(path: str | Path | None = None, taxonomy: Taxonomy | None = N
     if not path.is_file():
         hint = '' if given else ' (generate it with `mlp data generate`, or pass a labelled file with --reference)'
         raise InputError(f'reference set not found: {path}{hint}')
-    df = read_frame(path, 'reference set')
+    df = read_table(path, what='reference set file')
     label_col = 'label' if 'label' in df.columns else 'intent' if 'intent' in df.columns else None
     if label_col is None or 'text' not in df.columns:
         raise InputError(f"reference set {path.name} needs columns text and label (or intent); it has: {', '.join(map(str, df.columns))}")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..core.config import get_settings
 from ..core.errors import InputError, MLPError
+from ..core.io import parse_table, read_bytes, table_suffix
 from ..core.obs import BatchRun, get_logger
 from ..core.store import sha256_bytes
 
@@ -60,26 +61,16 @@ def read_training_data(data=None) -> tuple[pd.DataFrame, str, str]:
     if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX): return read_warehouse_data(data[len(WAREHOUSE_PREFIX):])
     data = data or default_data_path()
     s = str(data)
-    if '://' in s and not s.startswith('file://'):
-        from mlportfolio.core.store import ArtifactStore
-        scheme, rest = s.split('://', 1)
-        folder, _, key = rest.rpartition('/')
-        raw, uri = ArtifactStore(f'{scheme}://{folder}').get_bytes(key), s
-    else:
+    uri = s
+    if '://' not in s or s.startswith('file://'):
         p = Path(s[len('file://'):] if s.startswith('file://') else s).expanduser()
         if not p.is_file():
             hint = ' (generate it first: mlp data generate)' if p == default_data_path() else ''
             raise InputError(f'training data not found: {p}{hint}')
-        raw, uri = p.read_bytes(), str(p.absolute())
-    suffix = Path(key if '://' in s and not s.startswith('file://') else s).suffix.lower()
-    try:
-        if suffix == '.csv': df = pd.read_csv(io.BytesIO(raw), keep_default_na=True)
-        elif suffix in ('.parquet', '.pq', ''): df = pd.read_parquet(io.BytesIO(raw))
-        else: raise InputError(f'training data {s} has an unsupported type {suffix!r}; use .parquet or .csv')
-    except (ValueError, OSError) as e:
-        if isinstance(e, MLPError): raise
-        raise InputError(f'cannot read training data {s}: {str(e).splitlines()[0][:200]}') from None
-    return df, uri, sha256_bytes(raw)
+        uri = str(p.absolute())
+    table_suffix(s, 'training data')
+    raw = read_bytes(s, 'training data')
+    return parse_table(raw, s, csv_strings=False, what='training data'), uri, sha256_bytes(raw)
 
 # %% ../../nbs/25_train_pipeline.ipynb #06819dd9
 @dataclass
