@@ -28,8 +28,8 @@ COUNT_FEATURES = ['sentence_count', 'punctuation_count', 'capital_letters_count'
 
 # %% auto #0
 __all__ = ['FEATURE_NAMES', 'COUNT_FEATURES', 'KEYWORDS', 'FORMAL_MARKERS', 'INFORMAL_MARKERS', 'PII_PATTERNS', 'PII_REGEX',
-           'VERBS', 'ADJECTIVES', 'STOP_WORDS', 'keyword_regex', 'vader_scores', 'tag_word', 'syllables',
-           'compute_features']
+           'VERBS', 'ADJECTIVES', 'STOP_WORDS', 'DRIFT_FEATURES', 'keyword_regex', 'vader_scores', 'tag_word',
+           'syllables', 'compute_features', 'text_features', 'bin_counts', 'feature_reference']
 
 # %% ../../nbs/12_data_features.ipynb #5c11de8d
 KEYWORDS = {
@@ -187,3 +187,24 @@ def compute_features(texts) -> pd.DataFrame:
     for c in COUNT_FEATURES: df[c] = df[c].astype('int64')
     for c in set(FEATURE_NAMES) - set(COUNT_FEATURES): df[c] = df[c].astype('float64').round(6)
     return df
+
+# %% ../../nbs/12_data_features.ipynb #2444cb40
+DRIFT_FEATURES = ('text_length', 'personal_info_detected', 'sentiment_compound', 'privacy_keyword_density')
+
+def text_features(texts, names=DRIFT_FEATURES) -> pd.DataFrame:
+    "The drift features of `texts` (columns `names`), from the 26 text features."
+    return compute_features(pd.Series(list(texts), dtype=object))[list(names)]
+
+def bin_counts(cuts, values) -> np.ndarray:
+    "Counts of `values` in the bins (-inf, c0], (c0, c1], ..., (c_last, inf)."
+    idx = np.searchsorted(np.asarray(cuts, dtype=float), np.asarray(values, dtype=float), side='left')
+    return np.bincount(idx, minlength=len(cuts) + 1)
+
+def feature_reference(features: pd.DataFrame, bins: int = 10) -> dict:
+    "Per feature: decile cut points and counts of the reference `features` (`{name: {'cuts', 'counts'}}`)."
+    out = {}
+    for name in features.columns:
+        v = features[name].astype(float).to_numpy()
+        cuts = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1])) if len(v) else np.array([0.0])
+        out[name] = {'cuts': [float(c) for c in cuts], 'counts': [int(c) for c in bin_counts(cuts, v)]}
+    return out

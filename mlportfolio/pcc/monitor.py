@@ -17,14 +17,14 @@ from ..core.config import get_settings, ensure_dir
 from ..core.errors import MLPError, WarehouseError
 from ..core.obs import get_logger
 from ..core.warehouse import Warehouse, get_warehouse
+from ..data.features import DRIFT_FEATURES, bin_counts, feature_reference, text_features
 from .tables import MONITORING, pcc_sql
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_THRESHOLD', 'PSI_EPS', 'DRIFT_FEATURES', 'psi', 'confidence_psi', 'label_mix_psi', 'text_features',
-           'feature_reference', 'feature_psi', 'drift_figures', 'pending_path', 'new_run_id', 'monitor_row',
-           'flush_pending', 'write_monitor_row', 'recent_runs']
+__all__ = ['log', 'DRIFT_THRESHOLD', 'PSI_EPS', 'psi', 'confidence_psi', 'label_mix_psi', 'feature_psi', 'drift_figures',
+           'pending_path', 'new_run_id', 'monitor_row', 'flush_pending', 'write_monitor_row', 'recent_runs']
 
 # %% ../../nbs/32_pcc_monitor.ipynb #96dfd086
 DRIFT_THRESHOLD = 0.2
@@ -54,33 +54,12 @@ def label_mix_psi(reference_mix: dict[str, float], labels: Sequence[str]) -> flo
     return psi([reference_mix.get(c, 0.0) for c in classes], [float(actual.get(c, 0)) for c in classes])
 
 # %% ../../nbs/32_pcc_monitor.ipynb #3b04fed3
-DRIFT_FEATURES = ('text_length', 'personal_info_detected', 'sentiment_compound', 'privacy_keyword_density')
-
-def text_features(texts: Sequence[str], names: Sequence[str] = DRIFT_FEATURES) -> pd.DataFrame:
-    "The drift features of `texts` (columns `names`), from the data system's 26 text features."
-    from mlportfolio.data.features import compute_features
-    return compute_features(pd.Series(list(texts), dtype=object))[list(names)]
-
-def _bin_counts(cuts: Sequence[float], values) -> np.ndarray:
-    "Counts of `values` in the bins (-inf, c0], (c0, c1], ..., (c_last, inf)."
-    idx = np.searchsorted(np.asarray(cuts, dtype=float), np.asarray(values, dtype=float), side='left')
-    return np.bincount(idx, minlength=len(cuts) + 1)
-
-def feature_reference(features: pd.DataFrame, bins: int = 10) -> dict:
-    "Per feature: decile cut points and counts of the reference `features` (`{name: {'cuts', 'counts'}}`)."
-    out = {}
-    for name in features.columns:
-        v = features[name].astype(float).to_numpy()
-        cuts = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1])) if len(v) else np.array([0.0])
-        out[name] = {'cuts': [float(c) for c in cuts], 'counts': [int(c) for c in _bin_counts(cuts, v)]}
-    return out
-
 def feature_psi(reference: dict, features: pd.DataFrame) -> dict[str, float]:
     "PSI per feature of `features` against `feature_reference` output (features missing on either side are skipped)."
     out = {}
     for name, ref in (reference or {}).items():
         if name not in features.columns or not len(features): continue
-        out[name] = round(psi(ref['counts'], _bin_counts(ref['cuts'], features[name].astype(float))), 6)
+        out[name] = round(psi(ref['counts'], bin_counts(ref['cuts'], features[name].astype(float))), 6)
     return out
 
 # %% ../../nbs/32_pcc_monitor.ipynb #e2e15bab

@@ -29,8 +29,8 @@ from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, output_columns, p
                                     pcc_sql, taxonomy_classes)
 from .model import LoadedModel, fetch_export, load_folder, resolve_model
 from .engine import check_engine, read_frames, run_local, run_ray
-from .monitor import (DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, text_features,
-                                     write_monitor_row)
+from ..data.features import text_features
+from .monitor import DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, write_monitor_row
 
 log = get_logger(__name__)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.predictions import prediction_frame
+from ..data.features import feature_reference, text_features
 from ..core.guard import folder_digest
 
 # %% auto #0
@@ -66,7 +67,6 @@ def fit_toy_pipeline(df: pd.DataFrame | None = None, seed: int = 0):
 
 def reference_of(model: TfidfIntentModel, texts: list[str], bins: int = 10) -> dict:
     "Reference distributions (label mix, confidence histogram, input-feature histograms) of `model` on `texts`."
-    from mlportfolio.pcc.monitor import feature_reference, text_features
     out = model.predict(None, pd.DataFrame({'text': texts}))
     counts, edges = np.histogram(out.confidence, bins=np.linspace(0, 1, bins + 1))
     mix = out.predicted_label.value_counts(normalize=True)

@@ -8,17 +8,28 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_pipeline.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
-import io, json, tempfile, time
+import json, tempfile, time
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..core.config import get_settings
+from ..core.embed import get_embedder
+from ..core.lineage import canonical_parquet, dataset_facets, emit_run
+from .curate import CurationReport, check_training_frame, curate
+from .evaluate import (model_card, plot_calibration, plot_confusion, plot_pr_curves, plot_risk_coverage,
+                                        predictions_frame, reference_distributions, subtype_metrics, write_plots)
+from .explain import worst_errors_markdown
+from .model import IntentModel, fit_intent_model, load_train_config
+from .search import SearchResult, run_search
 from ..core.errors import InputError, MLPError
 from ..core.io import parse_table, read_bytes, table_suffix
+from ..data.features import feature_reference, text_features
 from ..core.obs import BatchRun, get_logger
 from ..core.store import sha256_bytes
 
@@ -27,7 +38,9 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
            'TrainResult', 'prediction_metrics', 'unseen_template_eval', 'realistic_predictions', 'calibrate_model',
-           'attach_ood', 'export_train_metrics', 'train_run', 'train_and_register']
+           'attach_ood', 'export_train_metrics', 'embed_texts', 'curate_rows', 'search_params', 'fit_model',
+           'Evaluation', 'evaluate_model', 'run_metadata', 'write_artifacts', 'run_metrics', 'register_version',
+           'train_run', 'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
@@ -39,7 +52,6 @@ WAREHOUSE_PREFIX = 'warehouse:'
 def read_warehouse_data(source: str, wh=None) -> tuple[pd.DataFrame, str, str]:
     "`(frame, uri, sha256)` of `TABLE` or a `SELECT ...` query read through `core.warehouse` (default `MLP_WAREHOUSE`); the hash is of the canonical Parquet bytes."
     import re
-    from mlportfolio.core.lineage import canonical_parquet
     from mlportfolio.core.warehouse import get_warehouse
     src = source.strip()
     is_query = bool(re.match(r'(?is)^(select|with)\b', src))
@@ -55,7 +67,6 @@ def read_warehouse_data(source: str, wh=None) -> tuple[pd.DataFrame, str, str]:
 
 def read_training_data(data=None) -> tuple[pd.DataFrame, str, str]:
     "`(frame, uri, sha256)` for a path, a store URL, `warehouse:TABLE_OR_QUERY` or a DataFrame (default: the data pipeline's default output)."
-    from mlportfolio.core.lineage import canonical_parquet
     if isinstance(data, pd.DataFrame):
         return data, 'memory://dataframe', sha256_bytes(canonical_parquet(data))
     if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX): return read_warehouse_data(data[len(WAREHOUSE_PREFIX):])
@@ -217,139 +228,194 @@ def export_train_metrics(status: str, duration: float, result: TrainResult | Non
         run.set('model_version', 'Registry version of the last trained model', result.version)
     return run.finish(status, duration=duration)
 
-# %% ../../nbs/25_train_pipeline.ipynb #8ea33732
+# %% ../../nbs/25_train_pipeline.ipynb #4a65c773
+def embed_texts(df: pd.DataFrame, cfg: dict, progress: bool | None = None) -> tuple[np.ndarray, object, dict]:
+    "Stage embed: `(embeddings, embedder, cache stats)` of the text column, every text once through `core.embed` (cached on disk)."
+    embedder = get_embedder(cfg['features'].get('embed_model'))
+    before = dict(embedder.stats)
+    emb = embedder.encode(df[cfg['data']['text_col']].tolist(), progress=progress)
+    stats = {k: embedder.stats[k] - before[k] for k in before}
+    stats['hit_ratio'] = stats['hits'] / max(stats['hits'] + stats['misses'], 1)
+    return emb, embedder, stats
+
+# %% ../../nbs/25_train_pipeline.ipynb #d85cf326
+def curate_rows(df: pd.DataFrame, emb: np.ndarray, cfg: dict) -> tuple[pd.DataFrame, np.ndarray, CurationReport, np.ndarray]:
+    "Stage curate (`train.curate`): `(rows, their embeddings, report, training-split mask)`; a single-class training split is an `InputError`."
+    dc, c = cfg['data'], cfg['curation']
+    label, split = dc['label_col'], dc['split_col']
+    cur, emb, report = curate(df, emb, dc['text_col'], label, split, c['exact_duplicates'], c['near_duplicates'],
+                              float(c['near_duplicate_threshold']), float(c['imbalance_warn_ratio']))
+    train = (cur[split] == 'train').to_numpy()
+    if pd.Series(cur.loc[train, label]).nunique() < 2:
+        raise InputError(f'the training split has a single class ({cur.loc[train, label].iloc[0]!r}) after curation; need at least 2')
+    return cur, emb, report, train
+
+# %% ../../nbs/25_train_pipeline.ipynb #2e999351
+def search_params(cur: pd.DataFrame, emb: np.ndarray, train: np.ndarray, cfg: dict, progress: bool | None = None) -> SearchResult:
+    "Stage search (`train.search.run_search`) on the training split; CV folds grouped by `search.group_by` or by near-duplicate group."
+    dc, by = cfg['data'], cfg['search'].get('group_by')
+    groups = (cur.loc[train, by].astype(str).to_numpy() if by and by in cur.columns else
+              cur.loc[train, 'dup_group'].to_numpy() if cfg['curation']['near_duplicates'] == 'group' else None)
+    return run_search(cur.loc[train, dc['text_col']].tolist(), cur.loc[train, dc['label_col']].to_numpy(), emb[train], cfg, groups, progress)
+
+def fit_model(cur: pd.DataFrame, params: dict, cfg: dict) -> tuple[IntentModel, pd.DataFrame]:
+    "Stage fit: `params` fitted on the training split (or train + validation, `data.fit_on`); `(model, the rows it was fitted on)`."
+    dc = cfg['data']
+    splits = ['train', 'validation'] if dc['fit_on'] == 'train+validation' else ['train']
+    fit_df = cur[cur[dc['split_col']].isin(splits)]
+    return fit_intent_model(fit_df[dc['text_col']], fit_df[dc['label_col']], fit_df.get(dc['subtype_col']), params, int(cfg['seed'])), fit_df
+
+# %% ../../nbs/25_train_pipeline.ipynb #603f07fb
+@dataclass
+class Evaluation:
+    "What the evaluate stage measured: predictions and metrics per split, calibration, OOD and the drift reference."
+    test_rows: pd.DataFrame
+    test_predictions: pd.DataFrame
+    test: dict
+    validation: dict
+    validation_predictions: pd.DataFrame | None
+    unseen: dict | None
+    unseen_predictions: pd.DataFrame | None
+    unseen_templates: list
+    unseen_calibrated: dict | None
+    calibration: dict
+    ood: dict
+    subtype: dict
+    realistic: dict
+    realistic_predictions: dict
+    reference: dict
+
+def evaluate_model(model: IntentModel, cur: pd.DataFrame, fit_df: pd.DataFrame, params: dict, cfg: dict, warnings: list) -> Evaluation:
+    "Stage evaluate: unseen templates, calibration and OOD (set on `model`), test / validation / realistic metrics, drift reference."
+    dc, ev = cfg['data'], cfg['evaluation']
+    text, label, split, bins = dc['text_col'], dc['label_col'], dc['split_col'], int(ev['calibration_bins'])
+    test_df, val_df = cur[cur[split] == 'test'], cur[cur[split] == 'validation']
+    if test_df.empty: raise InputError('the data has no test split rows; cannot evaluate the model')
+    val_held_out = not val_df.empty and not fit_df[split].eq('validation').any()
+    pred_unseen, unseen_m, held = unseen_template_eval(fit_df, cfg, params)
+    real_cal = realistic_predictions(model, 'calibration', warnings) if ev['realistic']['enabled'] else None
+    cal_info, unseen_cal_m = calibrate_model(model, pred_unseen, real_cal, cfg)
+    ood_info = attach_ood(model, fit_df, val_df if val_held_out else test_df, cfg)
+    pred_test = predictions_frame(model, test_df, text, label, dc['subtype_col'])
+    pred_val = predictions_frame(model, val_df, text, label, dc['subtype_col']) if val_held_out else None
+    halves = ('calibration', 'final') if ev['realistic']['report_final'] else ('calibration',)
+    pred_real = {k: realistic_predictions(model, k, warnings) for k in halves} if real_cal is not None else {}
+    reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
+    reference['features'] = feature_reference(text_features(fit_df[text].tolist()))   # what PCC's input-drift check compares with
+    return Evaluation(test_df, pred_test, prediction_metrics(pred_test, model.classes, bins),
+                      prediction_metrics(pred_val, model.classes, bins) if pred_val is not None else {}, pred_val,
+                      unseen_m, pred_unseen, held, unseen_cal_m, cal_info, ood_info, subtype_metrics(pred_test),
+                      {k: prediction_metrics(v, model.classes, bins) for k, v in pred_real.items()}, pred_real, reference)
+
+# %% ../../nbs/25_train_pipeline.ipynb #f55c0733
+def run_metadata(cfg: dict, embedder, data_hash: str, uri: str, search: SearchResult, fit_df: pd.DataFrame, ev: Evaluation,
+                 report: CurationReport, warnings: list, lineage_run_id: str) -> dict:
+    "What the registry stores with the version (and the model card shows)."
+    cv = dict(scoring=search.scoring, best_score=search.best_score, best_std=search.best_std)
+    return dict(model_name=cfg['registry']['model_name'], embedding_model=embedder.model_id, embed_backend=embedder.kind,
+                data_hash=data_hash, data_uri=uri, params=search.best_params, fit_on=cfg['data']['fit_on'], n_train=int(len(fit_df)),
+                seed=int(cfg['seed']), cv=cv, search=dict(mode=search.mode, n_trials=len(search.trials), n_folds=search.n_folds, **cv),
+                test_metrics=ev.test, validation_metrics=ev.validation, unseen_metrics=ev.unseen, subtype_metrics=ev.subtype,
+                unseen_calibrated_metrics=ev.unseen_calibrated, realistic_calibration_metrics=ev.realistic.get('calibration'),
+                realistic_final_metrics=ev.realistic.get('final'), calibration=ev.calibration, ood=ev.ood,
+                unseen_templates=ev.unseen_templates, reference=ev.reference, curation=report.as_dict(), warnings=warnings,
+                trained_at=pd.Timestamp.now(tz='UTC').isoformat(), lineage_run_id=lineage_run_id)
+
+def write_artifacts(folder: Path, model: IntentModel, ev: Evaluation, search: SearchResult, report: CurationReport,
+                    cfg: dict, meta: dict) -> str:
+    "Write the run's files into `folder` (predictions, worst errors, metrics, trials, curation, config, plots, model card); returns the card."
+    from mlportfolio.train.registry import _jsonable
+    d, classes, bins = Path(folder), model.classes, int(cfg['evaluation']['calibration_bins'])
+    for sub in ('evaluation', 'search', 'curation'): (d/sub).mkdir(exist_ok=True)
+    preds = {'test': ev.test_predictions, 'validation': ev.validation_predictions, 'unseen_templates': ev.unseen_predictions,
+             **{f'realistic_{k}': v for k, v in ev.realistic_predictions.items()}}
+    for name, pred in preds.items():
+        if pred is not None: pred.to_parquet(d/'evaluation'/f'predictions_{name}.parquet', index=False)
+    (d/'evaluation'/'worst_errors.md').write_text(worst_errors_markdown(model, {'test split': ev.test_predictions,
+        **{f'realistic set, {k} half': v for k, v in ev.realistic_predictions.items()}}))
+    (d/'evaluation'/'metrics.json').write_text(json.dumps(_jsonable(dict(
+        test=ev.test, validation=ev.validation, unseen_templates=ev.unseen, unseen_templates_calibrated=ev.unseen_calibrated,
+        subtype=ev.subtype, **{f'realistic_{k}': v for k, v in ev.realistic.items()}, calibration=ev.calibration, ood=ev.ood)), indent=2))
+    search.trials.drop(columns=['params']).to_csv(d/'search'/'trials.csv', index=False)
+    (d/'curation'/'report.json').write_text(json.dumps(_jsonable(report.as_dict()), indent=2))
+    (d/'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
+    pt = ev.test_predictions
+    P = _probs(pt, classes)
+    curves = {'test split': (pt.true_label, P, classes),
+              **{f'realistic {k}': (v.true_label, _probs(v, classes), classes) for k, v in ev.realistic_predictions.items()}}
+    if ev.unseen_predictions is not None: curves['unseen templates (raw)'] = (ev.unseen_predictions.true_label, _probs(ev.unseen_predictions, classes), classes)
+    write_plots({'confusion_matrix': plot_confusion(pt.true_label, pt.predicted_label, classes), 'pr_curves': plot_pr_curves(pt.true_label, P, classes),
+                 'calibration': plot_calibration(pt.true_label, P, classes, bins), 'risk_coverage': plot_risk_coverage(curves)}, d/'plots')
+    card = model_card({**meta, 'classes': classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims()})
+    (d/'model_card.md').write_text(card)
+    return card
+
+# %% ../../nbs/25_train_pipeline.ipynb #0cde4967
+def run_metrics(search: SearchResult, ev: Evaluation, embed_stats: dict, timings: dict) -> dict[str, float]:
+    "The run's MLflow metrics: CV, every split's metrics, the embedding cache and the stage seconds (finite numbers only)."
+    mets = {'cv_best_mean': search.best_score, 'cv_best_std': search.best_std, **_metrics('test', ev.test),
+            **_metrics('val', ev.validation), **_metrics('unseen', ev.unseen), **_metrics('subtype', ev.subtype),
+            **_metrics('unseen_calibrated', ev.unseen_calibrated),
+            **{k: v for half, m in ev.realistic.items() for k, v in _metrics(f'realistic_{half}', m).items()},
+            'embed_cache_hit_ratio': embed_stats['hit_ratio'], 'embed_texts_new': embed_stats['misses'],
+            **{f'seconds_{k}': v for k, v in timings.items()}}
+    return {k: float(v) for k, v in mets.items() if v is not None and np.isfinite(v)}
+
+def register_version(model: IntentModel, meta: dict, card: str, ev: Evaluation, cfg: dict, stage, lrun,
+                     promote: bool = False) -> tuple[int, dict | None]:
+    "Stages register and promote: a new registry version with its metadata (alias `challenger`); `promote` runs the gate."
+    import mlflow
+    from mlportfolio.train import registry
+    name, text = cfg['registry']['model_name'], cfg['data']['text_col']
+    with stage('register'):
+        version = registry.register_model(model, {**meta, 'card': card[:20000]}, ev.test_rows[text].head(3).tolist(), name)
+        mlflow.set_tag('mlp.model_version', str(version))
+        lrun.add_output(dict(uri=f'models:/{name}/{version}', namespace=f"mlflow+{get_settings().mlflow_registry_uri.split(':', 1)[0]}",
+                             name=f'{name}/{version}', fields=None, rows=None, sha256=None, size=None))
+    promotion = None
+    if promote:
+        with stage('promote'): promotion = registry.promote(version, float(cfg['registry']['promote_tolerance']), model_name=name)
+        mlflow.set_tag('mlp.promotion', promotion['decision'])
+    return version, promotion
+
+# %% ../../nbs/25_train_pipeline.ipynb #6cde5921
+def _log_inputs(cfg: dict, data, data_hash: str, uri: str, lineage_run_id: str) -> None:
+    import mlflow
+    mlflow.set_tags({'mlp.kind': 'train', 'mlp.data_hash': data_hash, 'mlp.data_uri': uri, 'mlp.lineage_run_id': lineage_run_id,
+                     **({'mlp.data_source': str(data)[:4900]} if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX) else {})})
+    mlflow.log_params({k: str(v)[:500] for k, v in _flat(cfg).items()})
+
 def train_run(data=None, config=None, overrides: dict | None = None, register: bool = True, promote: bool = False,
               progress: bool | None = None) -> TrainResult:
     "Train, evaluate and (by default) register a `privacy-intent` version from `data`; see the table above."
     import mlflow
-    from mlportfolio.core.embed import get_embedder
-    from mlportfolio.core.lineage import dataset_facets, emit_run
     from mlportfolio.train import registry
-    from mlportfolio.train.curate import check_training_frame, curate
-    from mlportfolio.train.evaluate import (classification_metrics, model_card, plot_calibration, plot_confusion, plot_pr_curves,
-                                            plot_risk_coverage, predictions_frame, reference_distributions, subtype_metrics, write_plots)
-    from mlportfolio.train.model import fit_intent_model, load_train_config
-    from mlportfolio.train.search import run_search
-
     cfg = load_train_config(config, overrides)
-    dc, seed = cfg['data'], int(cfg['seed'])
-    T, L, S = dc['text_col'], dc['label_col'], dc['split_col']
+    dc = cfg['data']
     df, uri, data_hash = read_training_data(data)
     exp_id = registry.ensure_experiment(cfg['registry']['experiment'])     # an unreachable server fails here, before a run
     timings, t_start = {}, time.perf_counter()
-    in_ds = dataset_facets(None, uri if '://' in uri else uri, sha256=data_hash, rows=len(df),
-                           fields=[[str(c), str(t)] for c, t in df.dtypes.items()])
+    in_ds = dataset_facets(None, uri, sha256=data_hash, rows=len(df), fields=[[str(c), str(t)] for c, t in df.dtypes.items()])
     with mlflow.start_run(experiment_id=exp_id, run_name=f'train-{data_hash[:8]}') as run, \
          emit_run('mlportfolio.train', inputs=[in_ds]) as lrun:
+        stage = partial(_stage, timings, lrun)
         try:
-            mlflow.set_tags({'mlp.kind': 'train', 'mlp.data_hash': data_hash, 'mlp.data_uri': uri, 'mlp.lineage_run_id': lrun.run_id,
-                             **({'mlp.data_source': str(data)[:4900]} if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX) else {})})
-            mlflow.log_params({k: str(v)[:500] for k, v in _flat(cfg).items()})
-            with _stage(timings, lrun, 'validate'):
-                df = check_training_frame(df, T, L, dc['subtype_col'], S, seed=seed)
-            with _stage(timings, lrun, 'embed'):
-                emb_model = get_embedder(cfg['features'].get('embed_model'))
-                before = dict(emb_model.stats)
-                emb = emb_model.encode(df[T].tolist(), progress=progress)
-                es = {k: emb_model.stats[k] - before[k] for k in before}
-                es['hit_ratio'] = es['hits'] / max(es['hits'] + es['misses'], 1)
-            with _stage(timings, lrun, 'curate'):
-                c = cfg['curation']
-                cur, emb, rep = curate(df, emb, T, L, S, c['exact_duplicates'], c['near_duplicates'],
-                                       float(c['near_duplicate_threshold']), float(c['imbalance_warn_ratio']))
-            warnings = list(rep.warnings)
-            tr = (cur[S] == 'train').to_numpy()
-            if pd.Series(cur.loc[tr, L]).nunique() < 2:
-                raise InputError(f'the training split has a single class ({cur.loc[tr, L].iloc[0]!r}) after curation; need at least 2')
-            with _stage(timings, lrun, 'search'):
-                gb = cfg['search'].get('group_by')
-                groups = (cur.loc[tr, gb].astype(str).to_numpy() if gb and gb in cur.columns else
-                          cur.loc[tr, 'dup_group'].to_numpy() if c['near_duplicates'] == 'group' else None)
-                res = run_search(cur.loc[tr, T].tolist(), cur.loc[tr, L].to_numpy(), emb[tr], cfg, groups, progress)
-            warnings += res.warnings
-            fit_splits = ['train', 'validation'] if dc['fit_on'] == 'train+validation' else ['train']
-            fit_df = cur[cur[S].isin(fit_splits)]
-            with _stage(timings, lrun, 'fit'):
-                model = fit_intent_model(fit_df[T], fit_df[L], fit_df.get(dc['subtype_col']), res.best_params, seed)
-            with _stage(timings, lrun, 'evaluate'):
-                test_df, val_df = cur[cur[S] == 'test'], cur[cur[S] == 'validation']
-                if test_df.empty: raise InputError('the data has no test split rows; cannot evaluate the model')
-                ev, bins = cfg['evaluation'], int(cfg['evaluation']['calibration_bins'])
-                pred_unseen, unseen_m, held = unseen_template_eval(fit_df, cfg, res.best_params)
-                real_cal_raw = realistic_predictions(model, 'calibration', warnings) if ev['realistic']['enabled'] else None
-                cal_info, unseen_cal_m = calibrate_model(model, pred_unseen, real_cal_raw, cfg)
-                ood_held = val_df if not val_df.empty and 'validation' not in fit_splits else test_df
-                ood_info = attach_ood(model, fit_df, ood_held, cfg)
-                pred_test = predictions_frame(model, test_df, T, L, dc['subtype_col'])
-                test_m = prediction_metrics(pred_test, model.classes, bins)
-                val_m, pred_val = {}, None
-                if not val_df.empty and 'validation' not in fit_splits:
-                    pred_val = predictions_frame(model, val_df, T, L, dc['subtype_col'])
-                    val_m = prediction_metrics(pred_val, model.classes, bins)
-                sub_m = subtype_metrics(pred_test)
-                splits = ('calibration', 'final') if ev['realistic']['report_final'] else ('calibration',)
-                pred_real = {k: realistic_predictions(model, k, warnings) for k in splits} if real_cal_raw is not None else {}
-                real_m = {k: prediction_metrics(v, model.classes, bins) for k, v in pred_real.items()}
-                reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
-                from mlportfolio.pcc.monitor import feature_reference, text_features   # what PCC's input-drift check compares with
-                reference['features'] = feature_reference(text_features(fit_df[T].tolist()))
-            meta = dict(model_name=cfg['registry']['model_name'], embedding_model=emb_model.model_id, embed_backend=emb_model.kind, data_hash=data_hash, data_uri=uri,
-                        params=res.best_params, fit_on=dc['fit_on'], n_train=int(len(fit_df)), seed=seed,
-                        cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std),
-                        search=dict(mode=res.mode, n_trials=len(res.trials), n_folds=res.n_folds, scoring=res.scoring,
-                                    best_score=res.best_score, best_std=res.best_std),
-                        test_metrics=test_m, validation_metrics=val_m, unseen_metrics=unseen_m, subtype_metrics=sub_m,
-                        unseen_calibrated_metrics=unseen_cal_m, realistic_calibration_metrics=real_m.get('calibration'),
-                        realistic_final_metrics=real_m.get('final'), calibration=cal_info, ood=ood_info, unseen_templates=held, reference=reference, curation=rep.as_dict(), warnings=warnings,
-                        trained_at=pd.Timestamp.now(tz='UTC').isoformat(), lineage_run_id=lrun.run_id)
+            _log_inputs(cfg, data, data_hash, uri, lrun.run_id)
+            with stage('validate'): df = check_training_frame(df, dc['text_col'], dc['label_col'], dc['subtype_col'], dc['split_col'], seed=int(cfg['seed']))
+            with stage('embed'): emb, embedder, embed_stats = embed_texts(df, cfg, progress)
+            with stage('curate'): cur, emb, report, train = curate_rows(df, emb, cfg)
+            with stage('search'): search = search_params(cur, emb, train, cfg, progress)
+            warnings = [*report.warnings, *search.warnings]
+            with stage('fit'): model, fit_df = fit_model(cur, search.best_params, cfg)
+            with stage('evaluate'): ev = evaluate_model(model, cur, fit_df, search.best_params, cfg, warnings)
+            meta = run_metadata(cfg, embedder, data_hash, uri, search, fit_df, ev, report, warnings, lrun.run_id)
             with tempfile.TemporaryDirectory() as d:
-                d = Path(d)
-                (d/'evaluation').mkdir(); (d/'search').mkdir(); (d/'curation').mkdir()
-                pred_test.to_parquet(d/'evaluation'/'predictions_test.parquet', index=False)
-                if pred_val is not None: pred_val.to_parquet(d/'evaluation'/'predictions_validation.parquet', index=False)
-                if pred_unseen is not None: pred_unseen.to_parquet(d/'evaluation'/'predictions_unseen_templates.parquet', index=False)
-                for k, v in pred_real.items(): v.to_parquet(d/'evaluation'/f'predictions_realistic_{k}.parquet', index=False)
-                from mlportfolio.train.explain import worst_errors_markdown
-                (d/'evaluation'/'worst_errors.md').write_text(worst_errors_markdown(model, {'test split': pred_test,
-                    **{f'realistic set, {k} half': v for k, v in pred_real.items()}}))
-                (d/'evaluation'/'metrics.json').write_text(json.dumps(registry._jsonable(dict(
-                    test=test_m, validation=val_m, unseen_templates=unseen_m, unseen_templates_calibrated=unseen_cal_m, subtype=sub_m,
-                    **{f'realistic_{k}': v for k, v in real_m.items()}, calibration=cal_info, ood=ood_info)), indent=2))
-                res.trials.drop(columns=['params']).to_csv(d/'search'/'trials.csv', index=False)
-                (d/'curation'/'report.json').write_text(json.dumps(registry._jsonable(rep.as_dict()), indent=2))
-                import yaml
-                (d/'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
-                P = _probs(pred_test, model.classes)
-                curves = {'test split': (pred_test.true_label, P, model.classes),
-                          **{f'realistic {k}': (v.true_label, _probs(v, model.classes), model.classes) for k, v in pred_real.items()}}
-                if pred_unseen is not None: curves['unseen templates (raw)'] = (pred_unseen.true_label, _probs(pred_unseen, model.classes), model.classes)
-                write_plots({'confusion_matrix': plot_confusion(pred_test.true_label, pred_test.predicted_label, model.classes),
-                             'pr_curves': plot_pr_curves(pred_test.true_label, P, model.classes),
-                             'calibration': plot_calibration(pred_test.true_label, P, model.classes, bins),
-                             'risk_coverage': plot_risk_coverage(curves)}, d/'plots')
-                card = model_card({**meta, 'classes': model.classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims()})
-                (d/'model_card.md').write_text(card)
-                mlflow.log_artifacts(str(d))
-            mets = {'cv_best_mean': res.best_score, 'cv_best_std': res.best_std, **_metrics('test', test_m),
-                    **_metrics('val', val_m), **_metrics('unseen', unseen_m), **_metrics('subtype', sub_m),
-                    **_metrics('unseen_calibrated', unseen_cal_m), **{k: v for s_, m_ in real_m.items() for k, v in _metrics(f'realistic_{s_}', m_).items()},
-                    'embed_cache_hit_ratio': es['hit_ratio'], 'embed_texts_new': es['misses'],
-                    **{f'seconds_{k}': v for k, v in timings.items()}}
-            mlflow.log_metrics({k: float(v) for k, v in mets.items() if v is not None and np.isfinite(v)})
-            mlflow.log_params({f'best.{k}': str(v) for k, v in res.best_params.items()})
+                card = write_artifacts(Path(d), model, ev, search, report, cfg, meta)
+                mlflow.log_artifacts(d)
+            mlflow.log_metrics(run_metrics(search, ev, embed_stats, timings))
+            mlflow.log_params({f'best.{k}': str(v) for k, v in search.best_params.items()})
             if warnings: mlflow.set_tag('mlp.warnings', ' | '.join(warnings)[:4900])
-            version, promotion = None, None
-            if register:
-                with _stage(timings, lrun, 'register'):
-                    version = registry.register_model(model, {**meta, 'card': card[:20000]}, test_df[T].head(3).tolist(), cfg['registry']['model_name'])
-                    mlflow.set_tag('mlp.model_version', str(version))
-                    lrun.add_output(dict(uri=f"models:/{cfg['registry']['model_name']}/{version}",
-                                         namespace=f"mlflow+{get_settings().mlflow_registry_uri.split(':', 1)[0]}",
-                                         name=f"{cfg['registry']['model_name']}/{version}", fields=None, rows=None, sha256=None, size=None))
-                if promote:
-                    with _stage(timings, lrun, 'promote'):
-                        promotion = registry.promote(version, float(cfg['registry']['promote_tolerance']), model_name=cfg['registry']['model_name'])
-                    mlflow.set_tag('mlp.promotion', promotion['decision'])
+            version, promotion = register_version(model, meta, card, ev, cfg, stage, lrun, promote) if register else (None, None)
             timings['total'] = round(time.perf_counter() - t_start, 3)
             mlflow.log_metric('seconds_total', timings['total'])
         except BaseException as e:
@@ -358,12 +424,12 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
             export_train_metrics('failed', time.perf_counter() - t_start)
             raise
     result = TrainResult(run_id=run.info.run_id, experiment_id=exp_id, version=version, data_hash=data_hash, data_uri=uri,
-                       params=res.best_params, cv=dict(scoring=res.scoring, best_score=res.best_score, best_std=res.best_std,
-                                                       trials=len(res.trials), text_fits=res.text_fits),
-                       test_metrics=test_m, validation_metrics=val_m, unseen_metrics=unseen_m, subtype_metrics=sub_m,
-                       realistic_metrics=real_m, calibration=cal_info, ood=ood_info, unseen_calibrated_metrics=unseen_cal_m,
-                       curation=rep.as_dict(), warnings=warnings, timings=timings, embed_stats=es,
-                       artifact_uri=run.info.artifact_uri, promotion=promotion, model=model)
+                         params=search.best_params, cv=dict(scoring=search.scoring, best_score=search.best_score, best_std=search.best_std,
+                                                            trials=len(search.trials), text_fits=search.text_fits),
+                         test_metrics=ev.test, validation_metrics=ev.validation, unseen_metrics=ev.unseen, subtype_metrics=ev.subtype,
+                         realistic_metrics=ev.realistic, calibration=ev.calibration, ood=ev.ood, unseen_calibrated_metrics=ev.unseen_calibrated,
+                         curation=report.as_dict(), warnings=warnings, timings=timings, embed_stats=embed_stats,
+                         artifact_uri=run.info.artifact_uri, promotion=promotion, model=model)
     export_train_metrics('success', timings['total'], result)
     return result
 
