@@ -21,7 +21,7 @@ from ..core.extras import require_extra
 require_extra('serve', 'the inference API')  # one clear line, naming the extra, when its dependencies are missing
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
-from ..core.http import BodyLimit, json_error
+from ..core.http import BodyLimit, install_error_handlers, json_error, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
 from ..pcc.model import LoadedModel, resolve_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
@@ -34,8 +34,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REQUESTS', 'REQUEST_SECONDS', 'ESCALATIONS', 'FALLBACKS', 'SHED', 'RELOADS', 'ESCALATION_RATE',
-           'ESCALATION_RATE_CALIBRATED', 'MODEL_INFO', 'OPEN_ROUTES', 'ERRORS', 'PREDICT_ERRORS', 'WORKER_STARTUP_S',
-           'Serving', 'target_of', 'ModelHolder', 'status_of', 'classifier_answer', 'llm_answer', 'escalate',
+           'ESCALATION_RATE_CALIBRATED', 'MODEL_INFO', 'STATUSES', 'OPEN_ROUTES', 'ERRORS', 'PREDICT_ERRORS',
+           'WORKER_STARTUP_S', 'Serving', 'target_of', 'ModelHolder', 'classifier_answer', 'llm_answer', 'escalate',
            'answer_texts', 'create_app', 'serve']
 
 # %% ../../nbs/44_api_app.ipynb #61e5e649
@@ -131,12 +131,7 @@ def reload(self: ModelHolder) -> str:
         RELOADS.labels(outcome).inc(); return outcome
 
 # %% ../../nbs/44_api_app.ipynb #cad6ae3a
-_STATUS = ((InputError, 422), (NotFoundError, 404), (ModelError, 503), (ConfigError, 500))
-
-def status_of(e: MLPError) -> int:
-    "HTTP status of an `MLPError`."
-    return next((code for cls, code in _STATUS if isinstance(e, cls)), 400)
-
+STATUSES = {InputError: 422, NotFoundError: 404, ModelError: 503, ConfigError: 500}   # HTTP status of each MLPError kind (else 400)
 
 # %% ../../nbs/44_api_app.ipynb #c5634918
 def _none(v):
@@ -277,23 +272,6 @@ def _observe(app, api_key: str | None, settings: ApiSettings) -> None:
         if route != '/metrics': log.debug('%s %s -> %d in %.1f ms', request.method, route, resp.status_code, took * 1e3)
         return resp
 
-def _handlers(app) -> None:
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    @app.exception_handler(MLPError)
-    async def mlp_error(request, e: MLPError): return json_error(status_of(e), str(e).splitlines()[0][:500], type(e).__name__)
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, e: RequestValidationError):
-        parts = [f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'}: {er.get('msg', 'invalid')}" for er in e.errors()[:3]]
-        return json_error(422, '; '.join(parts)[:500] or 'invalid request', 'RequestValidationError')
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, e: StarletteHTTPException):   # keep headers such as Allow on a 405
-        if e.status_code == 400:   # a body that is not UTF-8 JSON: an invalid body like any other (422)
-            return json_error(422, f'invalid request body: {e.detail}', 'RequestValidationError')
-        return json_error(e.status_code, str(e.detail), 'HTTPException', headers=getattr(e, 'headers', None))
-    @app.exception_handler(Exception)
-    async def unexpected(request, e: Exception):
-        log.exception('unhandled error'); return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
 
 # %% ../../nbs/44_api_app.ipynb #e40c9c90
 def _predict_route(app, state: _State) -> None:
@@ -366,7 +344,7 @@ def create_app(settings: ApiSettings | None = None, api_key: str | None = None):
                   description='Online privacy-intent classification: a registered classifier, micro-batched, with LLM routing below a calibrated confidence threshold.')
     app.state.api = state
     _observe(app, _api_key(api_key), settings)
-    _handlers(app)
+    install_error_handlers(app, STATUSES, log)
     _predict_route(app, state)
     _info_routes(app, state)
     if settings.cors_origins.strip():

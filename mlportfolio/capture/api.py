@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, Request, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
-from ..core.http import BodyLimit, json_error
+from ..core.embed import encode
+from ..core.http import BodyLimit, install_error_handlers, json_error
 from ..core.obs import counter, histogram, get_logger
-from .service import QuickCapture, MAX_FILTER_TAGS
+from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE
+from .store import ACTIVE_NOTES
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -31,7 +31,7 @@ HTTP_REQUESTS = counter('http_requests', 'QuickCapture HTTP requests', ('method'
 HTTP_SECONDS = histogram('http_request_duration_seconds', 'QuickCapture HTTP request time', ('route',), namespace='quickcapture')
 
 # %% auto #0
-__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'NoteIn', 'NotePatch', 'ErrorOut', 'create_app',
+__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'STATUSES', 'NoteIn', 'NotePatch', 'ErrorOut', 'create_app',
            'is_loopback', 'warn_open_bind', 'serve']
 
 # %% ../../nbs/75_capture_api.ipynb #a43968db
@@ -61,12 +61,9 @@ def _errors(*codes: int) -> dict:
 
 _WRITE_ERRORS = _errors(400, 401, 413, 422, 503)
 
-_STATUS = {InputError: 422, NotFoundError: 404, ConflictError: 409, StoreError: 503, ConfigError: 503}
 
-def _status_of(e: MLPError) -> int:
-    for cls, code in _STATUS.items():
-        if isinstance(e, cls): return code
-    return 400
+# %% ../../nbs/75_capture_api.ipynb #4901b537
+STATUSES = {InputError: 422, NotFoundError: 404, ConflictError: 409, StoreError: 503, ConfigError: 503}   # HTTP status of each MLPError kind (else 400)
 
 def _allowed_methods(app, scope) -> list[str]:
     "Every method some route of `app` takes at the request's path (a 405's `Allow` header)."
@@ -76,76 +73,48 @@ def _allowed_methods(app, scope) -> list[str]:
         if getattr(route, 'methods', None) and route.matches({**scope, 'method': 'GET'})[0] != Match.NONE: methods |= route.methods
     return sorted(methods)
 
-def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc: QuickCapture | None = None,
-               warm: bool = True, save_every: int = 1000) -> FastAPI:
-    "The QuickCapture FastAPI app over the database at `db_path` (default `MLP_CAPTURE_DB`); the index is saved every `save_every` changes."
-    if api_key is None:
-        k = get_settings().api_key
-        api_key = k.get_secret_value() if k is not None and k.get_secret_value() else None
+def _service(db_path, qc: QuickCapture | None, save_every: int):
+    "A function returning the app's `QuickCapture`: `qc` when given, else one opened on first use."
     state = dict(qc=qc)
-
     def service() -> QuickCapture:
         if state['qc'] is None: state['qc'] = QuickCapture(db_path, save_every=save_every)
         return state['qc']
+    return service
 
+def _lifespan(service, warm: bool):
+    "Open the service at start-up (and load the embedding model and the router when `warm`); close it at shutdown."
     @asynccontextmanager
     async def lifespan(app):
         qc = service()
         if warm:   # load the embedding model and the router before the first request
-            from mlportfolio.core.embed import encode
             qc.router; encode(['warm up'], progress=False)
         log.info('QuickCapture API ready: %s notes in %s (index %s)', qc.store.count(), qc.store.path, qc.store.last_open)
         yield
         qc.close()
+    return lifespan
 
-    app = FastAPI(title='mlportfolio QuickCapture', version='1', lifespan=lifespan)
-    app.state.service = service
-
+def _observe(app: FastAPI, api_key: str | None) -> None:
+    "Middleware: writes need `api_key` (when set); every request is counted and timed by route."
     @app.middleware('http')
     async def observe(request: Request, call_next):
         t0 = time.perf_counter()
-        route = request.url.path
         if request.method in ('POST', 'PATCH', 'DELETE') and api_key is not None:
             given = request.headers.get('x-api-key', '')
             if not secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode()):
-                resp = json_error(401, 'missing or wrong X-API-Key header: writes need the API key', 'Unauthorized')
                 HTTP_REQUESTS.labels(request.method, 'auth', '401').inc()
-                return resp
-        try:
-            resp = await call_next(request)
+                return json_error(401, 'missing or wrong X-API-Key header: writes need the API key', 'Unauthorized')
+        try: resp = await call_next(request)
         except Exception as e:   # never let one request take the server down
-            log.exception('unhandled error on %s %s', request.method, route)
+            log.exception('unhandled error on %s %s', request.method, request.url.path)
             resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-        r = request.scope.get('route')
-        label = getattr(r, 'path', 'unmatched')
+        label = getattr(request.scope.get('route'), 'path', 'unmatched')
         HTTP_REQUESTS.labels(request.method, label, str(resp.status_code)).inc()
         HTTP_SECONDS.labels(label).observe(time.perf_counter() - t0)
         return resp
 
-    @app.exception_handler(MLPError)
-    async def mlp_error(request, e: MLPError): return json_error(_status_of(e), str(e), type(e).__name__)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request, e: RequestValidationError):
-        errs = e.errors()
-        parts = []
-        for er in errs[:3]:
-            loc = '.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'
-            parts.append(f"{loc}: {er.get('msg', 'invalid')}")
-        return json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, e: StarletteHTTPException):
-        resp = json_error(e.status_code, str(e.detail), 'HTTPException')
-        resp.headers.update(getattr(e, 'headers', None) or {})
-        if e.status_code == 405: resp.headers['Allow'] = ', '.join(_allowed_methods(app, request.scope))
-        return resp
-
-    @app.exception_handler(Exception)
-    async def unexpected(request, e: Exception):
-        log.exception('unhandled error')
-        return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-
+# %% ../../nbs/75_capture_api.ipynb #e52782eb
+def _note_routes(app: FastAPI, service) -> None:
+    "`POST /notes`, `GET`, `PATCH` and `DELETE /notes/{key}`."
     @app.post('/notes', status_code=201, responses={200: {'description': 'Replay of a known client id: the stored note'}, **_WRITE_ERRORS, **_errors(409)})
     def post_note(body: NoteIn):
         note = service().add(body.text, uid=body.id, source='api', dry_run=body.dry_run)
@@ -163,6 +132,8 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
         n = service().delete(key)
         return {'deleted': n['id'], 'uid': n['uid']}
 
+def _ops_routes(app: FastAPI, service) -> None:
+    "`GET /search`, `GET /health` and `GET /metrics`."
     @app.get('/search', responses=_errors(400, 422, 503))
     def search(q: str = Query(..., max_length=2000, description='Query text'),
                mode: str = Query('hybrid', description='keyword, semantic or hybrid'),
@@ -182,13 +153,25 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
     @app.get('/metrics', response_class=PlainTextResponse, responses=_errors(400, 503))
     def metrics():
         from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
-        from mlportfolio.capture.store import ACTIVE_NOTES
-        from mlportfolio.capture.service import REVIEW_QUEUE
         ACTIVE_NOTES.set(service().store.count()); REVIEW_QUEUE.set(service().review_queue_size())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc: QuickCapture | None = None,
+               warm: bool = True, save_every: int = 1000) -> FastAPI:
+    "The QuickCapture FastAPI app over the database at `db_path` (default `MLP_CAPTURE_DB`); the index is saved every `save_every` changes."
+    if api_key is None:
+        k = get_settings().api_key
+        api_key = k.get_secret_value() if k is not None and k.get_secret_value() else None
+    service = _service(db_path, qc, save_every)
+    app = FastAPI(title='mlportfolio QuickCapture', version='1', lifespan=_lifespan(service, warm))
+    app.state.service = service
+    _observe(app, api_key)
+    install_error_handlers(app, STATUSES, log, allowed_methods=lambda scope: _allowed_methods(app, scope))
+    _note_routes(app, service)
+    _ops_routes(app, service)
     return _wrap(app)
 
+# %% ../../nbs/75_capture_api.ipynb #5d2f6c42
 def _wrap(app: FastAPI) -> FastAPI:
     "Install the body size limit as the outermost ASGI middleware."
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

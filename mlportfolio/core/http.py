@@ -6,9 +6,15 @@ Docs: https://mlportfolio.github.io/mlportfolio/http.html.md"""
 
 # %% ../../nbs/06c_http.ipynb #493c9e8c
 from __future__ import annotations
+from typing import Callable, Mapping
+
+from .errors import MLPError
+from .obs import get_logger
+
+log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['json_error', 'BodyLimit']
+__all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers']
 
 # %% ../../nbs/06c_http.ipynb #bcca7671
 def json_error(status: int, message: str, kind: str, headers: dict | None = None):
@@ -48,3 +54,33 @@ class BodyLimit:
                 return {'type': 'http.request', 'body': body, 'more_body': False}
             return await receive()
         return await self.app(scope, replay, send)
+
+# %% ../../nbs/06c_http.ipynb #51428582
+def status_of(e: Exception, statuses: Mapping[type, int]) -> int:
+    "HTTP status of error `e`: that of the first class in `statuses` it is an instance of, else 400."
+    return next((code for cls, code in statuses.items() if isinstance(e, cls)), 400)
+
+def validation_message(errors: list[dict]) -> str:
+    "The first three problems of a request validation error as `field: message; ...` (at most 500 characters)."
+    parts = [f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'}: {er.get('msg', 'invalid')}" for er in errors[:3]]
+    return '; '.join(parts)[:500] or 'invalid request'
+
+def install_error_handlers(app, statuses: Mapping[type, int], logger=None, allowed_methods: Callable | None = None) -> None:
+    "Answer every error of FastAPI `app` with `json_error` (see above); `allowed_methods(scope)` gives a 405's `Allow` header."
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+    @app.exception_handler(MLPError)
+    async def mlp_error(request, e: MLPError): return json_error(status_of(e, statuses), (str(e).splitlines() or [''])[0][:500], type(e).__name__)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, e: RequestValidationError): return json_error(422, validation_message(e.errors()), 'RequestValidationError')
+    @app.exception_handler(HTTPException)
+    async def http_error(request, e: HTTPException):
+        if e.status_code == 400:   # a body that is not UTF-8 JSON: an invalid body like any other
+            return json_error(422, f'invalid request body: {e.detail}', 'RequestValidationError')
+        resp = json_error(e.status_code, str(e.detail), 'HTTPException', headers=getattr(e, 'headers', None))
+        if e.status_code == 405 and allowed_methods is not None: resp.headers['Allow'] = ', '.join(allowed_methods(request.scope))
+        return resp
+    @app.exception_handler(Exception)
+    async def unexpected(request, e: Exception):
+        (logger or log).exception('unhandled error')
+        return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')

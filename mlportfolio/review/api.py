@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
-from ..core.http import BodyLimit, json_error
+from ..core.http import BodyLimit, install_error_handlers, json_error
 from ..core.obs import counter, get_logger, histogram
 from .run import VISIBLE, Reviewer, check_predictions, review_run
 from .store import AuditLog
@@ -33,8 +31,8 @@ HTTP_SECONDS = histogram('review_http_request_seconds', 'Reviewer HTTP request t
 MAX_BODY_BYTES = 2 * 1024 * 1024   # a full request (20 items of 10,000 characters) fits even \u-escaped
 
 # %% auto #0
-__all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'MAX_BODY_BYTES', 'ReviewItem', 'ReviewRequest', 'ReviewOut', 'request_models',
-           'ReviewResponse', 'ReviewList', 'StatsOut', 'HealthOut', 'ErrorOut', 'create_app', 'serve']
+__all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'MAX_BODY_BYTES', 'STATUSES', 'ReviewItem', 'ReviewRequest', 'ReviewOut',
+           'request_models', 'ReviewResponse', 'ReviewList', 'StatsOut', 'HealthOut', 'ErrorOut', 'create_app', 'serve']
 
 # %% ../../nbs/56_review_api.ipynb #c0006
 class ReviewItem(BaseModel):
@@ -130,33 +128,11 @@ class ErrorOut(BaseModel):
     type: str
 
 # %% ../../nbs/56_review_api.ipynb #c0008
-_STATUS = {InputError: 422, NotFoundError: 404, StoreError: 503, ConfigError: 503}
-
-def _status_of(e: MLPError) -> int:
-    return next((code for cls, code in _STATUS.items() if isinstance(e, cls)), 400)
+STATUSES = {InputError: 422, NotFoundError: 404, StoreError: 503, ConfigError: 503}   # HTTP status of each MLPError kind (else 400)
 
 def _out(r: dict) -> ReviewOut:
     return ReviewOut(**{k: v for k, v in r.items() if k in ReviewOut.model_fields})
 
-def _install_errors(app: FastAPI) -> None:
-    @app.exception_handler(MLPError)
-    async def mlp_error(request, e: MLPError): return json_error(_status_of(e), str(e), type(e).__name__)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request, e: RequestValidationError):
-        parts = [f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'}: {er.get('msg', 'invalid')}" for er in e.errors()[:3]]
-        return json_error(422, '; '.join(parts) or 'invalid request', 'RequestValidationError')
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, e: StarletteHTTPException):
-        r = json_error(e.status_code, str(e.detail), 'HTTPException')
-        r.headers.update(e.headers or {})   # e.g. Allow on a 405
-        return r
-
-    @app.exception_handler(Exception)
-    async def unexpected(request, e: Exception):
-        log.exception('unhandled error')
-        return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
 
 # %% ../../nbs/56_review_api.ipynb #c0009
 def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str | None = None) -> FastAPI:
@@ -168,7 +144,7 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
     _, Request_ = request_models(reviewer.tax)
     errs = {422: {'model': ErrorOut}, 404: {'model': ErrorOut}, 401: {'model': ErrorOut}, 413: {'model': ErrorOut}}
     app = FastAPI(title='mlportfolio reviewer', version='1', responses=errs)
-    _install_errors(app)
+    install_error_handlers(app, STATUSES, log)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.middleware('http')
