@@ -8,7 +8,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/mapper_map.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('mapper', 'the embedding mapper')  # one clear line, naming the extra, when its dependencies are missing
-import hashlib, json, os, uuid
+import hashlib, json, os, time, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings, ensure_dir
-from ..core.embed import read_texts
+from ..core.embed import get_embedder, read_texts
 from ..core.errors import ConfigError, InputError
 from ..core.io import read_table
 from ..core.store import atomic_path
@@ -244,19 +244,11 @@ class EmbeddingMap:
         fitted = f', {len(self.data)} rows, {self.data.domain.nunique()} domains' if hasattr(self, 'data') else ''
         return f'EmbeddingMap({self.name}{fitted})'
 
-# %% ../../nbs/61_mapper_map.ipynb #4366279a
+# %% ../../nbs/61_mapper_map.ipynb #c36c78d4
 from fastcore.basics import patch
 
-@patch
-def fit(self: EmbeddingMap, data: pd.DataFrame | None = None, texts: Sequence[str] | None = None, domains: Sequence | None = None,
-        labels: Sequence | None = None, embeddings: np.ndarray | None = None, model_id: str | None = None,
-        drop_empty: bool = False) -> EmbeddingMap:
-    """Fit the map on `data` (columns text, domain and optionally label) or on `texts` + `domains` (+ `labels`).
-
-    `embeddings` (aligned with the input rows) skips the embedding step; `model_id` names where they came from."""
-    import time
-    p, t0 = self.params, time.perf_counter()
-    self.timings = {}
+def _input_frame(data: pd.DataFrame | None, texts, domains, labels, embeddings) -> tuple[pd.DataFrame, np.ndarray | None]:
+    "The input as rows `text, domain, label, row` (`row`: the input position) and the embeddings checked against them."
     if data is None:
         if texts is None or domains is None: raise InputError('fit needs data (a DataFrame) or texts and domains')
         if isinstance(texts, str): raise InputError('texts must be a list of texts, not a single string')
@@ -270,13 +262,17 @@ def fit(self: EmbeddingMap, data: pd.DataFrame | None = None, texts: Sequence[st
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or len(embeddings) != len(data):
             raise InputError(f'embeddings must have one row per text: got shape {embeddings.shape} for {len(data)} texts')
-    data = data.assign(row=np.arange(len(data)))
+    return data.assign(row=np.arange(len(data))), embeddings
+
+@patch
+def _select_rows(self: EmbeddingMap, data: pd.DataFrame, embeddings: np.ndarray | None, drop_empty: bool) -> tuple[pd.DataFrame, np.ndarray | None]:
+    "Valid rows in canonical order (a reordered input gives the same map, row for row), sampled to `max_points`; embeddings aligned."
+    p = self.params
     self.n_input = len(data)
     if drop_empty and embeddings is not None:
         keep = np.array([isinstance(t, str) and bool(t.strip()) for t in data['text']])
         data, embeddings = data[keep], embeddings[keep]
     data = validate_frame(data, drop_empty=drop_empty)
-    # canonical order: a reordered input gives the same map, row for row
     labs = data['label'].map(lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     order = np.lexsort((data['row'].to_numpy(), labs.to_numpy(), data['text'].to_numpy(), data['domain'].to_numpy()))
     data = data.iloc[order].reset_index(drop=True)
@@ -287,18 +283,48 @@ def fit(self: EmbeddingMap, data: pd.DataFrame | None = None, texts: Sequence[st
     if self.n_dropped_sampling: log.info('subsampled %d of %d rows (dropped %d), seed %d', len(keep), len(data), self.n_dropped_sampling, p.seed)
     data = data.iloc[keep].reset_index(drop=True)
     check_reducer_size(p.reducer, len(data), p.n_neighbors, p.perplexity)  # before the (slow) embedding step
+    return data, (embeddings[keep] if embeddings is not None else None)
+
+@patch
+def _vectors(self: EmbeddingMap, data: pd.DataFrame, embeddings: np.ndarray | None, model_id: str | None) -> np.ndarray:
+    "The rows' vectors: the embeddings given, or `core.embed` of the texts; sets `model_id`."
     if embeddings is not None:
-        X = embeddings[keep]
         self.model_id = model_id or self.model or 'precomputed'
-    else:
-        from mlportfolio.core.embed import get_embedder
-        emb = get_embedder(self.model)
-        X = emb.encode(data['text'].tolist(), progress=self.progress)
-        self.model_id = model_id or emb.model_id
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
+    emb = get_embedder(self.model)
+    X = emb.encode(data['text'].tolist(), progress=self.progress)
+    self.model_id = model_id or emb.model_id
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+@patch
+def _start_background(self: EmbeddingMap, X: np.ndarray, data: pd.DataFrame, back: np.ndarray, clusters: bool):
+    "One worker computes the metrics (and, when `clusters`, the clusters on the embeddings) while the projection runs here; the clusters' future or None."
+    from concurrent.futures import ThreadPoolExecutor
+    p = self.params
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='mapper-background')
+    pending = pool.submit(cluster, X, None, p.clusterer, p.n_clusters, p.min_cluster_size, p.cluster_on, p.seed) if clusters else None
+    args = _metric_args(self.n_perm)
+    self._pending = (args, pool.submit(_embedding_metrics, X[back], data['domain'].to_numpy(dtype=object)[back],
+                                       data['label'].to_numpy(dtype=object)[back], p.metric, p.seed, **args))
+    pool.shutdown(wait=False)
+    return pending
+
+# %% ../../nbs/61_mapper_map.ipynb #3d8a82fd
+@patch
+def fit(self: EmbeddingMap, data: pd.DataFrame | None = None, texts: Sequence[str] | None = None, domains: Sequence | None = None,
+        labels: Sequence | None = None, embeddings: np.ndarray | None = None, model_id: str | None = None,
+        drop_empty: bool = False) -> EmbeddingMap:
+    """Fit the map on `data` (columns text, domain and optionally label) or on `texts` + `domains` (+ `labels`).
+
+    `embeddings` (aligned with the input rows) skips the embedding step; `model_id` names where they came from."""
+    p, t0 = self.params, time.perf_counter()
+    self.timings = {}
+    data, embeddings = _input_frame(data, texts, domains, labels, embeddings)
+    data, embeddings = self._select_rows(data, embeddings, drop_empty)
+    X = self._vectors(data, embeddings, model_id)
     self.timings['inputs+embed'] = time.perf_counter() - t0; t0 = time.perf_counter()
     back = np.argsort(data['row'].to_numpy(), kind='stable')  # canonical order -> input order
     self._metrics, self._index, self._pending = None, None, None
-    X = np.ascontiguousarray(X, dtype=np.float32)
     self.content_key = _hash(X.tobytes(), data['text'].tolist())
     pkey = _hash('projection', self.content_key, self.model_id, p.reducer, p.n_neighbors, p.min_dist, p.perplexity, p.metric, p.seed)
     ckey = _hash('clusters', pkey, p.clusterer, p.n_clusters, p.min_cluster_size, p.cluster_on, p.seed)
@@ -306,18 +332,7 @@ def fit(self: EmbeddingMap, data: pd.DataFrame | None = None, texts: Sequence[st
     chit = self.cache_store.get(ckey) if self.cache else None
     self.cache_hits = dict(projection=hit is not None, clusters=chit is not None)
     on_embedding = p.clusterer == 'kmeans' and p.cluster_on in ('auto', 'embedding') or p.cluster_on == 'embedding'
-    pending_clusters = None
-    if self.background_metrics:
-        # clusters on the embeddings and the metrics need only the vectors: one worker computes them while the
-        # projection (single-threaded when seeded) runs here
-        from concurrent.futures import ThreadPoolExecutor
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='mapper-background')
-        if chit is None and on_embedding:
-            pending_clusters = pool.submit(cluster, X, None, p.clusterer, p.n_clusters, p.min_cluster_size, p.cluster_on, p.seed)
-        args = _metric_args(self.n_perm)
-        self._pending = (args, pool.submit(_embedding_metrics, X[back], data['domain'].to_numpy(dtype=object)[back],
-                                           data['label'].to_numpy(dtype=object)[back], p.metric, p.seed, **args))
-        pool.shutdown(wait=False)
+    pending_clusters = self._start_background(X, data, back, chit is None and on_embedding) if self.background_metrics else None
     if hit is None:
         xy, evr = project(X, p.reducer, p.n_neighbors, p.min_dist, p.perplexity, p.metric, p.seed)
         hit = dict(xy=xy, evr=evr if evr is not None else np.zeros(0))
