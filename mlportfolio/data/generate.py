@@ -260,93 +260,124 @@ def _timestamps(rng, n: int, days: int, end: pd.Timestamp) -> pd.Series:
     ts = ts.where(ts < end, ts - pd.Timedelta(days=1))
     return pd.Series(ts.as_unit('us'), name='timestamp')
 
+
+# %% ../../nbs/11_data_generate.ipynb #5d3002ba
+def _generation_probs(n, days, group_by: str, probs: dict, shapes: dict | None) -> tuple[dict, dict]:
+    "Check the arguments of `generate_dataset`; `(every probability, the message-shape ones)`."
+    if group_by not in GROUP_BY: raise InputError(f"group_by {group_by!r} is not one of {', '.join(GROUP_BY)}")
+    if not isinstance(n, (int, np.integer)) or n < 1: raise InputError(f'n must be a positive integer, got {n!r}')
+    if not isinstance(days, (int, np.integer)) or days < 1: raise InputError(f'days must be a positive integer, got {days!r}')
+    shapes = dict(DEFAULT_SHAPE_PROBS if shapes is None else shapes)
+    bad = sorted(set(shapes) - set(DEFAULT_SHAPE_PROBS))
+    if bad: raise InputError(f"unknown shape probability {bad[0]!r}; known: {', '.join(DEFAULT_SHAPE_PROBS)}")
+    probs = {**probs, **shapes}
+    for k, v in probs.items():
+        if not 0 <= v <= 1: raise InputError(f'{k} must be between 0 and 1, got {v!r}')
+    return probs, shapes
+
+def _class_weights(tax: Taxonomy, ts: TemplateSet, class_weights: dict | None) -> dict:
+    "The intents to draw and their weights (default `DEFAULT_CLASS_WEIGHTS`), each an intent with templates."
+    weights = dict(class_weights or {k: v for k, v in DEFAULT_CLASS_WEIGHTS.items() if k in tax.intents} or {i: 1.0 for i in tax.intents})
+    for k in weights: tax.check_intent(k)
+    missing = [k for k in weights if not ts.by_intent(k)]
+    if missing: raise InputError(f'intent(s) {missing} have no templates in {ts.path}; add templates or drop them from class_weights')
+    return weights
+
+def _end_time(end) -> pd.Timestamp:
+    "`end` as a UTC time (default: today 00:00 UTC); a time in the future is an `InputError`."
+    now = pd.Timestamp.now(tz='UTC')
+    try: end = now.floor('D') if end is None else pd.Timestamp(end)
+    except (ValueError, OverflowError, TypeError): raise InputError(f'end {printable(end, 60)!r} is not a date or time such as 2026-11-26 or 2026-11-26T10:00') from None
+    end = end.tz_localize('UTC') if end.tzinfo is None else end.tz_convert('UTC')
+    if end > now: raise InputError(f'end {end} is in the future; timestamps must not be')
+    return end
+
+
+# %% ../../nbs/11_data_generate.ipynb #96e499a3
+def _message(u: list, v: np.ndarray, t, tslot: tuple, ts: TemplateSet, probs: dict, shapes: dict, rng) -> tuple:
+    "One message from template `t` and the row's draws `u` (shape draws `v`): `(text, has_pii, core sentence, confidence, formality, urgency)`."
+    var, slots = ts.variations, ts.slots
+    names, has_pii_slot = tslot
+    fill = {s: _pick(slots[s], u[8 + j]) for j, s in enumerate(names)}
+    pii = _pii(u[18:25]) if (u[5] < probs['p_pii'] or has_pii_slot) else None
+    if pii: fill.update(pii)
+    core = key = t.text.format(**fill)
+    typo = u[4] < probs['p_typo']
+    if typo: core = add_typos(core, rng, 1 + int(rng.random() < 0.3))
+    parts, form, urg = [], _STYLE_FORMALITY[t.style], _STYLE_URGENCY[t.style]
+    if u[1] < probs['p_urgency']: parts.append(_pick(var['urgency_prefix'], u[12])); urg += 0.25
+    elif u[2] < probs['p_emotion']: parts.append(_pick(var['emotion_prefix'], u[13])); form -= 0.1; urg += 0.1
+    elif u[0] < probs['p_politeness']: parts.append(_pick(var['politeness_prefix'], u[14])); form += 0.05
+    parts.append(core)
+    if u[25] < probs['p_context'] and var.get('context'):
+        ctx = _pick(var['context'], u[26])
+        parts.append(ctx.format(service=fill.get('service') or _pick(slots['service'], u[27]), product=fill.get('product') or _pick(slots['product'], u[27])))
+    if u[3] < probs['p_legal']:
+        legal = var['legal_suffix'].get(t.subtype or t.intent) or var['legal_suffix'].get(t.intent) or []
+        if legal: parts.append(_pick(legal, u[15])); form += 0.1
+    if pii and u[5] < probs['p_pii']: parts.append(_pick(var['pii'], u[16]).format(**pii))
+    if u[6] < probs['p_politeness'] / 2: parts.append(_pick(var['politeness_suffix'], u[17])); form += 0.05
+    if typo: form -= 0.15
+    text = ' '.join(parts)
+    if shapes and v.min() < max(shapes.values()):
+        text, _ = shape_message(text, v.tolist(), var, shapes, pii or _pii(u[18:25]), fill)
+    return text, pii is not None, key, _BASE_CONF[t.kind] - (0.04 if typo else 0.0), form, urg
+
+def _frame(messages: list[tuple], tpls: list, rng, days: int, end: pd.Timestamp) -> pd.DataFrame:
+    "The dataset's columns (all but `split`) from the messages and their templates; scores get a little noise."
+    n = len(messages)
+    text, pii, _, conf, formality, urgency = (list(c) for c in zip(*messages))
+    noise = rng.normal(0, 0.03, size=(n, 3))
+    return pd.DataFrame({
+        'text': pd.array(text, dtype='string'),
+        'intent': pd.array([t.intent for t in tpls], dtype='string'),
+        'subtype': pd.array([t.subtype for t in tpls], dtype='string'),
+        'template_id': pd.array([t.id for t in tpls], dtype='string'),
+        'style': pd.array([t.style for t in tpls], dtype='string'),
+        'label_confidence': np.clip(np.array(conf) + noise[:, 0] / 1.5, 0.5, 1.0).round(3),
+        'timestamp': _timestamps(rng, n, days, end),
+        'has_personal_info': np.array(pii, dtype=bool),
+        'formality_score': np.clip(np.array(formality) + noise[:, 1], 0, 1).round(3),
+        'urgency_score': np.clip(np.array(urgency) + noise[:, 2], 0, 1).round(3),
+    })
+
+def _splits(df: pd.DataFrame, core_keys: list[str], group_by: str, threshold: float, fractions, seed: int) -> pd.array:
+    "Train / validation / test per row, whole groups (by template, or near-duplicates of the core sentence and of the text) together."
+    if group_by == 'template': groups = df['template_id'].to_numpy(dtype=object)
+    else:
+        groups = merge_groups(near_duplicate_groups(core_keys, blocks=df['template_id'], threshold=threshold),
+                              near_duplicate_groups(df['text'], blocks=df['template_id'], threshold=threshold))
+    strata = df['intent'].str.cat(df['subtype'].fillna(''), sep='/')
+    return pd.array(assign_splits(groups, strata, fractions, seed), dtype='string')
+
+
+# %% ../../nbs/11_data_generate.ipynb #73df530b
 def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, class_weights: dict | None = None,
                      p_politeness: float = 0.35, p_urgency: float = 0.10, p_emotion: float = 0.10, p_legal: float = 0.20,
                      p_typo: float = 0.08, p_pii: float = 0.30, p_context: float = 0.30, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                      group_by: str = 'near_duplicate', near_dup_threshold: float = 0.8, taxonomy: Taxonomy | None = None,
                      templates: TemplateSet | str | Path | None = None, shapes: dict | None = None) -> pd.DataFrame:
     "Generate `n` labelled messages (columns `COLUMNS`), deterministic in `seed`; times end at `end` (default: today 00:00 UTC); `shapes`: `shape_message` probabilities (default `DEFAULT_SHAPE_PROBS`, `{}`: none)."
-    if group_by not in GROUP_BY: raise InputError(f"group_by {group_by!r} is not one of {', '.join(GROUP_BY)}")
-    if not isinstance(n, (int, np.integer)) or n < 1: raise InputError(f'n must be a positive integer, got {n!r}')
-    if not isinstance(days, (int, np.integer)) or days < 1: raise InputError(f'days must be a positive integer, got {days!r}')
-    probs = dict(p_politeness=p_politeness, p_urgency=p_urgency, p_emotion=p_emotion, p_legal=p_legal, p_typo=p_typo, p_pii=p_pii,
-                 p_context=p_context)
-    shapes = dict(DEFAULT_SHAPE_PROBS if shapes is None else shapes)
-    bad = sorted(set(shapes) - set(DEFAULT_SHAPE_PROBS))
-    if bad: raise InputError(f"unknown shape probability {bad[0]!r}; known: {', '.join(DEFAULT_SHAPE_PROBS)}")
-    probs.update(shapes)
-    for k, v in probs.items():
-        if not 0 <= v <= 1: raise InputError(f'{k} must be between 0 and 1, got {v!r}')
+    probs, shapes = _generation_probs(n, days, group_by, dict(p_politeness=p_politeness, p_urgency=p_urgency, p_emotion=p_emotion,
+                                      p_legal=p_legal, p_typo=p_typo, p_pii=p_pii, p_context=p_context), shapes)
     tax = taxonomy or load_taxonomy()
     ts = templates if isinstance(templates, TemplateSet) else load_templates(templates)
-    weights = dict(class_weights or {k: v for k, v in DEFAULT_CLASS_WEIGHTS.items() if k in tax.intents} or {i: 1.0 for i in tax.intents})
-    for k in weights: tax.check_intent(k)
-    missing = [k for k in weights if not ts.by_intent(k)]
-    if missing: raise InputError(f'intent(s) {missing} have no templates in {ts.path}; add templates or drop them from class_weights')
-    now = pd.Timestamp.now(tz='UTC')
-    try: end = now.floor('D') if end is None else pd.Timestamp(end)
-    except (ValueError, OverflowError, TypeError): raise InputError(f'end {printable(end, 60)!r} is not a date or time such as 2026-11-26 or 2026-11-26T10:00') from None
-    end = end.tz_localize('UTC') if end.tzinfo is None else end.tz_convert('UTC')
-    if end > now: raise InputError(f'end {end} is in the future; timestamps must not be')
-
+    weights = _class_weights(tax, ts, class_weights)
+    end = _end_time(end)
     rng = np.random.default_rng(seed)
     labels = list(weights); w = np.array([weights[k] for k in labels], float); w /= w.sum()
     intent_idx = rng.choice(len(labels), size=n, p=w).tolist()
     pools = {k: ts.by_intent(k) for k in labels}
-    var, slots = ts.variations, ts.slots
-    tslots = {t.id: ([s for s in t.slots if s in slots], any(s in PII_SLOTS for s in t.slots)) for t in ts.templates}
-    U = rng.random((n, 28))
-    V = rng.random((n, 16))   # message shapes (drawn after U, so U's columns keep their meaning)   # every per-row draw, up front: 0-6 variations, 7 template, 8-11 slots, 12-17 texts, 18-24 PII, 25-27 context
-    rows_text, rows_tpl, rows_pii, core_keys, conf, formality, urgency = [], [], [], [], [], [], []
+    tslots = {t.id: ([s for s in t.slots if s in ts.slots], any(s in PII_SLOTS for s in t.slots)) for t in ts.templates}
+    U = rng.random((n, 28))   # every per-row draw, up front: 0-6 variations, 7 template, 8-11 slots, 12-17 texts, 18-24 PII, 25-27 context
+    V = rng.random((n, 16))   # message shapes (drawn after U, so U's columns keep their meaning)
+    messages, tpls = [], []
     for r in range(n):
         u = U[r].tolist()
         t = _pick(pools[labels[intent_idx[r]]], u[7])
-        names, has_pii_slot = tslots[t.id]
-        fill = {s: _pick(slots[s], u[8 + j]) for j, s in enumerate(names)}
-        pii = _pii(u[18:25]) if (u[5] < p_pii or has_pii_slot) else None
-        if pii: fill.update(pii)
-        core = t.text.format(**fill)
-        core_keys.append(core)
-        typo = u[4] < p_typo
-        if typo: core = add_typos(core, rng, 1 + int(rng.random() < 0.3))
-        parts, form, urg = [], _STYLE_FORMALITY[t.style], _STYLE_URGENCY[t.style]
-        if u[1] < p_urgency: parts.append(_pick(var['urgency_prefix'], u[12])); urg += 0.25
-        elif u[2] < p_emotion: parts.append(_pick(var['emotion_prefix'], u[13])); form -= 0.1; urg += 0.1
-        elif u[0] < p_politeness: parts.append(_pick(var['politeness_prefix'], u[14])); form += 0.05
-        parts.append(core)
-        if u[25] < p_context and var.get('context'):
-            ctx = _pick(var['context'], u[26])
-            parts.append(ctx.format(service=fill.get('service') or _pick(slots['service'], u[27]), product=fill.get('product') or _pick(slots['product'], u[27])))
-        if u[3] < p_legal:
-            legal = var['legal_suffix'].get(t.subtype or t.intent) or var['legal_suffix'].get(t.intent) or []
-            if legal: parts.append(_pick(legal, u[15])); form += 0.1
-        if pii and u[5] < p_pii: parts.append(_pick(var['pii'], u[16]).format(**pii))
-        if u[6] < p_politeness / 2: parts.append(_pick(var['politeness_suffix'], u[17])); form += 0.05
-        if typo: form -= 0.15
-        text = ' '.join(parts)
-        if shapes and V[r].min() < max(shapes.values()):
-            text, _ = shape_message(text, V[r].tolist(), var, shapes, pii or _pii(u[18:25]), fill)
-        rows_text.append(text); rows_tpl.append(t); rows_pii.append(pii is not None)
-        conf.append(_BASE_CONF[t.kind] - (0.04 if typo else 0.0)); formality.append(form); urgency.append(urg)
-    noise = rng.normal(0, 0.03, size=(n, 3))
-    df = pd.DataFrame({
-        'text': pd.array(rows_text, dtype='string'),
-        'intent': pd.array([t.intent for t in rows_tpl], dtype='string'),
-        'subtype': pd.array([t.subtype for t in rows_tpl], dtype='string'),
-        'template_id': pd.array([t.id for t in rows_tpl], dtype='string'),
-        'style': pd.array([t.style for t in rows_tpl], dtype='string'),
-        'label_confidence': np.clip(np.array(conf) + noise[:, 0] / 1.5, 0.5, 1.0).round(3),
-        'timestamp': _timestamps(rng, n, days, end),
-        'has_personal_info': np.array(rows_pii, dtype=bool),
-        'formality_score': np.clip(np.array(formality) + noise[:, 1], 0, 1).round(3),
-        'urgency_score': np.clip(np.array(urgency) + noise[:, 2], 0, 1).round(3),
-    })
-    if group_by == 'template': groups = df['template_id'].to_numpy(dtype=object)
-    else:  # near-duplicates by the sentence before variations, and by the final text
-        groups = merge_groups(near_duplicate_groups(core_keys, blocks=df['template_id'], threshold=near_dup_threshold),
-                              near_duplicate_groups(df['text'], blocks=df['template_id'], threshold=near_dup_threshold))
-    strata = df['intent'].str.cat(df['subtype'].fillna(''), sep='/')
-    df['split'] = pd.array(assign_splits(groups, strata, split_fractions, seed), dtype='string')
+        messages.append(_message(u, V[r], t, tslots[t.id], ts, probs, shapes, rng)); tpls.append(t)
+    df = _frame(messages, tpls, rng, days, end)
+    df['split'] = _splits(df, [m[2] for m in messages], group_by, near_dup_threshold, split_fractions, seed)
     return df[COLUMNS]
 
 # %% ../../nbs/11_data_generate.ipynb #60dddedd
