@@ -29,7 +29,7 @@ COUNT_FEATURES = ['sentence_count', 'punctuation_count', 'capital_letters_count'
 # %% auto #0
 __all__ = ['FEATURE_NAMES', 'COUNT_FEATURES', 'KEYWORDS', 'FORMAL_MARKERS', 'INFORMAL_MARKERS', 'PII_PATTERNS', 'PII_REGEX',
            'VERBS', 'ADJECTIVES', 'STOP_WORDS', 'DRIFT_FEATURES', 'keyword_regex', 'vader_scores', 'tag_word',
-           'syllables', 'compute_features', 'text_features', 'bin_counts', 'feature_reference']
+           'syllables', 'compute_features', 'near_dup_key', 'text_features', 'bin_counts', 'feature_reference']
 
 # %% ../../nbs/12_data_features.ipynb #5c11de8d
 KEYWORDS = {
@@ -187,6 +187,18 @@ def compute_features(texts) -> pd.DataFrame:
     for c in COUNT_FEATURES: df[c] = df[c].astype('int64')
     for c in set(FEATURE_NAMES) - set(COUNT_FEATURES): df[c] = df[c].astype('float64').round(6)
     return df
+
+# %% ../../nbs/12_data_features.ipynb #ba551157
+_EMAIL = r'[\w.+-]+@[\w-]+(?:\.[\w-]+)+'
+_PHONE = r'\+?\d[\d ().-]{6,}\d'
+
+def near_dup_key(texts) -> pd.Series:
+    "Normalised text for near-duplicate detection: case, personal information, digits and punctuation removed."
+    a = pc.utf8_lower(pa.array(pd.Series(texts, dtype=object).fillna('').astype(str).to_numpy(dtype=object), type=pa.string()))
+    for pat in (_EMAIL, _PHONE, r'[^a-z]+'): a = pc.replace_substring_regex(a, pat, ' ')
+    return pd.Series(pc.utf8_trim_whitespace(pc.replace_substring_regex(a, ' +', ' ')).to_numpy(zero_copy_only=False), dtype='string')
+
+
 
 # %% ../../nbs/12_data_features.ipynb #2444cb40
 DRIFT_FEATURES = ('text_length', 'personal_info_detected', 'sentiment_compound', 'privacy_keyword_density')

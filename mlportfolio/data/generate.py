@@ -19,6 +19,8 @@ from ..core.errors import InputError, ConfigError, printable
 from ..core.resources import resource_path, load_yaml
 from ..core.io import open_url
 from ..core.taxonomy import load_taxonomy, Taxonomy
+from .features import compute_features, near_dup_key, FEATURE_NAMES
+from .validate import validate_dataset, dataset_card, normalise_frame
 
 COLUMNS = ['text', 'intent', 'subtype', 'template_id', 'style', 'label_confidence', 'timestamp',
            'has_personal_info', 'formality_score', 'urgency_score', 'split']
@@ -29,7 +31,7 @@ GROUP_BY = ('near_duplicate', 'template')
 
 # %% auto #0
 __all__ = ['COLUMNS', 'SPLITS', 'STYLES', 'DEFAULT_CLASS_WEIGHTS', 'GROUP_BY', 'PII_SLOTS', 'FIRST', 'LAST', 'DOMAINS', 'SHAPES',
-           'DEFAULT_SHAPE_PROBS', 'Template', 'TemplateSet', 'load_templates', 'fake_pii', 'add_typos', 'near_dup_key',
+           'DEFAULT_SHAPE_PROBS', 'Template', 'TemplateSet', 'load_templates', 'fake_pii', 'add_typos',
            'near_duplicate_groups', 'merge_groups', 'assign_splits', 'chat_style', 'shape_message', 'generate_dataset',
            'default_dataset_path', 'read_dataset', 'sidecar_keys', 'save_dataset', 'build_dataset']
 
@@ -121,16 +123,6 @@ def add_typos(text: str, rng: np.random.Generator, k: int = 1) -> str:
     return text
 
 # %% ../../nbs/11_data_generate.ipynb #314d8754
-_EMAIL = r'[\w.+-]+@[\w-]+(?:\.[\w-]+)+'
-_PHONE = r'\+?\d[\d ().-]{6,}\d'
-
-def near_dup_key(texts) -> pd.Series:
-    "Normalised text for near-duplicate detection: case, personal information, digits and punctuation removed."
-    import pyarrow as pa, pyarrow.compute as pc
-    a = pc.utf8_lower(pa.array(pd.Series(texts, dtype=object).fillna('').astype(str).to_numpy(dtype=object), type=pa.string()))
-    for pat in (_EMAIL, _PHONE, r'[^a-z]+'): a = pc.replace_substring_regex(a, pat, ' ')
-    return pd.Series(pc.utf8_trim_whitespace(pc.replace_substring_regex(a, ' +', ' ')).to_numpy(zero_copy_only=False), dtype='string')
-
 def near_duplicate_groups(texts, blocks=None, threshold: float = 0.8) -> np.ndarray:
     "Group label per text: connected components of word-set Jaccard >= `threshold` within blocks, plus equal keys anywhere."
     import pyarrow as pa, pyarrow.compute as pc
@@ -406,8 +398,6 @@ def save_dataset(df: pd.DataFrame, out: str | Path | None = None, *, contract=No
     "Validate `df` (+ its 26 features), then write Parquet, card and report next to `out`; returns path, sha256, rows and more. `realism`: add `data.realistic.realism_scores` to the card."
     import contextlib, hashlib
     from mlportfolio.core.lineage import canonical_parquet
-    from mlportfolio.data.features import compute_features, FEATURE_NAMES
-    from mlportfolio.data.validate import validate_dataset, dataset_card, normalise_frame
     stage = stage or (lambda name: contextlib.nullcontext())
     out = out or default_dataset_path()
     store, key = open_url(out, 'privacy_intent.parquet')

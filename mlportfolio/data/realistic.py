@@ -14,7 +14,7 @@ import pandas as pd
 from ..core.errors import InputError, DataValidationError
 from ..core.resources import resource_path
 from ..core.taxonomy import load_taxonomy, Taxonomy
-from .generate import near_dup_key
+from .features import near_dup_key
 
 # %% auto #0
 __all__ = ['REALISTIC_COLUMNS', 'REALISTIC_SPLITS', 'REALISM_GOAL_AUC', 'realistic_eval_path', 'load_realistic_eval',

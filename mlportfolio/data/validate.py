@@ -17,7 +17,7 @@ from ..core.config import get_settings
 from ..core.errors import DataValidationError, InputError, ConfigError
 from ..core.resources import resource_path, load_yaml
 from ..core.taxonomy import load_taxonomy, Taxonomy
-from .features import FEATURE_NAMES, COUNT_FEATURES
+from .features import FEATURE_NAMES, COUNT_FEATURES, near_dup_key
 
 MAX_EXAMPLES = 5
 TEXT_COLS = ['text', 'intent', 'subtype', 'template_id', 'style', 'split']
@@ -188,7 +188,6 @@ def check_contract(df: pd.DataFrame, tax: Taxonomy, contract: dict) -> list[dict
         bad = ~s.isin(sp['values']) | s.isna()
         share = s.value_counts(normalize=True).reindex(sp['values'], fill_value=0)
         low = {k: round(float(share[k]), 4) for k, v in (sp.get('min_share') or {}).items() if share.get(k, 0) < v}
-        from mlportfolio.data.generate import near_dup_key
         key = near_dup_key(df['text']).to_numpy()
         span = pd.DataFrame({'k': key, 's': s.to_numpy()}).groupby('k')['s'].nunique()
         leaked = set(span.index[span > 1])

@@ -419,18 +419,6 @@ def neighbours(self: EmbeddingMap, query: str | int, k: int = 5, domain: str | N
     return out.reset_index(drop=True)
 
 @patch
-def figure(self: EmbeddingMap, color: str = 'domain'):
-    "The map as an interactive Plotly figure coloured by `color` (domain, cluster or label; buttons switch). See `mapper.report`."
-    from mlportfolio.mapper.report import map_figure
-    return map_figure(self, color)
-
-@patch
-def report(self: EmbeddingMap, path: str | Path, title: str | None = None) -> Path:
-    "Write this map's offline HTML report to `path` (see `mapper.report.write_report`)."
-    from mlportfolio.mapper.report import write_report
-    return write_report([self], path, title=title)
-
-@patch
 def to_csv(self: EmbeddingMap, path: str | Path) -> Path:
     "Write the coordinates (row, text, domain, label, x, y, cluster, model, reducer) to a CSV file, atomically."
     _fitted(self)

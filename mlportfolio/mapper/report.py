@@ -22,6 +22,8 @@ from ..core.store import atomic_path
 from ..core.guard import csv_safe_frame
 from ..core.obs import get_logger
 from . import metrics as M
+from fastcore.basics import patch
+
 from .map import EmbeddingMap, load_inputs, _fitted
 
 log = get_logger(__name__)
@@ -284,6 +286,17 @@ def read_report_figures(path: str | Path) -> tuple[list[dict], list[str]]:
             re.findall(r'<script type="application/json" class="mlp-fig" data-kind="(\w+)" data-target="fig-\d+">(.*?)</script>', page, re.S)]
     rows = json.loads(re.search(r'<script type="application/json" id="mlp-rows">(.*?)</script>', page, re.S).group(1))
     return [f for k, f in figs if k == 'scatter'] + [f for k, f in figs if k != 'scatter'], rows['texts']
+
+# %% ../../nbs/62_mapper_report.ipynb #4be6ed60
+@patch
+def figure(self: EmbeddingMap, color: str = 'domain'):
+    "The map as an interactive Plotly figure coloured by `color` (domain, cluster or label; buttons switch)."
+    return map_figure(self, color)
+
+@patch
+def report(self: EmbeddingMap, path: str | Path, title: str | None = None) -> Path:
+    "Write this map's offline HTML report to `path` (see `write_report`)."
+    return write_report([self], path, title=title)
 
 # %% ../../nbs/62_mapper_report.ipynb #ba9f2a6f
 def write_coordinates(maps: Sequence[EmbeddingMap], path: str | Path) -> Path:

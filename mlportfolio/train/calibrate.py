@@ -14,7 +14,8 @@ from ..core.errors import InputError
 
 # %% auto #0
 __all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
-           'reliability_metrics', 'crossfit_ece', 'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_temperature']
+           'reliability_metrics', 'expected_calibration_error', 'crossfit_ece', 'choose_calibration',
+           'NearestNeighbourOOD', 'cross_fit_temperature']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -86,11 +87,24 @@ def reliability_metrics(y_true, proba, classes, threshold: float = CONFIDENT) ->
     return dict(brier=brier_score(y_true, proba, classes), confident_errors=ce, confident_error_rate=ce / len(proba),
                 **{f'risk_at_{int(round(r.coverage * 100))}': r.risk for r in rc.itertuples()})
 
+def expected_calibration_error(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> float:
+    "Top-label ECE: sum over confidence bins of |accuracy - mean confidence| * bin share."
+    proba = np.asarray(proba, dtype=float)
+    if len(proba) == 0: return float('nan')
+    conf = proba.max(1)
+    correct = np.asarray(classes, dtype=object)[proba.argmax(1)] == np.asarray(y_true, dtype=object)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        m = bins == b
+        if m.any(): ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
 # %% ../../nbs/26_train_calibrate.ipynb #8f0d79a3
 CALIBRATION_METHODS = ('auto', 'heldout', 'selection', 'none')
 
 def _ece(y_true, proba, classes, n_bins: int = 15) -> float:
-    from mlportfolio.train.evaluate import expected_calibration_error
     return expected_calibration_error(y_true, proba, classes, n_bins)
 
 def crossfit_ece(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: int = 42) -> float:

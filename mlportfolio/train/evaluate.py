@@ -16,27 +16,13 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, 
                              roc_auc_score, confusion_matrix, precision_recall_curve)
 
 from ..core.errors import InputError
-from .calibrate import reliability_metrics, risk_coverage
+from .calibrate import expected_calibration_error, reliability_metrics, risk_coverage
 
 # %% auto #0
-__all__ = ['expected_calibration_error', 'classification_metrics', 'unseen_template_split', 'predictions_frame',
-           'reference_distributions', 'subtype_metrics', 'plot_confusion', 'plot_pr_curves', 'plot_calibration',
-           'plot_risk_coverage', 'write_plots', 'model_card']
+__all__ = ['classification_metrics', 'unseen_template_split', 'predictions_frame', 'reference_distributions', 'subtype_metrics',
+           'plot_confusion', 'plot_pr_curves', 'plot_calibration', 'plot_risk_coverage', 'write_plots', 'model_card']
 
 # %% ../../nbs/23_train_evaluate.ipynb #59b7c258
-def expected_calibration_error(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> float:
-    "Top-label ECE: sum over confidence bins of |accuracy - mean confidence| * bin share."
-    proba = np.asarray(proba, dtype=float)
-    if len(proba) == 0: return float('nan')
-    conf = proba.max(1)
-    correct = np.asarray(classes, dtype=object)[proba.argmax(1)] == np.asarray(y_true, dtype=object)
-    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        m = bins == b
-        if m.any(): ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(ece)
-
 def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> dict:
     "Accuracy, macro/weighted F1, per-class scores, OvR ROC-AUC and PR-AUC, log loss, ECE, Brier, confident errors and risk at coverage."
     y_true = np.asarray(y_true, dtype=object)
