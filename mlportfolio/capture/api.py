@@ -8,19 +8,19 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_api.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
-import json, secrets, time
+import json
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, Request, Query
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
 from ..core.embed import encode
-from ..core.http import BodyLimit, install_error_handlers, json_error
+from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests
 from ..core.obs import counter, histogram, get_logger
 from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE
 from .store import ACTIVE_NOTES
@@ -93,24 +93,6 @@ def _lifespan(service, warm: bool):
         qc.close()
     return lifespan
 
-def _observe(app: FastAPI, api_key: str | None) -> None:
-    "Middleware: writes need `api_key` (when set); every request is counted and timed by route."
-    @app.middleware('http')
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        if request.method in ('POST', 'PATCH', 'DELETE') and api_key is not None:
-            given = request.headers.get('x-api-key', '')
-            if not secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode()):
-                HTTP_REQUESTS.labels(request.method, 'auth', '401').inc()
-                return json_error(401, 'missing or wrong X-API-Key header: writes need the API key', 'Unauthorized')
-        try: resp = await call_next(request)
-        except Exception as e:   # never let one request take the server down
-            log.exception('unhandled error on %s %s', request.method, request.url.path)
-            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-        label = getattr(request.scope.get('route'), 'path', 'unmatched')
-        HTTP_REQUESTS.labels(request.method, label, str(resp.status_code)).inc()
-        HTTP_SECONDS.labels(label).observe(time.perf_counter() - t0)
-        return resp
 
 # %% ../../nbs/75_capture_api.ipynb #e52782eb
 def _note_routes(app: FastAPI, service) -> None:
@@ -165,7 +147,8 @@ def create_app(db_path: str | Path | None = None, api_key: str | None = None, qc
     service = _service(db_path, qc, save_every)
     app = FastAPI(title='mlportfolio QuickCapture', version='1', lifespan=_lifespan(service, warm))
     app.state.service = service
-    _observe(app, api_key)
+    observe_requests(app, HTTP_REQUESTS, HTTP_SECONDS, api_key, ('POST', 'PATCH', 'DELETE'),
+                     'missing or wrong X-API-Key header: writes need the API key', log)
     install_error_handlers(app, STATUSES, log, allowed_methods=lambda scope: _allowed_methods(app, scope))
     _note_routes(app, service)
     _ops_routes(app, service)

@@ -6,6 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/http.html.md"""
 
 # %% ../../nbs/06c_http.ipynb #493c9e8c
 from __future__ import annotations
+import secrets, time
 from typing import Callable, Mapping
 
 from .errors import MLPError
@@ -14,7 +15,8 @@ from .obs import get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers']
+__all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers', 'key_matches',
+           'observe_requests']
 
 # %% ../../nbs/06c_http.ipynb #bcca7671
 def json_error(status: int, message: str, kind: str, headers: dict | None = None):
@@ -84,3 +86,26 @@ def install_error_handlers(app, statuses: Mapping[type, int], logger=None, allow
     async def unexpected(request, e: Exception):
         (logger or log).exception('unhandled error')
         return json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
+
+# %% ../../nbs/06c_http.ipynb #ee0dfe93
+def key_matches(given: str, api_key: str) -> bool:
+    "True when header value `given` is `api_key` (constant-time; any bytes allowed)."
+    return secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode())
+
+def observe_requests(app, requests, seconds, api_key: str | None, guarded: tuple[str, ...] = ('POST', 'PATCH', 'PUT', 'DELETE'),
+                     unauthorized: str = 'missing or wrong X-API-Key header', logger=None) -> None:
+    "Add the API-key and metrics middleware to FastAPI `app`: `requests` counts (method, route, status), `seconds` times (route)."
+    @app.middleware('http')
+    async def observe(request, call_next):
+        t0 = time.perf_counter()
+        if request.method in guarded and api_key is not None and not key_matches(request.headers.get('x-api-key', ''), api_key):
+            requests.labels(request.method, 'auth', '401').inc()
+            return json_error(401, unauthorized, 'Unauthorized')
+        try: resp = await call_next(request)
+        except Exception as e:   # never let one request take the server down
+            (logger or log).exception('unhandled error on %s %s', request.method, request.url.path)
+            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
+        route = getattr(request.scope.get('route'), 'path', 'unmatched')
+        requests.labels(request.method, route, str(resp.status_code)).inc()
+        seconds.labels(route).observe(time.perf_counter() - t0)
+        return resp

@@ -10,17 +10,17 @@ Docs: https://mlportfolio.github.io/mlportfolio/review_api.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('review', 'the reviewer (mlp review)')  # one clear line, naming the extra, when its dependencies are missing
-import secrets, threading, time, uuid
+import threading, uuid
 from pathlib import Path
 from typing import Literal, Optional
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
-from ..core.http import BodyLimit, install_error_handlers, json_error
+from ..core.http import BodyLimit, install_error_handlers, observe_requests
 from ..core.obs import counter, get_logger, histogram
 from .run import VISIBLE, Reviewer, check_predictions, review_run
 from .store import AuditLog
@@ -147,22 +147,7 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
     install_error_handlers(app, STATUSES, log)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
-    @app.middleware('http')
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        if request.method == 'POST' and api_key is not None:
-            given = request.headers.get('x-api-key', '')
-            if not secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode()):
-                HTTP_REQUESTS.labels(request.method, 'auth', '401').inc()
-                return json_error(401, 'missing or wrong X-API-Key header: POST /review needs the API key', 'Unauthorized')
-        try: resp = await call_next(request)
-        except Exception as e:
-            log.exception('unhandled error on %s %s', request.method, request.url.path)
-            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-        route = getattr(request.scope.get('route'), 'path', 'unmatched')
-        HTTP_REQUESTS.labels(request.method, route, str(resp.status_code)).inc()
-        HTTP_SECONDS.labels(route).observe(time.perf_counter() - t0)
-        return resp
+    observe_requests(app, HTTP_REQUESTS, HTTP_SECONDS, api_key, ('POST',), 'missing or wrong X-API-Key header: POST /review needs the API key', log)
 
     def post_review(body) -> ReviewResponse:
         import pandas as pd
