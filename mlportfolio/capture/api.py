@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
-from ..core.embed import encode
+from ..core.embed import encode, set_torch_threads
 from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests
 from ..core.obs import counter, histogram, get_logger
 from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE
@@ -180,7 +180,6 @@ def serve(host: str = '127.0.0.1', port: int = 8700, db_path: str | Path | None 
           save_every: int = 1000, torch_threads: int | None = 1) -> None:
     "Run the API with uvicorn (one process; the store is shared by its threads; embedding uses `torch_threads` threads)."
     import uvicorn
-    from mlportfolio.capture.service import set_torch_threads
     set_torch_threads(torch_threads)
     warn_open_bind(host)
     uvicorn.run(create_app(db_path, save_every=save_every), host=host, port=port, log_level=log_level)

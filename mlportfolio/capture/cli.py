@@ -22,7 +22,8 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=1, default=str))
 
 def _service():
-    from mlportfolio.capture.service import QuickCapture, set_torch_threads
+    from mlportfolio.capture.service import QuickCapture
+    from mlportfolio.core.embed import set_torch_threads
     set_torch_threads(1)   # one note or one query at a time
     return QuickCapture()
 

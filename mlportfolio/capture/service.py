@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.embed import set_torch_threads
 from ..core.errors import InputError, ConflictError
 from ..core.obs import counter, gauge, histogram, get_logger
 from .parse import ParsedNote, parse_note, normalize_tag, parse_timestamp, CONTENT_TYPES
@@ -30,13 +31,6 @@ REVIEW_QUEUE = gauge('review_queue', 'Notes routed with too little confidence, w
 SEARCH_MODES = ('keyword', 'semantic', 'hybrid')
 RRF_K = 60
 _EMBED_LOCK = threading.Lock()   # HF fast tokenizers are not safe to share across threads
-
-def set_torch_threads(n: int | None = 1) -> None:
-    "Pin torch's intra-op threads. One thread is fastest for one short note at a time and never spin-waits on a busy machine."
-    if not n: return
-    import sys
-    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(int(n))
-    else: os.environ['OMP_NUM_THREADS'] = str(int(n))   # read by torch when it loads; no import cost here
 
 def _encode(texts, progress=False):
     from mlportfolio.core.embed import encode
@@ -58,8 +52,7 @@ def _query_pool():
 
 # %% auto #0
 __all__ = ['log', 'NOTES_INGESTED', 'VALIDATION_FAILURES', 'PROCESSING_SECONDS', 'ROUTED', 'SEARCHES', 'ROUTE_CONFIDENCE',
-           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'MAX_FILTER_TAGS', 'set_torch_threads', 'rrf', 'check_filters',
-           'QuickCapture']
+           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'MAX_FILTER_TAGS', 'rrf', 'check_filters', 'QuickCapture']
 
 # %% ../../nbs/73_capture_service.ipynb #1aa35291
 def rrf(*rankings: list, k: int = RRF_K) -> list[tuple[int, float]]:

@@ -16,13 +16,13 @@ from typing import Iterable
 import numpy as np
 
 from ..core.config import get_settings, ensure_dir
+from ..core.embed import EMBED_DIM
 from ..core.errors import InputError, NotFoundError, StoreError
 from ..core.guard import is_ascii_int
 from ..core.obs import get_logger, histogram, gauge
 from .parse import ParsedNote, Issue, tag_hierarchy
 
 log = get_logger(__name__)
-EMBED_DIM = 384
 
 STORAGE_SECONDS = histogram('storage_operation_duration_seconds', 'Time of QuickCapture storage operations',
                             labels=('operation',), namespace='quickcapture')
@@ -30,8 +30,8 @@ ACTIVE_NOTES = gauge('active_notes', 'Notes stored in QuickCapture', namespace='
 INDEX_VECTORS = gauge('index_vectors', 'Vectors searchable in the QuickCapture FAISS index', namespace='quickcapture')
 
 # %% auto #0
-__all__ = ['log', 'EMBED_DIM', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'connect',
-           'migrate', 'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteStore']
+__all__ = ['log', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'connect', 'migrate',
+           'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteStore']
 
 # %% ../../nbs/72_capture_store.ipynb #27044ceb
 MIGRATIONS: list[str] = [

@@ -8,7 +8,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/embed.html.md"""
 from __future__ import annotations
 from .extras import require_extra
 require_extra('embed', 'core.embed (sentence embeddings)')  # one clear line, naming the extra, when its dependencies are missing
-import hashlib, importlib.util, json, logging, os, platform, re, sqlite3, threading, time, warnings
+import hashlib, importlib.util, json, logging, os, platform, re, sqlite3, sys, threading, time, warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,13 +29,13 @@ EMBED_DIM = 384
 DEFAULT_MODEL_NAME = 'all-MiniLM-L6-v2'
 
 # %% auto #0
-__all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'EMBED_BACKENDS', 'QUALITY_MEAN_COS', 'QUALITY_MIN_COS',
-           'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts', 'EmbeddingCache', 'check_backend',
-           'onnx_available', 'require_onnxruntime', 'max_seq_length', 'fast_tokenizer', 'mean_pool_normalise',
-           'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder', 'onnx_model', 'OnnxEncoder',
-           'PipelinedEncoder', 'Embedder', 'get_embedder', 'encode', 'sample_corpus', 'cosine_quality',
-           'measure_backends', 'backend_decision_path', 'machine_signature', 'choose_backend', 'backend_mismatch',
-           'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
+__all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'BLAS_THREADS', 'EMBED_BACKENDS', 'QUALITY_MEAN_COS', 'QUALITY_MIN_COS',
+           'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts', 'set_torch_threads', 'blas_limit',
+           'EmbeddingCache', 'check_backend', 'onnx_available', 'require_onnxruntime', 'max_seq_length',
+           'fast_tokenizer', 'mean_pool_normalise', 'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder',
+           'onnx_model', 'OnnxEncoder', 'PipelinedEncoder', 'Embedder', 'get_embedder', 'encode', 'sample_corpus',
+           'cosine_quality', 'measure_backends', 'backend_decision_path', 'machine_signature', 'choose_backend',
+           'backend_mismatch', 'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
 
 # %% ../../nbs/04_embed.ipynb #486e8611
 def packaged_model_path() -> Path | None:
@@ -74,6 +74,21 @@ def check_texts(texts, who: str = 'encode') -> list[str]:
         if not isinstance(t, str):
             raise InputError(f'texts[{i}] is {"None" if t is None else type(t).__name__ + " " + repr(t)[:40]}; every item must be a string')
     return texts
+
+# %% ../../nbs/04_embed.ipynb #b7ac7d44
+BLAS_THREADS = 1
+
+def set_torch_threads(n: int | None = None) -> None:
+    "Pin torch's intra-op threads to `n` (default `MLP_TORCH_THREADS`; none: leave torch's own choice)."
+    n = get_settings().torch_threads if n is None else n
+    if not n: return
+    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(int(n))
+    else: os.environ['OMP_NUM_THREADS'] = str(int(n))   # read by torch when it loads; no import cost here
+
+def blas_limit(n: int | None = None):
+    "Context manager: at most `n` (default `BLAS_THREADS`) BLAS threads inside the block."
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=n or BLAS_THREADS, user_api='blas')
 
 # %% ../../nbs/04_embed.ipynb #7c28f634
 class EmbeddingCache:
@@ -356,9 +371,7 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
             hf_logging.disable_progress_bar()  # the weight-loading bar is noise on every start
-            threads = get_settings().torch_threads
-            if threads:
-                import torch; torch.set_num_threads(threads)
+            set_torch_threads()   # MLP_TORCH_THREADS, when set
             try: self._model = SentenceTransformer(self.load_path, device=self.device)
             except Exception as e:
                 raise ModelError(f'cannot load embedding model {self.model_id!r} from {self.load_path}: {type(e).__name__}: {str(e)[:200]}') from None

@@ -205,10 +205,9 @@ class LocalBackend:
                 import torch
                 from transformers import AutoModelForCausalLM, AutoTokenizer
                 from transformers.utils import logging as hf_logging
-                from mlportfolio.core.embed import resolve_device
+                from mlportfolio.core.embed import resolve_device, set_torch_threads
                 hf_logging.disable_progress_bar(); hf_logging.set_verbosity_error()
-                threads = get_settings().torch_threads
-                if threads: torch.set_num_threads(threads)
+                set_torch_threads()   # MLP_TORCH_THREADS, when set
                 path = local_model_path(self.model)
                 try:
                     tok = AutoTokenizer.from_pretrained(path)

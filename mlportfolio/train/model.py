@@ -20,18 +20,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
-from ..core.embed import EmbeddingTransformer, EMBED_DIM, check_texts
+from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts
 from ..core.errors import ConfigError, InputError
 from ..core.predictions import prediction_frame
 from ..core.resources import load_yaml, resource_path
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'CHOICES', 'PARAM_KEYS', 'BLAS_THREADS', 'SUBTYPE_PARENT', 'load_train_config', 'model_params',
-           'text_key', 'blas_limit', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures',
-           'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel',
-           'fit_intent_model']
+__all__ = ['DEFAULT_CONFIG', 'CHOICES', 'PARAM_KEYS', 'SUBTYPE_PARENT', 'load_train_config', 'model_params', 'text_key',
+           'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
+           'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #a822e449
 DEFAULT_CONFIG = 'train/train.yaml'
@@ -109,13 +107,6 @@ def model_params(cfg: dict | None = None, **override) -> dict:
 def text_key(p: dict) -> tuple:
     "The hyperparameters that change the TF-IDF/SVD branch (trials that share them share its fit)."
     return (int(p['tfidf_max_features']), int(p['ngram_max']), int(p['svd_components']))
-
-# %% ../../nbs/20_train_model.ipynb #1bd93aae
-BLAS_THREADS = 1
-
-def blas_limit(n: int | None = None):
-    "Context manager: at most `n` (default `BLAS_THREADS`) BLAS threads inside the block."
-    return threadpool_limits(limits=n or BLAS_THREADS, user_api='blas')
 
 # %% ../../nbs/20_train_model.ipynb #8c68aae1
 class AdaptiveSVD(TruncatedSVD):
