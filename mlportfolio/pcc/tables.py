@@ -24,9 +24,9 @@ from ..core.warehouse import Column, TableSpec, Warehouse, get_warehouse, to_dia
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'S', 'I', 'F', 'B', 'T', 'D', 'CASES', 'MONITORING', 'MAX_TEXT_CHARS', 'taxonomy_classes', 'output_columns',
-           'output_spec', 'staging_spec', 'sql_source', 'pcc_sql', 'pcc_specs', 'ensure_pcc_tables', 'parse_day',
-           'generate_texts', 'bad_cases', 'make_cases', 'seed_cases']
+__all__ = ['log', 'STRING', 'INT64', 'FLOAT64', 'BOOL', 'TIMESTAMP', 'DATE', 'CASES', 'MONITORING', 'MAX_TEXT_CHARS',
+           'taxonomy_classes', 'output_columns', 'output_spec', 'staging_spec', 'sql_source', 'pcc_sql', 'pcc_specs',
+           'ensure_pcc_tables', 'parse_day', 'generate_texts', 'bad_cases', 'make_cases', 'seed_cases']
 
 # %% ../../nbs/30_pcc_tables.ipynb #b31caf19
 def taxonomy_classes() -> list[str]:
@@ -34,25 +34,25 @@ def taxonomy_classes() -> list[str]:
     return list(load_taxonomy().intents)
 
 # %% ../../nbs/30_pcc_tables.ipynb #a773d4d2
-S, I, F, B, T, D = 'STRING', 'INT64', 'FLOAT64', 'BOOL', 'TIMESTAMP', 'DATE'
+STRING, INT64, FLOAT64, BOOL, TIMESTAMP, DATE = 'STRING', 'INT64', 'FLOAT64', 'BOOL', 'TIMESTAMP', 'DATE'   # column types
 
 CASES = TableSpec('pcc_cases', (
-    Column('case_id', S, True, 'Case identifier'),
-    Column('text', S, False, 'Raw text of the request'),
-    Column('request_time', T, True, 'When the request arrived (UTC)'),
+    Column('case_id', STRING, True, 'Case identifier'),
+    Column('text', STRING, False, 'Raw text of the request'),
+    Column('request_time', TIMESTAMP, True, 'When the request arrived (UTC)'),
 ), partition_field='request_time', expiration_days=7, require_partition_filter=True, clustering=('case_id',),
    description='Input cases, one day per partition')
 
 def output_columns(classes: list[str] | None = None) -> tuple[Column, ...]:
     "Columns of the output (and staging) table: the seed schema, run id, scored day and one probability per class."
     return (
-        Column('case_id', S, True), Column('predicted_label', S, True), Column('subtype_label', S),
-        Column('confidence', F, True, 'Probability of the predicted label'),
-        Column('model_version', S, True), Column('embedding_model', S),
-        Column('inference_timestamp', T, True), Column('prediction_notes', S),
-        Column('ingestion_time', T, True), Column('run_id', S, True),
-        Column('partition_date', D, True, 'The day of pcc_cases that was scored'),
-        *[Column(prob_column(c), F, False, f'Probability of {c}') for c in (classes or taxonomy_classes())])
+        Column('case_id', STRING, True), Column('predicted_label', STRING, True), Column('subtype_label', STRING),
+        Column('confidence', FLOAT64, True, 'Probability of the predicted label'),
+        Column('model_version', STRING, True), Column('embedding_model', STRING),
+        Column('inference_timestamp', TIMESTAMP, True), Column('prediction_notes', STRING),
+        Column('ingestion_time', TIMESTAMP, True), Column('run_id', STRING, True),
+        Column('partition_date', DATE, True, 'The day of pcc_cases that was scored'),
+        *[Column(prob_column(c), FLOAT64, False, f'Probability of {c}') for c in (classes or taxonomy_classes())])
 
 def output_spec(classes: list[str] | None = None) -> TableSpec:
     return TableSpec('pcc_inference_output', output_columns(classes), clustering=('partition_date', 'model_version'),
@@ -63,18 +63,18 @@ def staging_spec(classes: list[str] | None = None) -> TableSpec:
                      description='Rows of scoring runs in progress')
 
 MONITORING = TableSpec('pcc_monitoring_logs', (
-    Column('run_id', S, True), Column('model_version', S), Column('embedding_model', S),
-    Column('partition_date', D, True), Column('runtime_ts', T, True), Column('status', S, True, 'success | partial | drifted | failed'),
-    Column('total_cases', I), Column('passed_validation', I), Column('dropped_cases', I), Column('notes', S),
-    Column('ingestion_time', T, True), Column('processing_duration_seconds', F), Column('error_message', S),
-    Column('model_source', S, False, 'registry | cache (last-known-good) | export'),
-    Column('fallback_used', B), Column('scored_cases', I), Column('rows_written', I), Column('dry_run', B),
-    Column('drop_reasons', S, False, 'JSON: reason -> count'), Column('label_mix', S, False, 'JSON: label -> share'),
-    Column('mean_confidence', F), Column('psi_confidence', F), Column('psi_label_mix', F),
-    Column('drift_flag', B, False, 'A PSI above the threshold (0.2)'),
-    Column('feature_psi', S, False, 'JSON: input feature -> PSI against the training reference'),
-    Column('max_feature_psi', F, False, 'The largest input-feature PSI of the run'),
-    Column('ood_share', F, False, 'Share of scored cases with ood_score > 1 (out of the training distribution); NULL when the model gives none'),
+    Column('run_id', STRING, True), Column('model_version', STRING), Column('embedding_model', STRING),
+    Column('partition_date', DATE, True), Column('runtime_ts', TIMESTAMP, True), Column('status', STRING, True, 'success | partial | drifted | failed'),
+    Column('total_cases', INT64), Column('passed_validation', INT64), Column('dropped_cases', INT64), Column('notes', STRING),
+    Column('ingestion_time', TIMESTAMP, True), Column('processing_duration_seconds', FLOAT64), Column('error_message', STRING),
+    Column('model_source', STRING, False, 'registry | cache (last-known-good) | export'),
+    Column('fallback_used', BOOL), Column('scored_cases', INT64), Column('rows_written', INT64), Column('dry_run', BOOL),
+    Column('drop_reasons', STRING, False, 'JSON: reason -> count'), Column('label_mix', STRING, False, 'JSON: label -> share'),
+    Column('mean_confidence', FLOAT64), Column('psi_confidence', FLOAT64), Column('psi_label_mix', FLOAT64),
+    Column('drift_flag', BOOL, False, 'A PSI above the threshold (0.2)'),
+    Column('feature_psi', STRING, False, 'JSON: input feature -> PSI against the training reference'),
+    Column('max_feature_psi', FLOAT64, False, 'The largest input-feature PSI of the run'),
+    Column('ood_share', FLOAT64, False, 'Share of scored cases with ood_score > 1 (out of the training distribution); NULL when the model gives none'),
 ), expiration_days=90, clustering=('status',), description='One row per scoring run, failed runs included')
 
 # %% ../../nbs/30_pcc_tables.ipynb #4f0e1dc5
