@@ -76,7 +76,7 @@ def main():
         whole.append(time.perf_counter() - t0)
         size = os.path.getsize(out) / 1e6
         print(f'run {run + 1}: umap alone {base[-1]:.1f}s  whole run {whole[-1]:.1f}s  ratio {whole[-1] / base[-1]:.2f}x  (report {size:.1f} MB, '
-              f'{len(res["maps"][0].data)} rows)', flush=True)
+              f'{len(res["maps"][0].data_)} rows)', flush=True)
         print('   stages: ' + ', '.join(f'{k.split(": ")[-1]} {v:.1f}s' for k, v in res['timings'].items()), flush=True)
         stages.append(res['timings'])
     mb, mw = statistics.median(base), statistics.median(whole)

@@ -67,9 +67,9 @@ def run(input: Optional[List[str]] = typer.Option(None, '--input', '-i', help=IN
                   f"({', '.join(f'{k}: {v}' for k, v in summary['domains'].items())}); dropped {summary['dropped']}")
     shown = set()
     for m in res['maps']:
-        if m.model_id in shown: continue
-        shown.add(m.model_id)
-        t = Table('domain A', 'domain B', 'centroid dist', 'MMD²', 'MMD p', 'classifier AUC', title=f'domain shift ({m.model_id})')
+        if m.model_id_ in shown: continue
+        shown.add(m.model_id_)
+        t = Table('domain A', 'domain B', 'centroid dist', 'MMD²', 'MMD p', 'classifier AUC', title=f'domain shift ({m.model_id_})')
         for r in m.metrics()['pairs'].itertuples():
             t.add_row(str(r.domain_a), str(r.domain_b), f'{r.centroid_cosine_distance:.3f}', f'{r.mmd2:.4f}', f'{r.mmd_p_value:.3g}', f'{r.classifier_auc:.3f}')
         console.print(t)

@@ -223,26 +223,30 @@ class EmbeddingMap:
                  perplexity: float = 30.0, metric: str = 'cosine', max_points: int | None = None, seed: int | None = None,
                  cache: bool = True, cache_dir: str | Path | None = None, progress: bool | None = None, name: str | None = None,
                  n_perm: int = 500, background_metrics: bool = False):
-        if reducer not in REDUCERS: raise InputError(f"unknown reducer {reducer!r}; use one of: {', '.join(REDUCERS)}")
-        if clusterer not in CLUSTERERS: raise InputError(f"unknown clusterer {clusterer!r}; use one of: {', '.join(CLUSTERERS)}")
-        if max_points is not None and max_points < 3: raise InputError(f'max_points must be at least 3, got {max_points}')
-        self.params = MapParams(reducer, clusterer, n_clusters, min_cluster_size, cluster_on, n_neighbors, min_dist, perplexity,
-                                metric, max_points, get_settings().seed if seed is None else seed)
-        self.model, self.cache, self.progress, self._name = model, cache, progress, name
+        self.reducer, self.model, self.clusterer, self.n_clusters = reducer, model, clusterer, n_clusters
+        self.min_cluster_size, self.cluster_on, self.n_neighbors, self.min_dist = min_cluster_size, cluster_on, n_neighbors, min_dist
+        self.perplexity, self.metric, self.max_points, self.seed = perplexity, metric, max_points, seed
+        self.cache, self.cache_dir, self.progress, self.name = cache, cache_dir, progress, name
         self.n_perm, self.background_metrics = n_perm, background_metrics
-        self._pending = None  # (arguments, Future) of the metrics started in the background by fit
-        self.cache_store = ProjectionCache(cache_dir)
-        self._metrics: dict | None = None
-        self._index = None
 
     @property
-    def name(self) -> str:
-        "Panel title: model and reducer."
-        return self._name or f"{getattr(self, 'model_id', self.model or 'model')} · {self.params.reducer}"
+    def params(self) -> MapParams:
+        "The checked parameters that change the map (all of them key the cache); `seed` None is `MLP_SEED`."
+        if self.reducer not in REDUCERS: raise InputError(f"unknown reducer {self.reducer!r}; use one of: {', '.join(REDUCERS)}")
+        if self.clusterer not in CLUSTERERS: raise InputError(f"unknown clusterer {self.clusterer!r}; use one of: {', '.join(CLUSTERERS)}")
+        if self.max_points is not None and self.max_points < 3: raise InputError(f'max_points must be at least 3, got {self.max_points}')
+        return MapParams(self.reducer, self.clusterer, self.n_clusters, self.min_cluster_size, self.cluster_on, self.n_neighbors,
+                         self.min_dist, self.perplexity, self.metric, self.max_points, get_settings().seed if self.seed is None else self.seed)
+
+    @property
+    def title(self) -> str:
+        "Panel title: `name`, or the model and the reducer."
+        return self.name or f"{getattr(self, 'model_id_', self.model or 'model')} · {self.reducer}"
 
     def __repr__(self):
-        fitted = f', {len(self.data)} rows, {self.data.domain.nunique()} domains' if hasattr(self, 'data') else ''
-        return f'EmbeddingMap({self.name}{fitted})'
+        fitted = f', {len(self.data_)} rows, {self.data_.domain.nunique()} domains' if hasattr(self, 'data_') else ''
+        return f'EmbeddingMap({self.title}{fitted})'
+
 
 # %% ../../nbs/61_mapper_map.ipynb #c36c78d4
 from fastcore.basics import patch
@@ -268,7 +272,7 @@ def _input_frame(data: pd.DataFrame | None, texts, domains, labels, embeddings) 
 def _select_rows(self: EmbeddingMap, data: pd.DataFrame, embeddings: np.ndarray | None, drop_empty: bool) -> tuple[pd.DataFrame, np.ndarray | None]:
     "Valid rows in canonical order (a reordered input gives the same map, row for row), sampled to `max_points`; embeddings aligned."
     p = self.params
-    self.n_input = len(data)
+    self.n_input_ = len(data)
     if drop_empty and embeddings is not None:
         keep = np.array([isinstance(t, str) and bool(t.strip()) for t in data['text']])
         data, embeddings = data[keep], embeddings[keep]
@@ -278,9 +282,9 @@ def _select_rows(self: EmbeddingMap, data: pd.DataFrame, embeddings: np.ndarray 
     data = data.iloc[order].reset_index(drop=True)
     if embeddings is not None: embeddings = embeddings[data['row'].to_numpy()]
     keep = stratified_sample(data['domain'].to_numpy(dtype=object), p.max_points, p.seed)
-    self.n_dropped = len(data) - len(keep) + (self.n_input - len(data))
-    self.n_dropped_sampling = len(data) - len(keep)
-    if self.n_dropped_sampling: log.info('subsampled %d of %d rows (dropped %d), seed %d', len(keep), len(data), self.n_dropped_sampling, p.seed)
+    self.n_dropped_ = len(data) - len(keep) + (self.n_input_ - len(data))
+    self.n_dropped_sampling_ = len(data) - len(keep)
+    if self.n_dropped_sampling_: log.info('subsampled %d of %d rows (dropped %d), seed %d', len(keep), len(data), self.n_dropped_sampling_, p.seed)
     data = data.iloc[keep].reset_index(drop=True)
     check_reducer_size(p.reducer, len(data), p.n_neighbors, p.perplexity)  # before the (slow) embedding step
     return data, (embeddings[keep] if embeddings is not None else None)
@@ -289,11 +293,11 @@ def _select_rows(self: EmbeddingMap, data: pd.DataFrame, embeddings: np.ndarray 
 def _vectors(self: EmbeddingMap, data: pd.DataFrame, embeddings: np.ndarray | None, model_id: str | None) -> np.ndarray:
     "The rows' vectors: the embeddings given, or `core.embed` of the texts; sets `model_id`."
     if embeddings is not None:
-        self.model_id = model_id or self.model or 'precomputed'
+        self.model_id_ = model_id or self.model or 'precomputed'
         return np.ascontiguousarray(embeddings, dtype=np.float32)
     emb = get_embedder(self.model)
     X = emb.encode(data['text'].tolist(), progress=self.progress)
-    self.model_id = model_id or emb.model_id
+    self.model_id_ = model_id or emb.model_id
     return np.ascontiguousarray(X, dtype=np.float32)
 
 @patch
@@ -318,39 +322,40 @@ def fit(self: EmbeddingMap, data: pd.DataFrame | None = None, texts: Sequence[st
 
     `embeddings` (aligned with the input rows) skips the embedding step; `model_id` names where they came from."""
     p, t0 = self.params, time.perf_counter()
-    self.timings = {}
+    self.timings_ = {}
     data, embeddings = _input_frame(data, texts, domains, labels, embeddings)
     data, embeddings = self._select_rows(data, embeddings, drop_empty)
     X = self._vectors(data, embeddings, model_id)
-    self.timings['inputs+embed'] = time.perf_counter() - t0; t0 = time.perf_counter()
+    self.timings_['inputs+embed'] = time.perf_counter() - t0; t0 = time.perf_counter()
     back = np.argsort(data['row'].to_numpy(), kind='stable')  # canonical order -> input order
     self._metrics, self._index, self._pending = None, None, None
-    self.content_key = _hash(X.tobytes(), data['text'].tolist())
-    pkey = _hash('projection', self.content_key, self.model_id, p.reducer, p.n_neighbors, p.min_dist, p.perplexity, p.metric, p.seed)
+    self.content_key_ = _hash(X.tobytes(), data['text'].tolist())
+    pkey = _hash('projection', self.content_key_, self.model_id_, p.reducer, p.n_neighbors, p.min_dist, p.perplexity, p.metric, p.seed)
     ckey = _hash('clusters', pkey, p.clusterer, p.n_clusters, p.min_cluster_size, p.cluster_on, p.seed)
-    hit = self.cache_store.get(pkey) if self.cache else None
-    chit = self.cache_store.get(ckey) if self.cache else None
-    self.cache_hits = dict(projection=hit is not None, clusters=chit is not None)
+    store = ProjectionCache(self.cache_dir)
+    hit = store.get(pkey) if self.cache else None
+    chit = store.get(ckey) if self.cache else None
+    self.cache_hits_ = dict(projection=hit is not None, clusters=chit is not None)
     on_embedding = p.clusterer == 'kmeans' and p.cluster_on in ('auto', 'embedding') or p.cluster_on == 'embedding'
     pending_clusters = self._start_background(X, data, back, chit is None and on_embedding) if self.background_metrics else None
     if hit is None:
         xy, evr = project(X, p.reducer, p.n_neighbors, p.min_dist, p.perplexity, p.metric, p.seed)
         hit = dict(xy=xy, evr=evr if evr is not None else np.zeros(0))
-        if self.cache: self.cache_store.put(pkey, **hit)
+        if self.cache: store.put(pkey, **hit)
     xy = hit['xy']
-    self.timings['projection'] = time.perf_counter() - t0; t0 = time.perf_counter()
+    self.timings_['projection'] = time.perf_counter() - t0; t0 = time.perf_counter()
     self.explained_variance_ratio_ = hit['evr'] if len(hit['evr']) else None
     if chit is None:
         ids = pending_clusters.result() if pending_clusters is not None else cluster(X, xy, p.clusterer, p.n_clusters, p.min_cluster_size, p.cluster_on, p.seed)
         chit = dict(ids=ids)
-        if self.cache: self.cache_store.put(ckey, **chit)
-    self.timings['clusters (wait)' if pending_clusters is not None else 'clusters'] = time.perf_counter() - t0
+        if self.cache: store.put(ckey, **chit)
+    self.timings_['clusters (wait)' if pending_clusters is not None else 'clusters'] = time.perf_counter() - t0
     data['x'], data['y'] = xy[:, 0], xy[:, 1]
     data['cluster'] = cluster_names(chit['ids'])
     # expose rows in input order; keep the vectors aligned with them
-    self.data = data.iloc[back].reset_index(drop=True)[['row', 'text', 'domain', 'label', 'x', 'y', 'cluster']]
-    self.embeddings = X[back]
-    self.has_labels = bool(self.data['label'].notna().any())
+    self.data_ = data.iloc[back].reset_index(drop=True)[['row', 'text', 'domain', 'label', 'x', 'y', 'cluster']]
+    self.embeddings_ = X[back]
+    self.has_labels_ = bool(self.data_['label'].notna().any())
     return self
 
 # %% ../../nbs/61_mapper_map.ipynb #deb438e0
@@ -375,22 +380,22 @@ def metrics(self: EmbeddingMap, k: int = 10, n_perm: int | None = None, max_n: i
     _fitted(self)
     args = _metric_args(self.n_perm if n_perm is None else n_perm, k, max_n, cv)
     if self._metrics is not None and self._metrics['summary']['metric_args'] == args: return self._metrics
-    p, d, t0 = self.params, self.data, time.perf_counter()
+    p, d, t0 = self.params, self.data_, time.perf_counter()
     doms = d['domain'].to_numpy(dtype=object)
     if self._pending is not None and self._pending[0] == args: out = dict(self._pending[1].result())
-    else: out = _embedding_metrics(self.embeddings, doms, d['label'].to_numpy(dtype=object), p.metric, p.seed, **args)
+    else: out = _embedding_metrics(self.embeddings_, doms, d['label'].to_numpy(dtype=object), p.metric, p.seed, **args)
     self._pending = None
     out['clusters'] = pd.crosstab(d['cluster'], d['domain']).reindex(columns=M.domain_order(doms))
-    out['summary'] = dict(model=self.model_id, reducer=p.reducer, clusterer=p.clusterer, rows=len(d), n_input=self.n_input,
-                          dropped=self.n_dropped, domains=d['domain'].value_counts().reindex(M.domain_order(doms)).to_dict(),
+    out['summary'] = dict(model=self.model_id_, reducer=p.reducer, clusterer=p.clusterer, rows=len(d), n_input=self.n_input_,
+                          dropped=self.n_dropped_, domains=d['domain'].value_counts().reindex(M.domain_order(doms)).to_dict(),
                           explained_variance=None if self.explained_variance_ratio_ is None else [float(v) for v in self.explained_variance_ratio_],
                           noise=int((d['cluster'] == 'noise').sum()), params={k: v for k, v in vars(p).items()}, metric_args=args)
     self._metrics = out
-    self.timings['metrics (wait)'] = time.perf_counter() - t0
+    self.timings_['metrics (wait)'] = time.perf_counter() - t0
     return out
 
 def _fitted(m: EmbeddingMap):
-    if not hasattr(m, 'data'): raise InputError('this EmbeddingMap is not fitted yet; call .fit(...) first')
+    if not hasattr(m, 'data_'): raise InputError('this EmbeddingMap is not fitted yet; call .fit(...) first')
 
 @patch
 def neighbours(self: EmbeddingMap, query: str | int, k: int = 5, domain: str | None = None) -> pd.DataFrame:
@@ -398,15 +403,15 @@ def neighbours(self: EmbeddingMap, query: str | int, k: int = 5, domain: str | N
     similarity, with FAISS; `domain` restricts them to one domain. A row never finds itself."""
     import faiss
     _fitted(self)
-    d = self.data
+    d = self.data_
     if self._index is None:
-        V = self.embeddings / np.maximum(np.linalg.norm(self.embeddings, axis=1, keepdims=True), 1e-12)
+        V = self.embeddings_ / np.maximum(np.linalg.norm(self.embeddings_, axis=1, keepdims=True), 1e-12)
         self._index = faiss.IndexFlatIP(V.shape[1]); self._index.add(np.ascontiguousarray(V, dtype=np.float32))
     if isinstance(query, (int, np.integer)):
         if not 0 <= query < len(d): raise InputError(f'row {query} is out of range; the map has rows 0..{len(d) - 1}')
-        q, self_row = self.embeddings[int(query)][None], int(query)
+        q, self_row = self.embeddings_[int(query)][None], int(query)
     else:
-        if self.model_id == 'precomputed': raise InputError('this map was fitted on precomputed vectors; query it by row number')
+        if self.model_id_ == 'precomputed': raise InputError('this map was fitted on precomputed vectors; query it by row number')
         from mlportfolio.core.embed import encode
         q, self_row = encode([query], model=self.model, progress=False), None
     q = q / max(np.linalg.norm(q), 1e-12)
@@ -423,5 +428,5 @@ def to_csv(self: EmbeddingMap, path: str | Path) -> Path:
     "Write the coordinates (row, text, domain, label, x, y, cluster, model, reducer) to a CSV file, atomically."
     _fitted(self)
     path = Path(path); ensure_dir(path.parent, 'output folder')
-    with atomic_path(path) as tmp: csv_safe_frame(self.data.assign(model=self.model_id, reducer=self.params.reducer)).to_csv(tmp, index=False)
+    with atomic_path(path) as tmp: csv_safe_frame(self.data_.assign(model=self.model_id_, reducer=self.params.reducer)).to_csv(tmp, index=False)
     return path

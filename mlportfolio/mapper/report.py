@@ -67,9 +67,9 @@ def map_figure(m: EmbeddingMap, color: str = 'domain', texts: bool = True, butto
     hover with the text. `texts=False` leaves the hover texts out (the report fills them in in the browser)."""
     import plotly.graph_objects as go
     _fitted(m)
-    groups = [g for g in GROUPS if g != 'label' or m.has_labels]
+    groups = [g for g in GROUPS if g != 'label' or m.has_labels_]
     if color not in groups: raise InputError(f"cannot colour by {color!r}; use one of: {', '.join(groups)}")
-    d = m.data
+    d = m.data_
     kind = go.Scattergl if len(d) > GL_THRESHOLD else go.Scatter
     info = (d['domain'] + np.where(d['label'].notna(), ' · ' + d['label'].fillna('').astype(str), '') + ' · ' + d['cluster']).to_numpy()
     fig = go.Figure()
@@ -98,7 +98,7 @@ def map_figure(m: EmbeddingMap, color: str = 'domain', texts: bool = True, butto
     evr = m.explained_variance_ratio_
     ax = (dict(x=f'PC1 ({evr[0]:.0%} of variance)', y=f'PC2 ({evr[1]:.0%} of variance)') if evr is not None
           else dict(x=f'{m.params.reducer} 1', y=f'{m.params.reducer} 2'))
-    fig.update_layout(title=dict(text=html.escape(m.name), x=0.02), template='plotly_white', height=560, margin=dict(l=40, r=10, t=60, b=40),
+    fig.update_layout(title=dict(text=html.escape(m.title), x=0.02), template='plotly_white', height=560, margin=dict(l=40, r=10, t=60, b=40),
                       xaxis_title=ax['x'], yaxis_title=ax['y'], legend=dict(itemsizing='constant'), dragmode='pan')
     if buttons:
         vis = lambda g: [tr.meta['group'] == g for tr in fig.data]
@@ -124,17 +124,17 @@ HEATMAP_STYLE = {'centroid cosine distance': dict(zmin=0, colorscale='Blues'), '
 def model_agreement(maps: Sequence[EmbeddingMap], k: int = 10) -> pd.DataFrame:
     "For each pair of distinct models among `maps`: the mean Jaccard overlap of every text's `k` nearest neighbours."
     by_model = {}
-    for m in maps: by_model.setdefault(m.model_id, m)
+    for m in maps: by_model.setdefault(m.model_id_, m)
     rows = []
     names = list(by_model)
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             a, b = by_model[names[i]], by_model[names[j]]
-            common = np.intersect1d(a.data['row'], b.data['row'])
+            common = np.intersect1d(a.data_['row'], b.data_['row'])
             if len(common) < 3: continue
-            ia = pd.Index(a.data['row']).get_indexer(common); ib = pd.Index(b.data['row']).get_indexer(common)
+            ia = pd.Index(a.data_['row']).get_indexer(common); ib = pd.Index(b.data_['row']).get_indexer(common)
             rows.append(dict(model_a=names[i], model_b=names[j], rows=len(common), k=min(k, len(common) - 1),
-                             knn_jaccard=M.knn_overlap(a.embeddings[ia], b.embeddings[ib], k=k)))
+                             knn_jaccard=M.knn_overlap(a.embeddings_[ia], b.embeddings_[ib], k=k)))
     return pd.DataFrame(rows, columns=['model_a', 'model_b', 'rows', 'k', 'knn_jaccard'])
 
 # %% ../../nbs/62_mapper_report.ipynb #4893f3a5
@@ -219,11 +219,11 @@ def write_report(maps: Sequence[EmbeddingMap], path: str | Path, title: str | No
     for m in maps: _fitted(m)
     path = Path(path)
     if path.suffix.lower() not in ('.html', '.htm'): raise InputError(f'report path {path} should end in .html')
-    n_rows = max(m.n_input for m in maps)
+    n_rows = max(m.n_input_ for m in maps)
     texts = [''] * n_rows
     for m in maps:
-        for r, t in zip(m.data['row'], m.data['text']): texts[r] = t
-    colour_groups = [g for g in GROUPS if g != 'label' or any(m.has_labels for m in maps)]
+        for r, t in zip(m.data_['row'], m.data_['text']): texts[r] = t
+    colour_groups = [g for g in GROUPS if g != 'label' or any(m.has_labels_ for m in maps)]
     parts, figs = [], []
     def add_fig(fig, kind, cls):
         i = len(figs); figs.append(f'<script type="application/json" class="mlp-fig" data-kind="{kind}" data-target="fig-{i}">{_json(fig.to_plotly_json())}</script>')
@@ -232,12 +232,12 @@ def write_report(maps: Sequence[EmbeddingMap], path: str | Path, title: str | No
     parts.append(f'<h2>Maps</h2><div class="panels">{panels}</div>')
     # metrics once per distinct set of vectors (same model and rows)
     seen = {}
-    for m in maps: seen.setdefault((m.model_id, m.content_key), m)
+    for m in maps: seen.setdefault((m.model_id_, m.content_key_), m)
     for (model_id, _), m in seen.items():
         r = m.metrics(n_perm=n_perm)
         s = r['summary']
         doms = ', '.join(f'{k}: {v}' for k, v in s['domains'].items())
-        parts.append(f'<h2>Metrics: {html.escape(model_id)}</h2><p class="note">Computed on the {m.embeddings.shape[1]}-d embeddings, '
+        parts.append(f'<h2>Metrics: {html.escape(model_id)}</h2><p class="note">Computed on the {m.embeddings_.shape[1]}-d embeddings, '
                      f'not on the 2-D picture. Rows: {s["rows"]} ({doms}); dropped: {s["dropped"]}.</p>')
         parts.append('<h3>Per domain</h3>' + _fmt_table(r['domains'].rename(columns=DOMAIN_COLS)))
         parts.append('<h3>Between domains</h3><p class="note">MMD p-value below 0.05: the two samples are unlikely to come from one '
@@ -246,17 +246,17 @@ def write_report(maps: Sequence[EmbeddingMap], path: str | Path, title: str | No
                      + _fmt_table(r['pairs'].rename(columns=PAIR_COLS)))
         parts.append('<div class="heats">' + ''.join(add_fig(heatmap_figure(mat, name, **HEATMAP_STYLE.get(name, {})), 'heatmap', 'heat')
                                                    for name, mat in r['matrices'].items()) + '</div>')
-        if m.has_labels: parts.append('<h3>Between domains, within each label</h3>' + _fmt_table(r['labels'].rename(columns=PAIR_COLS)))
+        if m.has_labels_: parts.append('<h3>Between domains, within each label</h3>' + _fmt_table(r['labels'].rename(columns=PAIR_COLS)))
         parts.append(f'<h3>Clusters ({html.escape(m.params.clusterer)}): rows per cluster and domain</h3>' + _fmt_table(r['clusters'], index=True))
-    if len({m.model_id for m in maps}) > 1:
+    if len({m.model_id_ for m in maps}) > 1:
         parts.append('<h2>Model agreement</h2><p class="note">Mean Jaccard overlap of each text\'s 10 nearest neighbours under the two models '
                      '(1: identical neighbourhoods).</p>' + _fmt_table(model_agreement(maps)))
-    evr = [(m.name, m.explained_variance_ratio_) for m in maps if m.explained_variance_ratio_ is not None]
+    evr = [(m.title, m.explained_variance_ratio_) for m in maps if m.explained_variance_ratio_ is not None]
     if evr: parts.append('<h3>PCA explained variance</h3>' + _fmt_table(pd.DataFrame(
         [dict(map=n, PC1=float(e[0]), PC2=float(e[1]), total=float(e.sum())) for n, e in evr])))
-    params = pd.DataFrame([dict(map=m.name, **{k: v for k, v in vars(m.params).items()}) for m in maps])
+    params = pd.DataFrame([dict(map=m.title, **{k: v for k, v in vars(m.params).items()}) for m in maps])
     parts.append('<h3>Parameters</h3>' + _fmt_table(params))
-    title = title or 'Embedding map: ' + ' vs '.join(html.escape(d) for d in M.domain_order(maps[0].data['domain']))
+    title = title or 'Embedding map: ' + ' vs '.join(html.escape(d) for d in M.domain_order(maps[0].data_['domain']))
     csv_link = f' · coordinates: <a href="{html.escape(Path(csv_path).as_posix())}">{html.escape(Path(csv_path).name)}</a>' if csv_path else ''
     stamp = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     options = ''.join(f'<option value="{g}">{g}</option>' for g in colour_groups)
@@ -302,7 +302,7 @@ def report(self: EmbeddingMap, path: str | Path, title: str | None = None) -> Pa
 def write_coordinates(maps: Sequence[EmbeddingMap], path: str | Path) -> Path:
     "The coordinates of every map in one CSV (row, text, domain, label, x, y, cluster, model, reducer), atomically."
     path = Path(path); ensure_dir(path.parent, 'output folder')
-    frame = pd.concat([m.data.assign(model=m.model_id, reducer=m.params.reducer) for m in maps], ignore_index=True)
+    frame = pd.concat([m.data_.assign(model=m.model_id_, reducer=m.params.reducer) for m in maps], ignore_index=True)
     with atomic_path(path) as tmp: csv_safe_frame(frame).to_csv(tmp, index=False)   # texts starting with = + - @ cannot run as formulas
     return path
 
@@ -333,7 +333,7 @@ def run_map(inputs=None, query: str | None = None, out: str | Path = 'map.html',
     write_coordinates(maps, csv)
     rel = os.path.relpath(csv.resolve(), out.parent.resolve())  # the report links to the CSV relative to itself
     write_report(maps, out, title=title, csv_path=rel, n_perm=n_perm)
-    timings = {f'{m.name}: {k}': v for m in maps for k, v in m.timings.items()}
+    timings = {f'{m.title}: {k}': v for m in maps for k, v in m.timings_.items()}
     timings['report+csv (incl. metrics)'] = time.perf_counter() - t0
     log.info('map report written to %s (%d map(s), %d rows)', out, len(maps), len(df))
     return dict(report=out, csv=csv, maps=maps, data=df, timings=timings)
