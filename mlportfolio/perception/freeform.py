@@ -119,6 +119,7 @@ def program_from_sketch(label: str, nps: list[dict], rels: list[str], attr: str 
     "Build the program of a predicted `form:order` label from the slots; `InputError` when the slots do not fit the form."
     form, order = label.split(':')
     need_np = 1 if order == 'a' else 2
+    if form in ('or', 'and_rel') and len(nps) == 3 and not any(nps[0].values()): nps = nps[1:]   # "how many things are ..."
     if len(nps) != need_np: raise InputError(f'the {form} form needs {need_np} noun phrase(s), found {len(nps)}')
     if order == 'ba': nps = nps[::-1]
     p = dict(a=nps[0], **({'b': nps[1]} if need_np == 2 else {}))
