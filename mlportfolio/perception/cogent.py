@@ -26,7 +26,7 @@ from .instances import labelled_instance_crops, perceive_instances
 PERMUTATIONS = torch.tensor(list(itertools.permutations(range(3))))
 
 # %% auto #0
-__all__ = ['PERMUTATIONS', 'permute_colors', 'train_cnn_invariant', 'shuffle_pixels', 'FactorisedPerceiver',
+__all__ = ['PERMUTATIONS', 'QUANTILES', 'permute_colors', 'train_cnn_invariant', 'color_features', 'FactorisedPerceiver',
            'train_cnn_factorised', 'qa_on_graphs', 'evaluate_hard', 'cogent_experiment']
 
 # %% ../../nbs/83a_perception_cogent.ipynb #f1fcac58
@@ -56,45 +56,48 @@ def train_cnn_invariant(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8
     return perceiver, history
 
 # %% ../../nbs/83a_perception_cogent.ipynb #eb055091
-def shuffle_pixels(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    "An `(n, c, h, w)` batch with its pixel positions permuted (one permutation for the batch): colour kept, shape gone."
-    n, c, h, w = x.shape
-    perm = torch.randperm(h*w, generator=gen).to(x.device)
-    return x.reshape(n, c, h*w)[:, :, perm].reshape(n, c, h, w)
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
-class FactorisedPerceiver(CNNPerceiver):
-    "A CNN perceiver whose colour comes from a pixel-shuffled copy of each crop, shape and size from the crop."
+def color_features(crops: np.ndarray, threshold: float = 40) -> np.ndarray:
+    "Per crop: quantiles of its foreground pixels per channel and per chromaticity channel (no spatial information)."
+    out = []
+    for c in crops.astype(np.float32):
+        bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
+        px = c.reshape(-1, 3)[np.abs(c - bg).max(2).reshape(-1) > threshold]
+        if len(px) == 0: px = c.reshape(-1, 3)
+        chroma = px/np.maximum(px.sum(1, keepdims=True), 1)
+        out.append(np.concatenate([np.quantile(px, QUANTILES, axis=0).ravel()/255, np.quantile(chroma, QUANTILES, axis=0).ravel()]))
+    return np.asarray(out, np.float32)
+
+class FactorisedPerceiver:
+    "Shape and size from a (colour-invariant) CNN perceiver, colour from a classifier over `color_features`."
     kind = 'cnn-factorised'
+    def __init__(self, cnn: CNNPerceiver, color_model, meta: dict | None = None):
+        self.cnn, self.color_model, self.device, self.meta = cnn, color_model, cnn.device, meta or {}
 
-    @torch.no_grad()
-    def probabilities(self, crops: np.ndarray, batch_size: int = 512) -> dict[str, np.ndarray]:
-        outs = {a: [] for a in ATTRIBUTES}
-        gen = torch.Generator().manual_seed(0)
-        for i in range(0, len(crops), batch_size):
-            xb = to_tensor(crops[i:i + batch_size]).to(self.device)
-            plain, mixed = self.model(xb), self.model(shuffle_pixels(xb, gen))
-            for a in ATTRIBUTES: outs[a].append((mixed if a == 'color' else plain)[a].softmax(1).cpu().numpy())
-        return {a: (np.concatenate(v) if v else np.zeros((0, len(ATTRIBUTES[a])), np.float32)) for a, v in outs.items()}
+    def probabilities(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        "Softmax probabilities per attribute, `(n, n_values)` each."
+        probs = self.cnn.probabilities(crops)
+        if len(crops):
+            p = np.zeros((len(crops), len(ATTRIBUTES['color'])), np.float32)
+            p[:, self.color_model.classes_] = self.color_model.predict_proba(color_features(crops))
+            probs['color'] = p
+        return probs
 
-def train_cnn_factorised(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
-                         seed: int = 0, device: str = 'auto', width: int = 16, progress: bool = False) -> tuple[FactorisedPerceiver, list[dict]]:
-    "Shape and size heads on colour-permuted crops, the colour head on pixel-shuffled crops."
-    if len(x) == 0: raise InputError('no training crops: the scenes gave no objects')
-    if epochs < 1: raise InputError(f'epochs {epochs} must be >= 1')
-    dev = setup_torch(seed, device)
-    model = AttributeCNN(width=width).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    xt, yt = to_tensor(x).to(dev), {a: torch.as_tensor(v).to(dev) for a, v in y.items()}
-    gen, ce = torch.Generator().manual_seed(seed + 1), nn.CrossEntropyLoss()
-    def loss_of(idx):
-        mixed, permuted = model(shuffle_pixels(xt[idx], gen)), model(permute_colors(xt[idx], gen))
-        return ce(mixed['color'], yt['color'][idx]) + sum(ce(permuted[a], yt[a][idx]) for a in ATTRIBUTES if a != 'color')
-    perceiver = FactorisedPerceiver(model, dev)
-    history = fit_epochs(model, opt, len(xt), loss_of, epochs=epochs, batch_size=batch_size, seed=seed, device=dev,
-                         desc='cnn (factorised) epochs', progress=progress,
-                         epoch_sched=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs))
-    perceiver.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size, augment='factorised')
-    return perceiver, history
+    def predict(self, crops: np.ndarray) -> list[dict]:
+        "For each crop: `{'color': 'red', 'color_conf': 0.99, 'shape': ..., 'size': ...}`."
+        from mlportfolio.perception.cnn import _decode
+        return _decode(self.probabilities(crops))
+
+def train_cnn_factorised(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, seed: int = 0, device: str = 'auto',
+                         **kw) -> tuple[FactorisedPerceiver, list[dict]]:
+    "The colour-invariant CNN for shape and size, and a logistic regression over `color_features` for colour."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    cnn, history = train_cnn_invariant(x, y, epochs=epochs, seed=seed, device=device, **kw)
+    color = make_pipeline(StandardScaler(), LogisticRegression(C=10, max_iter=2000)).fit(color_features(x), y['color'])
+    return FactorisedPerceiver(cnn, color, dict(cnn.meta, augment='factorised')), history
 
 # %% ../../nbs/83a_perception_cogent.ipynb #86a0436d
 def qa_on_graphs(items: list[dict], graphs: list[dict]) -> float:
