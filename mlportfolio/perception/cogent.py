@@ -30,10 +30,12 @@ __all__ = ['PERMUTATIONS', 'QUANTILES', 'permute_colors', 'train_cnn_invariant',
            'train_cnn_factorised', 'qa_on_graphs', 'evaluate_hard', 'cogent_experiment']
 
 # %% ../../nbs/83a_perception_cogent.ipynb #f1fcac58
-def permute_colors(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    "Each image of an `(n, 3, h, w)` batch with its colour channels in a random order."
+def permute_colors(x: torch.Tensor, gen: torch.Generator, p_gray: float = 0.25) -> torch.Tensor:
+    "Each image of an `(n, 3, h, w)` batch with its colour channels in a random order, and a share `p_gray` turned gray."
     perm = PERMUTATIONS[torch.randint(len(PERMUTATIONS), (len(x),), generator=gen)].to(x.device)
-    return torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
+    out = torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
+    gray = (torch.rand(len(x), generator=gen) < p_gray).to(x.device)[:, None, None, None]
+    return torch.where(gray, out.mean(1, keepdim=True).expand_as(out), out)   # gray is a fixed point of every permutation
 
 def train_cnn_invariant(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                         seed: int = 0, device: str = 'auto', width: int = 16, progress: bool = False) -> tuple[CNNPerceiver, list[dict]]:
