@@ -32,6 +32,8 @@ def test_generate_train_ask_evaluate(mlp_home, mlp, tmp_path):
     assert out['trace'][-1]['op'] == 'count' and len(out['trace'][0]['output']) == len(graphs[0]['objects'])
     assert out['annotated'] == str(ds/'images'/'scene_000000.annotated.png')
     with Image.open(out['annotated']) as im: assert im.size == (512, 512)
+    res = mlp('perceive', 'ask', image, 'Count all the objects in the picture.', '--json', check=0)   # free-form: the fallback parser
+    assert json.loads(res.stdout)['answer'] == str(len(graphs[0]['objects']))
 
     report = tmp_path/'report.json'
     res = mlp('perceive', 'evaluate', '--models', 'cnn,clip', '--scenes', '8', '--questions', '4', '--out', report, check=0)

@@ -62,7 +62,7 @@ def train(model: str = typer.Option('cnn', '--model', '-m', help='cnn or clip'),
 # %% ../../nbs/89_perception_cli.ipynb #495f249e
 @app.command()
 def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
-        question: str = typer.Argument(..., help='e.g. "how many red circles are there?"'),
+        question: str = typer.Argument(..., help='e.g. "how many red circles are there?" or free English: "Count the big balls left of the grey block."'),
         model: str = typer.Option('cnn', '--model', '-m', help='cnn or clip'),
         version: str = typer.Option('latest', help='Model version in the artifact store'),
         clip_model: Optional[str] = typer.Option(None, help='open_clip architecture of real CLIP weights (with --clip-weights)'),
@@ -71,11 +71,11 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
         out: Optional[Path] = typer.Option(None, '--out', '-o', help='Annotated image (default: IMAGE-stem.annotated.png beside IMAGE)'),
         as_json: bool = typer.Option(False, '--json', help='Print the result as JSON')):
     "Answer QUESTION about IMAGE: prints the answer and the program trace, and writes an annotated image."
-    from mlportfolio.perception.programs import parse_question
+    from mlportfolio.perception.freeform import parse_free
     from mlportfolio.perception.proposals import load_image, annotate, propose
     from mlportfolio.core.guard import check_output
     from mlportfolio.core.store import atomic_path
-    parse_question(question)   # an unknown word, a non-image or an empty scene fail before a model loads
+    parse_free(question)   # an unknown word, a non-image or an empty scene fail before a model loads
     out = check_output(out or image.with_name(f'{image.stem}.annotated.png'), '--out')
     im = load_image(image)
     if not propose(im): raise InputError(f'no objects found in {image}: the scene is empty (or the objects do not stand out from the background)')
@@ -84,7 +84,7 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
     r = ask_(im, question, per)
     with atomic_path(out, suffix='.png') as tmp: annotate(im, r['graph'], r['highlight']).save(tmp, format='PNG')
     if as_json:
-        print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'trace', 'graph')} | {'annotated': str(out)}))
+        print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'parsed_by', 'trace', 'graph')} | {'annotated': str(out)}))
         return
     console.print(f"[bold]{r['answer']}[/bold]")
     console.print('trace:\n' + format_trace(r), markup=False)

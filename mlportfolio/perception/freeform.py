@@ -135,16 +135,16 @@ def program_from_sketch(label: str, nps: list[dict], rels: list[str], attr: str 
     return build_question(family, form, **p)[1]
 
 def parse_free(question: str) -> tuple[list[dict], str]:
-    "Question text -> `(program, how)`: `rules` (fast path), `normalized` (rules after synonyms) or `sketch` (classifier)."
+    "Question text -> `(program, how)`: `rules` (fast path), `normalized` (rules after synonyms) or `sketch` (classifier); else the rules' error."
     try: return parse_question(question), 'rules'
-    except InputError: pass
+    except InputError as e: first = e   # when every step fails, the rule parser's error (vocabulary, forms) is the clearest
     words = normalize(question)
     try: return parse_question(' '.join(words)), 'normalized'
     except InputError: pass
     text, nps, rels, attr = sketch(words)
     label = sketch_classifier().predict([text])[0]
     try: return program_from_sketch(label, nps, rels, attr), 'sketch'
-    except InputError as e: raise InputError(f'cannot parse the question {question!r}: read as {label} ({e})') from None
+    except InputError: raise first from None
 
 # %% ../../nbs/81a_perception_freeform.ipynb #05a70b85
 def freeform_questions() -> list[dict]:
