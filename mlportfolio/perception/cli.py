@@ -30,6 +30,8 @@ def generate(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Outpu
              noise: float = typer.Option(0.0, min=0.0, max=255.0, help='Gaussian pixel noise (standard deviation, 0-255 scale)'),
              image_size: int = typer.Option(128, min=32, max=1024, help='Image width and height in pixels'),
              min_gap: int = typer.Option(2, min=-64, max=64, help='Least gap in pixels between objects; negative allows that much overlap'),
+             hard: bool = typer.Option(False, '--hard', help='Harder scenes: materials, rotation, occlusion, lighting gradient, 3-10 objects (--min-gap ignored)'),
+             distractors: int = typer.Option(0, min=0, max=5, help='With --hard: up to this many shapes outside the vocabulary per scene'),
              overwrite: bool = typer.Option(False, help='Replace a non-empty output folder')):
     "Generate scenes (PNG), their scene graphs (scenes.json) and questions with programs and answers (questions.json)."
     from mlportfolio.core.config import ensure_home
@@ -37,7 +39,11 @@ def generate(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Outpu
     from mlportfolio.perception.programs import make_questions
     from mlportfolio.core.guard import check_output
     out = check_output(out or ensure_home().data_dir/'perception'/'scenes', '--out', parents=True, folder=True)
-    sc = make_scenes(scenes, seed, noise=noise, image_size=image_size, min_gap=min_gap)
+    if hard:
+        from mlportfolio.perception.hardscenes import HardOptions, make_hard_scenes
+        sc = make_hard_scenes(scenes, seed, HardOptions(noise=noise, image_size=image_size, distractors=distractors))
+    elif distractors: raise InputError('--distractors needs --hard')
+    else: sc = make_scenes(scenes, seed, noise=noise, image_size=image_size, min_gap=min_gap)
     qs = make_questions([s.graph for s in sc], questions, seed)
     write_dataset(out, sc, qs, overwrite=overwrite)
     console.print(f'wrote {len(sc)} scenes and {len(qs)} questions to {out}', markup=False)
