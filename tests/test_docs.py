@@ -11,17 +11,15 @@ from urllib.parse import urljoin, urlparse, unquote
 
 import pytest
 
+from conftest import needs_browser
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT/'tools'))
 import docsite  # noqa: E402
 
-CHROMIUM = next((shutil.which(b) for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
-CHROMEDRIVER = shutil.which('chromedriver')
 PLOTLY_NB = '62_mapper_report'
 needs_mkdocs = pytest.mark.skipif(importlib.util.find_spec('material') is None,
                                   reason='MkDocs Material not installed (pip install -e ".[docs]")')
-needs_browser = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None or importlib.util.find_spec('selenium') is None,
-                                   reason='needs chromium and chromium-driver (apt-get install chromium chromium-driver) and selenium')
 
 
 # ---------------------------------------------------------------- pieces of the builder (no browser)
@@ -162,24 +160,6 @@ def test_every_module_docs_link_resolves_on_the_site(site):
         assert m.group(1).startswith(base), (py, m.group(1))
         rel = m.group(1)[len(base):]
         assert (site/rel).is_file() and (site/rel.removesuffix('.md')).is_file(), (py, rel)
-
-
-@pytest.fixture(scope='session')
-def browser():
-    if CHROMIUM is None or CHROMEDRIVER is None or importlib.util.find_spec('selenium') is None:
-        pytest.skip('needs chromium, chromium-driver and selenium')
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for f in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-              '--disable-component-update', '--disable-sync', '--window-size=1400,1000'):
-        opts.add_argument(f)
-    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    drv.set_page_load_timeout(60)
-    yield drv
-    drv.quit()
 
 
 def _wait(drv, js, timeout=30):

@@ -2,17 +2,15 @@
 the `Python (mlportfolio)` kernel (registered by `make install` as `mlportfolio`), its first cells run and their
 output seen; then the server is stopped. Skips with a reason when Chromium, chromedriver, selenium, JupyterLab or
 the kernel is missing."""
-import importlib.util, json, os, secrets, shutil, socket, subprocess, sys, time, urllib.request
+import json, os, secrets, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import stop_process
+from conftest import HAVE_BROWSER, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-CHROMIUM = next((shutil.which(b) for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
-CHROMEDRIVER = shutil.which('chromedriver')
 NOTEBOOK = '33_pcc_score.ipynb'
 
 
@@ -35,7 +33,7 @@ def _api(base, token, path, data=None, method='GET'):
 
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
-    if CHROMIUM is None or CHROMEDRIVER is None or importlib.util.find_spec('selenium') is None:
+    if not HAVE_BROWSER:
         pytest.skip('needs chromium, chromium-driver (apt-get install chromium chromium-driver) and selenium')
     if not (BIN/'jupyter-lab').exists(): pytest.skip('JupyterLab not installed (pip install -e ".[jupyter]")')
     if 'mlportfolio' not in _kernels(): pytest.skip('kernel "mlportfolio" not registered (make install registers it)')
@@ -74,40 +72,29 @@ def _wait(drv, js, timeout=90):
     raise AssertionError(f'timed out waiting for: {js}')
 
 
-def test_lab_runs_the_first_cells_on_the_project_kernel(lab):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_lab_runs_the_first_cells_on_the_project_kernel(lab, browser):
     base, token, sess, work = lab
     assert sess['kernel']['name'] == 'mlportfolio'
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for f in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-              '--disable-component-update', '--disable-sync', '--window-size=1400,1000'):
-        opts.add_argument(f)
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        drv.set_page_load_timeout(120)
-        drv.get(f'{base}/lab/tree/{NOTEBOOK}?token={token}')
-        nb = ("const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-              "const ok = w && w.content && w.content.widgets && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;")
-        _wait(drv, nb + "return ok && w.content.widgets.length > 8 && w.sessionContext.session.kernel.status === 'idle';", 180)
-        kernel = drv.execute_script(nb + "return [w.sessionContext.session.kernel.name, w.sessionContext.kernelDisplayName];")
-        assert kernel == ['mlportfolio', 'Python (mlportfolio)'], kernel
-        # run the first seven cells (title, default_exp, set-up, imports, validate_cases and its test), one by one
-        drv.execute_script(nb + "w.content.activeCellIndex = 0;")
-        for _ in range(7):
-            drv.execute_script("return window.jupyterapp.commands.execute('notebook:run-cell-and-select-next')")
-        _wait(drv, nb + "return w.content.widgets.slice(1, 7).every(c => c.model.type !== 'code' || c.model.executionCount > 0)"
-                        " && w.sessionContext.session.kernel.status === 'idle';", 120)
-        errors = drv.execute_script(nb + "return w.content.widgets.slice(0, 7).flatMap(c => c.model.type === 'code' ? "
-                                         "c.model.outputs.toJSON().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue) : []);")
-        assert errors == [], errors
-        # a new cell below uses what those cells defined, and its output shows in the page
-        drv.execute_script(nb + "window.jupyterapp.commands.execute('notebook:insert-cell-below');"
-                                "w.content.activeCell.model.sharedModel.setSource('ok.case_id.tolist(), dict(why)');"
-                                "window.jupyterapp.commands.execute('notebook:run-cell');")
-        shown = _wait(drv, nb + "const t = w.content.activeCell.node.querySelector('.jp-OutputArea-output');"
-                                "return t && t.textContent.includes('text_too_long') ? t.textContent : null;", 60)
-        assert "(['a'], {'null_text': 1, 'empty_text': 2, 'text_too_long': 1})" in shown, shown
-    finally:
-        drv.quit()
+    drv = browser
+    drv.get(f'{base}/lab/tree/{NOTEBOOK}?token={token}')
+    nb = ("const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+          "const ok = w && w.content && w.content.widgets && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;")
+    _wait(drv, nb + "return ok && w.content.widgets.length > 8 && w.sessionContext.session.kernel.status === 'idle';", 180)
+    kernel = drv.execute_script(nb + "return [w.sessionContext.session.kernel.name, w.sessionContext.kernelDisplayName];")
+    assert kernel == ['mlportfolio', 'Python (mlportfolio)'], kernel
+    # run the first seven cells (title, default_exp, set-up, imports, validate_cases and its test), one by one
+    drv.execute_script(nb + "w.content.activeCellIndex = 0;")
+    for _ in range(7):
+        drv.execute_script("return window.jupyterapp.commands.execute('notebook:run-cell-and-select-next')")
+    _wait(drv, nb + "return w.content.widgets.slice(1, 7).every(c => c.model.type !== 'code' || c.model.executionCount > 0)"
+                    " && w.sessionContext.session.kernel.status === 'idle';", 120)
+    errors = drv.execute_script(nb + "return w.content.widgets.slice(0, 7).flatMap(c => c.model.type === 'code' ? "
+                                     "c.model.outputs.toJSON().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue) : []);")
+    assert errors == [], errors
+    # a new cell below uses what those cells defined, and its output shows in the page
+    drv.execute_script(nb + "window.jupyterapp.commands.execute('notebook:insert-cell-below');"
+                            "w.content.activeCell.model.sharedModel.setSource('ok.case_id.tolist(), dict(why)');"
+                            "window.jupyterapp.commands.execute('notebook:run-cell');")
+    shown = _wait(drv, nb + "const t = w.content.activeCell.node.querySelector('.jp-OutputArea-output');"
+                            "return t && t.textContent.includes('text_too_long') ? t.textContent : null;", 60)
+    assert "(['a'], {'null_text': 1, 'empty_text': 2, 'text_too_long': 1})" in shown, shown

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MLP, ROOT, run_mlp, stop_process
+from conftest import CHROMIUM, MLP, ROOT, run_mlp, stop_process
 
 MON = ROOT/'deploy/monitoring'
 TODAY = dt.datetime.now(dt.timezone.utc).date()
@@ -315,10 +315,6 @@ def test_pcc_job_pushes_metrics_that_prometheus_scrapes_and_drift_fires(mlp_home
 
 # ---------------------------------------------------------------- the Plotly dashboard in Chromium
 
-def chromium():
-    return next((shutil.which(b) for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
-
-
 CATCH_ERRORS = ("<script>window.__errors=[];addEventListener('error',e=>__errors.push(String(e.message)));"
                 "const __ce=console.error;console.error=(...a)=>{__errors.push(a.map(String).join(' '));__ce(...a)};</script>")
 PROBE = ("<script>setTimeout(()=>{const plots=[...document.querySelectorAll('.js-plotly-plot')];"
@@ -330,7 +326,7 @@ PROBE = ("<script>setTimeout(()=>{const plots=[...document.querySelectorAll('.js
 
 def test_pcc_dashboard_draws_in_headless_chromium(mlp_home, good_export, tmp_path):
     "Three scored days (one drifted, one failed run): every panel draws, no console error, date ticks are whole days."
-    browser = chromium() or tool('chromium')
+    browser = CHROMIUM or tool('chromium')
     from mlportfolio.pcc.dashboard import build_dashboard
     from mlportfolio.pcc.score import score_partition
     from mlportfolio.pcc.tables import seed_cases

@@ -15,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 # %% auto #0
-__all__ = ['console', 'err_console', 'clean_text', 'safe_markup', 'print_error', 'print_note', 'print_table']
+__all__ = ['console', 'err_console', 'clean_text', 'safe_markup', 'print_error', 'print_note', 'plain_typer_panels',
+           'print_table']
 
 # %% ../../nbs/06a_console.ipynb #6858cf58
 _ANSI = re.compile(r'\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]')
@@ -52,6 +53,26 @@ def print_error(message: Any, prefix: str = 'error') -> None:
 def print_note(message: Any, style: str = 'green', prefix: str | None = None) -> None:
     "Print a status line on stdout: an optional styled `prefix`, then the literal message."
     console.print(Text.assemble(*([(prefix, style), ' '] if prefix else []), clean_text(message)), soft_wrap=True)
+
+# %% ../../nbs/06a_console.ipynb #7a11e0a2
+def plain_typer_panels() -> bool:
+    "Make Typer's help and usage-error panels print as text also inside a Jupyter kernel; True once in place."
+    try: import typer.rich_utils as rich_utils
+    except ImportError: return False
+    make = getattr(rich_utils, '_get_rich_console', None)
+    if make is None: return False                     # a Typer without that hook: nothing to do
+    if getattr(make, 'plain_text', False): return True
+
+    def text_console(stderr: bool = False) -> Console:
+        made = make(stderr=stderr)
+        if made.is_jupyter:                            # in a kernel: print to the file (stdout or stderr), not as display
+            made.is_jupyter, made._color_system = False, None    # output, and as plain text (no colour codes)
+        return made
+    text_console.plain_text = True
+    rich_utils._get_rich_console = text_console
+    return True
+
+plain_typer_panels()
 
 # %% ../../nbs/06a_console.ipynb #e665fc89
 def _cell(v: Any) -> str:
