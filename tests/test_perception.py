@@ -32,6 +32,8 @@ def test_generate_train_ask_evaluate(mlp_home, mlp, tmp_path):
     assert out['trace'][-1]['op'] == 'count' and len(out['trace'][0]['output']) == len(graphs[0]['objects'])
     assert out['annotated'] == str(ds/'images'/'scene_000000.annotated.png')
     with Image.open(out['annotated']) as im: assert im.size == (512, 512)
+    res = mlp('perceive', 'ask', image, 'Count all the objects in the picture.', '--json', check=0)   # free-form: the fallback parser
+    assert json.loads(res.stdout)['answer'] == str(len(graphs[0]['objects']))
 
     report = tmp_path/'report.json'
     res = mlp('perceive', 'evaluate', '--models', 'cnn,clip', '--scenes', '8', '--questions', '4', '--out', report, check=0)
@@ -71,3 +73,19 @@ def test_job_trains_both_and_evaluates(mlp_home, mlp):
     text = ''.join(o.get('text', '') for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []))
     assert '| QA accuracy | ground_truth | cnn | clip |' in text
     assert (mlp_home/'artifacts'/'perception'/'models'/'clip').is_dir()
+
+
+def test_hard_scenes_instances_and_free_form_questions():
+    "Issue 20, lean: a hard scene's instance map agrees with its graph and proposals find its objects; free-form questions parse."
+    from mlportfolio.perception.hardscenes import HardOptions, generate_hard_scene
+    from mlportfolio.perception.instances import propose_instances, instance_boxes
+    from mlportfolio.perception.proposals import match
+    from mlportfolio.perception.freeform import parse_free
+    from mlportfolio.perception.programs import parse_question
+    sc = generate_hard_scene(11, HardOptions(distractors=1))
+    assert generate_hard_scene(11, HardOptions(distractors=1)).graph == sc.graph
+    truth = instance_boxes(sc)
+    assert len(sc.masks()) == len(truth) and {o['depth'] for o in truth} == set(range(len(truth)))
+    assert len(match(truth, propose_instances(sc.image))) >= len(truth) - 1
+    assert parse_free('Count the big balls left of the grey block.')[0] == \
+        parse_question('how many large circles are left of the gray square?')

@@ -30,6 +30,8 @@ def generate(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Outpu
              noise: float = typer.Option(0.0, min=0.0, max=255.0, help='Gaussian pixel noise (standard deviation, 0-255 scale)'),
              image_size: int = typer.Option(128, min=32, max=1024, help='Image width and height in pixels'),
              min_gap: int = typer.Option(2, min=-64, max=64, help='Least gap in pixels between objects; negative allows that much overlap'),
+             hard: bool = typer.Option(False, '--hard', help='Harder scenes: materials, rotation, occlusion, lighting gradient, 3-10 objects (--min-gap ignored)'),
+             distractors: int = typer.Option(0, min=0, max=5, help='With --hard: up to this many shapes outside the vocabulary per scene'),
              overwrite: bool = typer.Option(False, help='Replace a non-empty output folder')):
     "Generate scenes (PNG), their scene graphs (scenes.json) and questions with programs and answers (questions.json)."
     from mlportfolio.core.config import ensure_home
@@ -37,7 +39,11 @@ def generate(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Outpu
     from mlportfolio.perception.programs import make_questions
     from mlportfolio.core.guard import check_output
     out = check_output(out or ensure_home().data_dir/'perception'/'scenes', '--out', parents=True, folder=True)
-    sc = make_scenes(scenes, seed, noise=noise, image_size=image_size, min_gap=min_gap)
+    if hard:
+        from mlportfolio.perception.hardscenes import HardOptions, make_hard_scenes
+        sc = make_hard_scenes(scenes, seed, HardOptions(noise=noise, image_size=image_size, distractors=distractors))
+    elif distractors: raise InputError('--distractors needs --hard')
+    else: sc = make_scenes(scenes, seed, noise=noise, image_size=image_size, min_gap=min_gap)
     qs = make_questions([s.graph for s in sc], questions, seed)
     write_dataset(out, sc, qs, overwrite=overwrite)
     console.print(f'wrote {len(sc)} scenes and {len(qs)} questions to {out}', markup=False)
@@ -62,7 +68,7 @@ def train(model: str = typer.Option('cnn', '--model', '-m', help='cnn or clip'),
 # %% ../../nbs/89_perception_cli.ipynb #495f249e
 @app.command()
 def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
-        question: str = typer.Argument(..., help='e.g. "how many red circles are there?"'),
+        question: str = typer.Argument(..., help='e.g. "how many red circles are there?" or free English: "Count the big balls left of the grey block."'),
         model: str = typer.Option('cnn', '--model', '-m', help='cnn or clip'),
         version: str = typer.Option('latest', help='Model version in the artifact store'),
         clip_model: Optional[str] = typer.Option(None, help='open_clip architecture of real CLIP weights (with --clip-weights)'),
@@ -71,11 +77,11 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
         out: Optional[Path] = typer.Option(None, '--out', '-o', help='Annotated image (default: IMAGE-stem.annotated.png beside IMAGE)'),
         as_json: bool = typer.Option(False, '--json', help='Print the result as JSON')):
     "Answer QUESTION about IMAGE: prints the answer and the program trace, and writes an annotated image."
-    from mlportfolio.perception.programs import parse_question
+    from mlportfolio.perception.freeform import parse_free
     from mlportfolio.perception.proposals import load_image, annotate, propose
     from mlportfolio.core.guard import check_output
     from mlportfolio.core.store import atomic_path
-    parse_question(question)   # an unknown word, a non-image or an empty scene fail before a model loads
+    parse_free(question)   # an unknown word, a non-image or an empty scene fail before a model loads
     out = check_output(out or image.with_name(f'{image.stem}.annotated.png'), '--out')
     im = load_image(image)
     if not propose(im): raise InputError(f'no objects found in {image}: the scene is empty (or the objects do not stand out from the background)')
@@ -84,7 +90,7 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
     r = ask_(im, question, per)
     with atomic_path(out, suffix='.png') as tmp: annotate(im, r['graph'], r['highlight']).save(tmp, format='PNG')
     if as_json:
-        print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'trace', 'graph')} | {'annotated': str(out)}))
+        print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'parsed_by', 'trace', 'graph')} | {'annotated': str(out)}))
         return
     console.print(f"[bold]{r['answer']}[/bold]")
     console.print('trace:\n' + format_trace(r), markup=False)

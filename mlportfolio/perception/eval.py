@@ -22,6 +22,7 @@ from .scenes import ATTRIBUTES, Scene, make_scenes, load_dataset
 from .programs import (FAMILIES, ProgramError, execute, parse_question, make_questions, qa_accuracy)
 from .cnn import attribute_accuracy
 from .proposals import (load_image, propose, crops_of, build_graph, labelled_crops, match, annotate)
+from .freeform import parse_free
 
 log = get_logger(__name__)
 EXPERIMENT = 'perception'
@@ -118,15 +119,15 @@ def _highlight(trace: list[dict]) -> list[int]:
     return []
 
 def ask(image, question: str, perceiver) -> dict:
-    "Answer `question` about `image`: answer, program, trace, scene graph and the ids to highlight."
-    program = parse_question(question)  # fails fast on an unknown word
+    "Answer `question` (template or free-form English) about `image`: answer, program, how it was parsed, trace, scene graph and the ids to highlight."
+    program, parsed_by = parse_free(question)  # rules first, then the free-form fallback; fails fast before any model runs
     im = load_image(image)
     graph = perceive_many([im], perceiver)[0]
     if not graph['objects']:
         raise InputError(f'no objects found in {image if isinstance(image, (str, Path)) else "the image"}: the scene is empty (or the objects do not stand out from the background)')
     try: answer, trace = execute(program, graph)
     except ProgramError as e: raise ProgramError(f'cannot answer on this scene: {e} (perceived: {_describe(graph)})') from None
-    return dict(question=question, answer=answer, program=program, trace=trace, graph=graph, highlight=_highlight(trace))
+    return dict(question=question, answer=answer, program=program, parsed_by=parsed_by, trace=trace, graph=graph, highlight=_highlight(trace))
 
 def _describe(graph: dict) -> str:
     return '; '.join(f"{o['id']}: {o['size']} {o['color']} {o['shape']}" for o in graph['objects'])

@@ -1,0 +1,73 @@
+"""Harder perception benchmark (issue 20): proposals on hard scenes, the CNN on hard held-out scenes, the CoGenT split.
+
+- Proposals: recall and precision at box IoU 0.5 against every ground-truth instance (objects and distractors)
+  of `--proposal-scenes` hard scenes with up to 2 distractors, for `propose_instances` and for the
+  connected-components baseline (`propose`), plus images/s of each (median of 3), measured in the same run.
+- Hard scenes: the CNN trained on `--train-scenes` hard scenes (all options on, no distractors), attribute and
+  QA accuracy on `--test-scenes` held-out hard scenes.
+- CoGenT: `cogent_experiment` (baseline, colour-invariant and factorised CNN trained on condition A, tested on A and B).
+
+`--parts proposals,hard,cogent` picks what runs.
+
+Run: `.venv/bin/python bench/perception_hard.py [--out results.json]` (one torch thread; prints JSON and the load average).
+"""
+import argparse, json, os, statistics, tempfile, time
+
+os.environ.setdefault('MLP_HOME', tempfile.mkdtemp(prefix='mlp-bench-perception-hard-'))
+os.environ.setdefault('MLP_PROGRESS', 'false')
+
+from mlportfolio.perception.hardscenes import HardOptions, make_hard_scenes
+from mlportfolio.perception.instances import proposal_scores, propose_instances, labelled_instance_crops
+from mlportfolio.perception.proposals import propose
+from mlportfolio.perception.cnn import train_cnn
+from mlportfolio.perception.cogent import cogent_experiment, evaluate_hard
+
+
+def images_per_second(proposer, images, repeats=3):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for im in images: proposer(im)
+        times.append(time.perf_counter() - t0)
+    return len(images)/statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--proposal-scenes', type=int, default=100)
+    ap.add_argument('--train-scenes', type=int, default=300)
+    ap.add_argument('--test-scenes', type=int, default=80)
+    ap.add_argument('--epochs', type=int, default=8)
+    ap.add_argument('--parts', default='proposals,hard,cogent', help='comma-separated: proposals, hard, cogent')
+    ap.add_argument('--out', default=None)
+    a = ap.parse_args()
+    res = {'loadavg_start': open('/proc/loadavg').read().split()[:3]}
+    parts = set(a.parts.split(','))
+    if 'proposals' in parts: res['proposals'] = proposal_figures(a.proposal_scenes)
+    if 'hard' in parts: res['hard_cnn'] = hard_cnn(a.train_scenes, a.test_scenes, a.epochs)
+    if 'cogent' in parts: res['cogent'] = cogent_experiment(a.train_scenes, a.test_scenes, a.epochs, device='cpu')
+    res['loadavg_end'] = open('/proc/loadavg').read().split()[:3]
+    text = json.dumps(res, indent=1)
+    print(text)
+    if a.out:
+        with open(a.out + '.tmp', 'w') as f: f.write(text)
+        os.replace(a.out + '.tmp', a.out)
+
+
+def proposal_figures(n_scenes):
+    scenes = make_hard_scenes(n_scenes, seed=500, options=HardOptions(distractors=2))
+    images = [sc.image for sc in scenes[:30]]
+    return {name: {**proposal_scores(scenes, fn), 'images_per_s': round(images_per_second(fn, images), 1)}
+            for name, fn in (('instances', propose_instances), ('connected_components', propose))}
+
+
+def hard_cnn(n_train, n_test, epochs):
+    x, y = labelled_instance_crops(make_hard_scenes(n_train, seed=0))
+    t0 = time.perf_counter()
+    cnn, _ = train_cnn(x, y, epochs=epochs, seed=0, device='cpu')
+    return {'train_seconds': round(time.perf_counter() - t0, 1), 'n_crops': len(x),
+            **evaluate_hard(cnn, make_hard_scenes(n_test, seed=1000))}
+
+
+if __name__ == '__main__':
+    main()
