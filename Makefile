@@ -55,14 +55,14 @@ check-sync: install ## Fail if notebooks are unclean or modules, package data or
 quick: install ## nbdev-test without the slow cells
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: install ## The integration tests in tests/
-	$(BIN)/python -m pytest tests -q
+pytest: install ## The integration tests in tests/ (two processes, one test file each at a time)
+	$(BIN)/python -m pytest tests -q -n 2 --dist loadfile
 
 test: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
 test: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
 test: check-sync ## Everything CI runs: sync checks, every notebook test (slow included), pytest
 	$(BIN)/nbdev-test --flags slow --n-workers 2 --timing
-	$(BIN)/python -m pytest tests -q --durations=25
+	$(BIN)/python -m pytest tests -q -n 2 --dist loadfile --durations=25
 
 bench: install ## Run every benchmark and print figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -46,7 +46,7 @@ def test_hostile_scan_no_traceback(tmp_path):
     "Every command, --help, then each hostile value in each parameter: never a traceback or an internal error."
     out = tmp_path/'scan.json'
     env = {**os.environ, 'MLP_PROGRESS': 'false', 'PYTHONPATH': os.environ.get('PYTHONPATH', str(ROOT))}
-    res = subprocess.run([sys.executable, str(Path(__file__).parent/'hostile_scan.py'), '--workers', '3', '--timeout', '15',
+    res = subprocess.run([sys.executable, str(Path(__file__).parent/'hostile_scan.py'), '--workers', '3', '--timeout', '10',
                           '--json', str(out)], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     rep = json.loads(out.read_text())
@@ -104,7 +104,7 @@ def test_capture_schemathesis_all_checks(capture, tmp_path):
     cfg.write_text('[checks]\nmax_response_time = 120.0\n'
                    '[checks.positive_data_acceptance]\nexpected-statuses = ["2xx", "401", "404", "409", "422"]\n')   # a busy shared machine; time is measured by the benchmarks
     res = subprocess.run([str(st), '--config-file', str(cfg), 'run', f'{capture.url}/openapi.json', '--checks', 'all',
-                          '--max-examples', '25', '--max-time', '150', '--seed', '21', '--workers', '1',
+                          '--max-examples', '15', '--max-time', '75', '--seed', '21', '--workers', '1',
                           '-H', f'X-API-Key: {API_KEY}', '--request-timeout', '120'],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)   # its cache stays out of the repository
     tail = res.stdout[-5000:] + res.stderr[-2000:]

@@ -3,7 +3,7 @@ same fixture, idempotent reruns, `mlp pcc score --engine ray --ray-address`, and
 
 One local Ray instance is shared by the module (2 CPUs, a 200 MB object store, no dashboard, usage stats off).
 The models are toy TF-IDF pyfunc exports (`mlportfolio.pcc.testing`), so the tests measure the engine, not MiniLM."""
-import datetime as dt, os, signal, threading, time
+import datetime as dt, os, signal, subprocess, time
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
 ray = pytest.importorskip('ray', reason="the ray extra is not installed: pip install 'mlportfolio[ray]'")
 
-from conftest import run_mlp
+from conftest import MLP, run_mlp, stop_process
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 VOLATILE = ['run_id', 'inference_timestamp', 'ingestion_time']                     # differ between any two runs
@@ -111,30 +111,34 @@ def map_workers() -> list[int]:
 
 
 def test_worker_killed_mid_run_leaves_one_row_per_case(ray_local, mlp_home, exports):
-    "SIGKILL a map actor mid-run: the run still publishes one row per case, or fails cleanly and a rerun does."
-    from mlportfolio.pcc.score import score_partition
+    """SIGKILL a map actor while `mlp pcc score --engine ray` runs: the run publishes one row per case, or fails cleanly
+    and a rerun does. The run is its own driver process, so a dying run never takes this test process down with it."""
     seed(400)
-    result, error = {}, {}
-    def run():
-        try: result['r'] = score_partition(TODAY, model=str(exports['slow']), chunk_size=10, progress=False, engine='ray', workers=2)
-        except Exception as e: error['e'] = e
-    t = threading.Thread(target=run); t.start()
+    address = ray_local.get_runtime_context().gcs_address
+    args = ['pcc', 'score', '--model', str(exports['slow']), '--engine', 'ray', '--ray-address', address,
+            '--chunk-size', '10', '--workers', '2', '--no-progress']
+    proc = subprocess.Popen([MLP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'COLUMNS': '200'})
     killed, deadline = None, time.time() + 180
-    while killed is None and t.is_alive() and time.time() < deadline:
+    while killed is None and proc.poll() is None and time.time() < deadline:
         pids = map_workers()
         if pids:
             time.sleep(1.5)                                                    # let it score a few batches first
-            os.kill(pids[0], signal.SIGKILL); killed = pids[0]
+            try: os.kill(pids[0], signal.SIGKILL); killed = pids[0]
+            except ProcessLookupError: pass
         else: time.sleep(0.2)
-    t.join(300)
-    assert killed is not None, 'no Ray map worker was seen while the run was going'
+    try: _, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        stop_process(proc); pytest.fail('the run did not end within 600 s of the kill')
+    assert killed is not None, f'no Ray map worker was seen while the run was going (exit {proc.returncode}): {err[-2000:]}'
+    assert 'Traceback' not in err, err[-3000:]
     mon = monitoring().iloc[-1]
-    if error:                                                                   # a clean failure: nothing published, one failed row
-        print(f'killed worker {killed}: the run failed cleanly: {error["e"]}')
+    if proc.returncode != 0:                                                    # a clean failure: nothing published, one failed row
+        print(f'killed worker {killed}: the run failed cleanly: {err.strip()[-300:]}')
         assert mon.status == 'failed' and mon.error_message and len(output()) == 0
-        score_partition(TODAY, model=str(exports['slow']), chunk_size=10, progress=False, engine='ray', workers=2)
+        run_mlp(*args, check=0, env={'COLUMNS': '200'})
     else:
         print(f'killed worker {killed}: Ray restarted it and the run succeeded')
-        assert result['r'].status == 'success' and mon.status == 'success'
+        assert mon.status == 'success'
     out = output()
     assert len(out) == 400 and out.case_id.is_unique and out.run_id.nunique() == 1

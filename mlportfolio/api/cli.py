@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..core.errors import MLPError
 from .client import ApiClient
-from .router import MODES
+from .schemas import CALIBRATION_MODES as MODES
 
 app = typer.Typer(help='Online privacy-intent inference service (FastAPI) with LLM routing.', no_args_is_help=True)
 console, err_console = Console(), Console(stderr=True)

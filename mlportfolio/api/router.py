@@ -16,6 +16,7 @@ import pandas as pd
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import InputError, NotFoundError, MLPError, LLMUnavailableError
 from ..core.embed import encode
+from .schemas import CALIBRATION_MODES
 from ..core.llm import get_chain
 from ..core.taxonomy import load_taxonomy
 from .llm_classify import LLMClassifier
@@ -23,7 +24,7 @@ from ..core.obs import get_logger, counter
 from ..core.store import atomic_path
 
 log = get_logger(__name__)
-MODES = ('llm_rate', 'error_rate')
+MODES = CALIBRATION_MODES   # re-exported: the CLI reads it from schemas without the heavy imports
 
 # %% auto #0
 __all__ = ['log', 'MODES', 'routing_curve', 'calibrate_threshold', 'calibration_dir', 'write_curve', 'read_calibration',

@@ -16,11 +16,13 @@ MAX_TEXT_CHARS = 5_000
 MAX_BODY_BYTES = 512 * 1024
 Route = Literal['auto', 'classifier', 'llm']
 Decision = Literal['classifier', 'llm', 'degraded']
+CALIBRATION_MODES = ('llm_rate', 'error_rate')   # what `mlp api calibrate --mode` targets: the LLM share, or the error rate
 
 # %% auto #0
-__all__ = ['MAX_TEXTS', 'MAX_TEXT_CHARS', 'MAX_BODY_BYTES', 'Route', 'Decision', 'Text', 'PredictRequest', 'ApiSettings',
-           'OneText', 'ManyTexts', 'clean_text', 'Latency', 'Prediction', 'PredictResponse', 'ErrorResponse',
-           'LabelInfo', 'LabelsResponse', 'ModelResponse', 'BackendState', 'HealthResponse', 'ReadyResponse']
+__all__ = ['MAX_TEXTS', 'MAX_TEXT_CHARS', 'MAX_BODY_BYTES', 'Route', 'Decision', 'CALIBRATION_MODES', 'Text', 'PredictRequest',
+           'ApiSettings', 'OneText', 'ManyTexts', 'clean_text', 'Latency', 'Prediction', 'PredictResponse',
+           'ErrorResponse', 'LabelInfo', 'LabelsResponse', 'ModelResponse', 'BackendState', 'HealthResponse',
+           'ReadyResponse']
 
 # %% ../../nbs/41_api_schemas.ipynb #6e945eb1
 class ApiSettings(BaseSettings):
