@@ -158,8 +158,10 @@ class CNNPerceiver:
 # %% ../../nbs/83_perception_cnn.ipynb #8a709295
 def train_cnn(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
               seed: int = 0, device: str = 'auto', width: int = 16, progress: bool = False,
-              on_epoch: Callable[[int, 'CNNPerceiver', dict], bool | None] | None = None) -> tuple[CNNPerceiver, list[dict]]:
-    "Train an `AttributeCNN` on labelled crops; `on_epoch(epoch, perceiver, stats)` may return True to stop early."
+              on_epoch: Callable[[int, 'CNNPerceiver', dict], bool | None] | None = None,
+              batch_loss: Callable | None = None, augment: str | None = None) -> tuple[CNNPerceiver, list[dict]]:
+    """Train an `AttributeCNN` on labelled crops; `on_epoch(epoch, perceiver, stats)` may return True to stop early.
+    `batch_loss(model, xt, yt, idx)` replaces the summed cross-entropy of the heads (an augmentation, named by `augment`)."""
     if len(x) == 0: raise InputError('no training crops: the scenes gave no objects')
     if epochs < 1: raise InputError(f'epochs {epochs} must be >= 1')
     dev = setup_torch(seed, device)
@@ -169,13 +171,16 @@ def train_cnn(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, batch_si
     yt = {a: torch.as_tensor(v).to(dev) for a, v in y.items()}
     loss_fn = nn.CrossEntropyLoss()
     def loss_of(idx):
+        if batch_loss is not None: return batch_loss(model, xt, yt, idx)
         out = model(xt[idx])
         return sum(loss_fn(out[a], yt[a][idx]) for a in ATTRIBUTES)
     perceiver = CNNPerceiver(model, dev)
     history = fit_epochs(model, opt, len(xt), loss_of, epochs=epochs, batch_size=batch_size, seed=seed, device=dev,
-                         desc='cnn epochs', progress=progress, epoch_sched=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
+                         desc=f'cnn ({augment}) epochs' if augment else 'cnn epochs', progress=progress,
+                         epoch_sched=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
                          on_epoch=on_epoch, perceiver=perceiver)
-    perceiver.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size)
+    perceiver.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size,
+                          **({'augment': augment} if augment else {}))
     return perceiver, history
 
 def attribute_accuracy(perceiver, x: np.ndarray, y: dict[str, np.ndarray]) -> dict[str, float]:

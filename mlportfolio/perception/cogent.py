@@ -40,22 +40,12 @@ def permute_colors(x: torch.Tensor, gen: torch.Generator, p_gray: float = 0.25) 
 def train_cnn_invariant(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                         seed: int = 0, device: str = 'auto', width: int = 16, progress: bool = False) -> tuple[CNNPerceiver, list[dict]]:
     "`train_cnn`, but the shape and size heads learn from colour-permuted crops (colour from the originals)."
-    if len(x) == 0: raise InputError('no training crops: the scenes gave no objects')
-    if epochs < 1: raise InputError(f'epochs {epochs} must be >= 1')
-    dev = setup_torch(seed, device)
-    model = AttributeCNN(width=width).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    xt, yt = to_tensor(x).to(dev), {a: torch.as_tensor(v).to(dev) for a, v in y.items()}
     gen, ce = torch.Generator().manual_seed(seed + 1), nn.CrossEntropyLoss()
-    def loss_of(idx):
+    def batch_loss(model, xt, yt, idx):
         plain, permuted = model(xt[idx]), model(permute_colors(xt[idx], gen))
         return ce(plain['color'], yt['color'][idx]) + sum(ce(permuted[a], yt[a][idx]) for a in ATTRIBUTES if a != 'color')
-    perceiver = CNNPerceiver(model, dev)
-    history = fit_epochs(model, opt, len(xt), loss_of, epochs=epochs, batch_size=batch_size, seed=seed, device=dev,
-                         desc='cnn (colour-invariant) epochs', progress=progress,
-                         epoch_sched=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs))
-    perceiver.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size, augment='color_permutation')
-    return perceiver, history
+    return train_cnn(x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, width=width,
+                     progress=progress, batch_loss=batch_loss, augment='color_permutation')
 
 # %% ../../nbs/83a_perception_cogent.ipynb #eb055091
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)

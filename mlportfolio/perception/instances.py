@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .scenes import COLORS, ATTRIBUTES
-from .proposals import Proposal, load_image, propose, match, crops_of, CROP
+from .proposals import Proposal, load_image, propose, match, crops_of, labelled_crops, CROP
 from .hardscenes import HardScene
 
 # %% auto #0
@@ -158,15 +158,7 @@ def proposal_scores(scenes: Sequence[HardScene], proposer: Callable = propose_in
 # %% ../../nbs/82a_perception_instances.ipynb #e2cbe55c
 def labelled_instance_crops(scenes: Sequence[HardScene], min_iou: float = 0.5) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     "Crops of the instance proposals that match a ground-truth object, with integer labels per attribute."
-    xs, ys = [], {a: [] for a in ATTRIBUTES}
-    for sc in scenes:
-        props = propose_instances(sc.image)
-        cr = crops_of(sc.image, props)
-        for i, j in match(sc.graph['objects'], props, min_iou):
-            xs.append(cr[j])
-            for a, vals in ATTRIBUTES.items(): ys[a].append(vals.index(sc.graph['objects'][i][a]))
-    x = np.stack(xs) if xs else np.zeros((0, CROP, CROP, 3), np.uint8)
-    return x, {a: np.asarray(v, dtype=np.int64) for a, v in ys.items()}
+    return labelled_crops(scenes, min_iou, proposer=propose_instances)
 
 def perceive_instances(images: Sequence, perceiver) -> list[dict]:
     "Scene graphs of many images from instance proposals, all crops through the perceiver in one pass."

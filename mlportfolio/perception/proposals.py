@@ -11,7 +11,7 @@ require_extra('perception', 'the perception system')  # one clear line, naming t
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -136,11 +136,12 @@ def crops_of(image, proposals: list[Proposal]) -> np.ndarray:
     arr = np.asarray(load_image(image)); bg = background_color(arr)
     return np.stack([crop(arr, p, bg=bg) for p in proposals])
 
-def labelled_crops(scenes: Sequence[Scene], min_iou: float = 0.5) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    "Crops of the proposals that match a ground-truth object, with integer labels per attribute (index into `ATTRIBUTES[attr]`)."
+def labelled_crops(scenes: Sequence[Scene], min_iou: float = 0.5, proposer: Callable | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Crops of the proposals (`proposer`, default `propose`) that match a ground-truth object, with integer labels per
+    attribute (index into `ATTRIBUTES[attr]`)."""
     xs, ys = [], {a: [] for a in ATTRIBUTES}
     for sc in scenes:
-        props = propose(sc.image)
+        props = (proposer or propose)(sc.image)
         cr = crops_of(sc.image, props)
         for i, j in match(sc.graph['objects'], props, min_iou):
             xs.append(cr[j])
