@@ -19,7 +19,7 @@ from torch import nn
 from ..core.errors import InputError
 from .scenes import ATTRIBUTES
 from .programs import execute, make_questions, InputError as _ProgramInputError
-from .cnn import AttributeCNN, CNNPerceiver, setup_torch, to_tensor, fit_epochs, train_cnn, attribute_accuracy
+from .cnn import CNNPerceiver, train_cnn, attribute_accuracy
 from .hardscenes import HardOptions, make_hard_scenes
 from .instances import labelled_instance_crops, perceive_instances
 
