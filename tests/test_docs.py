@@ -23,6 +23,13 @@ needs_mkdocs = pytest.mark.skipif(importlib.util.find_spec('material') is None,
 
 
 # ---------------------------------------------------------------- pieces of the builder (no browser)
+def test_links_that_cannot_resolve_keep_their_text():
+    pages = {'a.md': 'see [`_stage`](train_pipeline.md#_stage), [`train_run`](train_pipeline.md#train_run), '
+                     '[models](../concepts/models.md)'}
+    assert docsite.drop_outside_links(docsite.drop_private_links(pages))['a.md'] == \
+        'see `_stage`, [`train_run`](train_pipeline.md#train_run), models'
+
+
 def test_system_and_page_names_follow_the_notebook_numbers():
     nbs = docsite.NBS
     assert [docsite.system_of(nbs/n) for n in ('00_errors.ipynb', '07a_report.ipynb', '33_pcc_score.ipynb', '45_api_serve.ipynb',

@@ -14,6 +14,7 @@ MODULE_EXTRAS = {
     'mlportfolio.core.warehouse': ['gcp'],
     'mlportfolio.core.store': ['gcp'],
     'mlportfolio.core.llm': ['llm', 'embed'],
+    'mlportfolio.core.http': ['serve', 'capture', 'review'],
     'mlportfolio.train': ['train'],
     'mlportfolio.pcc': ['pcc', 'ray', 'gcp'],
     'mlportfolio.mapper': ['mapper'],

@@ -315,6 +315,12 @@ def fix_method_anchors(pages: dict[str, str]) -> dict[str, str]:
     return {p: re.sub(r'\(([\w/]+\.md)#([\w]+\.[\w.]+)\)', fix, t) for p, t in pages.items()}
 
 
+def drop_private_links(pages: dict[str, str]) -> dict[str, str]:
+    """A link to a private name (`page.md#_stage`) keeps only its text: nbdev links every name its index knows, private
+    helpers included, but `show_doc` gives them no entry, so the anchor would not exist."""
+    return {p: re.sub(r'\[([^\]]*)\]\((?:[\w/]+\.md)?#_[\w.]*\)', r'\1', t) for p, t in pages.items()}
+
+
 def drop_outside_links(pages: dict[str, str]) -> dict[str, str]:
     """A relative link that climbs out of the site (pydantic's inherited docstrings link `../concepts/models.md` of
     pydantic's own docs) keeps only its text: it can never resolve here."""
@@ -350,7 +356,7 @@ def write_pages(docs: Path, build: Path, execute) -> list:
             text = f'# `{mod}`\n\n*{title}: the exported names, from `show_doc`. Narrative and examples: [{title}]({page}).*\n\n'
             pages[apage] = local_links(text + '\n\n'.join(entries), doc_url)
             api[system_of(src)].append({mod: apage})
-    for page, text in drop_outside_links(fix_method_anchors(pages)).items():
+    for page, text in drop_outside_links(drop_private_links(fix_method_anchors(pages))).items():
         (docs/page).parent.mkdir(parents=True, exist_ok=True)
         (docs/page).write_text(text)
     tutorials = []

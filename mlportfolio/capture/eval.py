@@ -24,8 +24,10 @@ def load_eval_set(path: str | Path | None = None) -> list[dict]:
     "Labelled notes from JSONL (`text`, `label`, optional `id`); default: the packaged set."
     path = Path(path) if path else resource_path('capture/eval_notes.jsonl')
     if not path.is_file(): raise InputError(f'evaluation file not found: {path}')
+    try: text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError as e: raise InputError(f'{path} is not UTF-8 text (byte {e.start}): expected JSONL') from None
     rows = []
-    for i, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise InputError(f'{path}:{i} is not valid JSON: {e.msg}') from None

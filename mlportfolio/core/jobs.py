@@ -23,9 +23,9 @@ from .obs import BatchRun, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'JOB_STATUSES', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameter_info', 'job_parameters', 'check_job_params',
-           'parse_param', 'load_params_file', 'RunRecord', 'git_sha', 'export_run_metrics', 'ipc_kernel_config',
-           'run_job', 'list_runs']
+__all__ = ['log', 'JOB_STATUSES', 'UNIX_SOCKET_PATH_MAX', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameter_info',
+           'job_parameters', 'check_job_params', 'parse_param', 'load_params_file', 'RunRecord', 'git_sha',
+           'export_run_metrics', 'ipc_kernel_config', 'run_job', 'list_runs']
 
 # %% ../../nbs/07_jobs.ipynb #e62136d2
 def jobs_dir() -> Path:
@@ -135,10 +135,14 @@ def export_run_metrics(rec: RunRecord) -> dict:
     return run.finish(rec.status, duration=rec.duration_seconds)
 
 # %% ../../nbs/07_jobs.ipynb #b19b2e5e
+UNIX_SOCKET_PATH_MAX = 107   # bytes of a Unix socket path on Linux (sun_path, less its final NUL)
+
 def ipc_kernel_config(folder: str | Path):
-    "traitlets config for papermill/nbclient: the kernel's connection file and IPC sockets live in `folder`."
+    """traitlets config for papermill/nbclient: the kernel's connection file lives in `folder`, and so do its IPC
+    sockets; where their paths would be too long for Unix sockets (a deep TMPDIR), the kernel talks TCP on loopback."""
     from traitlets.config import Config
-    return Config({'KernelManager': {'transport': 'ipc', 'connection_file': str(Path(folder)/'kernel.json')}})
+    fits = len(os.fsencode(str(Path(folder)/'kernel-ipc-99999'))) <= UNIX_SOCKET_PATH_MAX
+    return Config({'KernelManager': {'transport': 'ipc' if fits else 'tcp', 'connection_file': str(Path(folder)/'kernel.json')}})
 
 # %% ../../nbs/07_jobs.ipynb #2a68e8c3
 def _utc_stamp() -> str: return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S_%fZ')
