@@ -18,14 +18,16 @@ PRELOAD = ('pandas', 'sklearn.linear_model', 'duckdb', 'torch', 'mlflow', 'paper
 
 
 def hostile_values(base: Path) -> dict[str, str]:
-    "The hostile values, by name; path values are created under `base` (a folder, a read-only folder, a missing parent)."
+    "The hostile values, by name; path values are created under `base` (a folder, a read-only folder); a missing parent is relative."
     folder = base/'a-folder'; folder.mkdir(parents=True, exist_ok=True)
     ro = base/'read-only'; ro.mkdir(exist_ok=True); ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
     return {'too-long': LONG, 'negative': '-1', 'huge': '99999999999999999999', 'unicode-digits': '١٢',
             'markup': '[/x]', 'control': 'a\x1b[31mred\x07\x7f',   # no NUL: no real argv can carry one
             'folder': str(folder),
             'read-only': str(ro/'out.csv') if os.geteuid() else '/proc/mlp-hostile-out.csv',   # root ignores mode bits
-            'missing-parent': str(base/'missing'/'deeper'/'out.csv')}
+            # relative: each case runs in a folder of its own, so a command that creates it (capture serve --db makes its
+            # folder) cannot turn it into an existing file for the cases after it
+            'missing-parent': str(Path('missing')/'deeper'/'out.csv')}
 
 
 def walk_commands():
