@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/api_app.html.md"""
 
 # %% ../../nbs/44_api_app.ipynb #3452b9b1
 from __future__ import annotations
-import asyncio, datetime as dt, json, math, os, secrets, shutil, tempfile, threading, time
+import asyncio, datetime as dt, json, math, os, shutil, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from ..core.extras import require_extra
 require_extra('serve', 'the inference API')  # one clear line, naming the extra, when its dependencies are missing
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
-from ..core.http import BodyLimit, install_error_handlers, json_error, status_of
+from ..core.http import BodyLimit, install_error_handlers, json_error, key_matches, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
 from ..pcc.model import LoadedModel, resolve_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
@@ -258,8 +258,7 @@ def _observe(app, api_key: str | None, settings: ApiSettings) -> None:
         t0 = time.perf_counter()
         path = request.url.path
         if api_key is not None and path not in OPEN_ROUTES:
-            given = request.headers.get('x-api-key', '')
-            if not secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode()):
+            if not key_matches(request.headers.get('x-api-key', ''), api_key):
                 REQUESTS.labels('auth', '401').inc()
                 return json_error(401, 'missing or wrong X-API-Key header', 'Unauthorized')
         try: resp = await call_next(request)
