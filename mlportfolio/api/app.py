@@ -21,7 +21,7 @@ from ..core.extras import require_extra
 require_extra('serve', 'the inference API')  # one clear line, naming the extra, when its dependencies are missing
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
-from ..core.http import BodyLimit, install_error_handlers, json_error, key_matches, status_of
+from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
 from ..pcc.model import LoadedModel, resolve_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
@@ -249,29 +249,6 @@ def _lifespan(state: _State):
             multiprocess.mark_process_dead(os.getpid())
     return lifespan
 
-# %% ../../nbs/44_api_app.ipynb #ad4c5ad6
-def _observe(app, api_key: str | None, settings: ApiSettings) -> None:
-    "Middleware: API key, request metrics and a one-line log per request (no texts unless `log_bodies`)."
-    from fastapi import Request
-    @app.middleware('http')
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        path = request.url.path
-        if api_key is not None and path not in OPEN_ROUTES:
-            if not key_matches(request.headers.get('x-api-key', ''), api_key):
-                REQUESTS.labels('auth', '401').inc()
-                return json_error(401, 'missing or wrong X-API-Key header', 'Unauthorized')
-        try: resp = await call_next(request)
-        except Exception as e:
-            log.exception('unhandled error on %s %s', request.method, path)
-            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-        route = getattr(request.scope.get('route'), 'path', 'unmatched')
-        took = time.perf_counter() - t0
-        REQUESTS.labels(route, str(resp.status_code)).inc(); REQUEST_SECONDS.labels(route).observe(took)
-        if route != '/metrics': log.debug('%s %s -> %d in %.1f ms', request.method, route, resp.status_code, took * 1e3)
-        return resp
-
-
 # %% ../../nbs/44_api_app.ipynb #e40c9c90
 def _predict_route(app, state: _State) -> None:
     @app.post('/predict', response_model=PredictResponse, responses=PREDICT_ERRORS,
@@ -342,7 +319,8 @@ def create_app(settings: ApiSettings | None = None, api_key: str | None = None):
     app = FastAPI(title='mlportfolio privacy-intent API', version='1', lifespan=_lifespan(state),
                   description='Online privacy-intent classification: a registered classifier, micro-batched, with LLM routing below a calibrated confidence threshold.')
     app.state.api = state
-    _observe(app, _api_key(api_key), settings)
+    observe_requests(app, REQUESTS, REQUEST_SECONDS, _api_key(api_key), logger=log, by_method=False,   # no texts logged unless `log_bodies`
+                     needs_key=lambda request: request.url.path not in OPEN_ROUTES)
     install_error_handlers(app, STATUSES, log)
     _predict_route(app, state)
     _info_routes(app, state)

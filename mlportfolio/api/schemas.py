@@ -20,7 +20,7 @@ CALIBRATION_MODES = ('llm_rate', 'error_rate')   # what `mlp api calibrate --mod
 
 # %% auto #0
 __all__ = ['MAX_TEXTS', 'MAX_TEXT_CHARS', 'MAX_BODY_BYTES', 'Route', 'Decision', 'CALIBRATION_MODES', 'Text', 'PredictRequest',
-           'ApiSettings', 'OneText', 'ManyTexts', 'clean_text', 'Latency', 'Prediction', 'PredictResponse',
+           'ApiSettings', 'OneText', 'ManyTexts', 'valid_utf8', 'Latency', 'Prediction', 'PredictResponse',
            'ErrorResponse', 'LabelInfo', 'LabelsResponse', 'ModelResponse', 'BackendState', 'HealthResponse',
            'ReadyResponse']
 
@@ -54,18 +54,18 @@ class _Options(BaseModel):
 class OneText(_Options):
     "Body of `POST /predict` for one text."
     text: str = Text
-    def items(self) -> list[str]: return [clean_text(self.text)]
+    def items(self) -> list[str]: return [valid_utf8(self.text)]
 
 class ManyTexts(_Options):
     "Body of `POST /predict` for up to `MAX_TEXTS` texts."
     texts: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]] = Field(
         ..., min_length=1, max_length=MAX_TEXTS, description=f'1 to {MAX_TEXTS} texts of 1 to {MAX_TEXT_CHARS:,} characters, answered in this order')
-    def items(self) -> list[str]: return [clean_text(t) for t in self.texts]
+    def items(self) -> list[str]: return [valid_utf8(t) for t in self.texts]
 
 PredictRequest = Union[OneText, ManyTexts]
 
-def clean_text(text: str) -> str:
-    "`text` as valid UTF-8 (lone surrogates from JSON escapes become U+FFFD) without NUL characters."
+def valid_utf8(text: str) -> str:
+    "`text` as valid UTF-8 (a lone surrogate from a JSON escape becomes `?`) without NUL characters."
     return text.encode('utf-8', 'replace').decode('utf-8').replace('\x00', ' ')
 
 # %% ../../nbs/41_api_schemas.ipynb #23c6e871

@@ -93,19 +93,24 @@ def key_matches(given: str, api_key: str) -> bool:
     return secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode())
 
 def observe_requests(app, requests, seconds, api_key: str | None, guarded: tuple[str, ...] = ('POST', 'PATCH', 'PUT', 'DELETE'),
-                     unauthorized: str = 'missing or wrong X-API-Key header', logger=None) -> None:
-    "Add the API-key and metrics middleware to FastAPI `app`: `requests` counts (method, route, status), `seconds` times (route)."
+                     unauthorized: str = 'missing or wrong X-API-Key header', logger=None, needs_key=None, by_method: bool = True) -> None:
+    """Add the API-key and metrics middleware to FastAPI `app`: `requests` counts (method, route, status), `seconds` times (route).
+    `needs_key(request)` decides which requests need the key (default: methods in `guarded`); `by_method=False` is for
+    a `requests` counter labelled (route, status) only."""
+    needs_key = needs_key or (lambda request: request.method in guarded)
+    def count(request, route: str, status: str) -> None:
+        requests.labels(*((request.method,) if by_method else ()), route, status).inc()
     @app.middleware('http')
     async def observe(request, call_next):
         t0 = time.perf_counter()
-        if request.method in guarded and api_key is not None and not key_matches(request.headers.get('x-api-key', ''), api_key):
-            requests.labels(request.method, 'auth', '401').inc()
+        if api_key is not None and needs_key(request) and not key_matches(request.headers.get('x-api-key', ''), api_key):
+            count(request, 'auth', '401')
             return json_error(401, unauthorized, 'Unauthorized')
         try: resp = await call_next(request)
         except Exception as e:   # never let one request take the server down
             (logger or log).exception('unhandled error on %s %s', request.method, request.url.path)
             resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-        route = getattr(request.scope.get('route'), 'path', 'unmatched')
-        requests.labels(request.method, route, str(resp.status_code)).inc()
-        seconds.labels(route).observe(time.perf_counter() - t0)
+        route, took = getattr(request.scope.get('route'), 'path', 'unmatched'), time.perf_counter() - t0
+        count(request, route, str(resp.status_code)); seconds.labels(route).observe(took)
+        if route != '/metrics': (logger or log).debug('%s %s -> %d in %.1f ms', request.method, route, resp.status_code, took * 1e3)
         return resp
