@@ -306,8 +306,8 @@ def test_sigkill_during_10k_store_ingest(tmp_path):
         for uid in acked:
             i = uid[1:]
             hits = st.keyword_search(f'tok{i}x', k=1)
-            assert hits and st.get(hits[0][0])['uid'] == uid, uid
-        ids, vecs = st._vectors([st.get(u)['id'] for u in acked[::25]])
+            assert hits and st.get(hits[0][0]).uid == uid, uid
+        ids, vecs = st._vectors([st.get(u).id for u in acked[::25]])
         for nid, v in zip(ids, vecs):
             assert st.vector_search(v, 1)[0][0] == nid
     finally:
