@@ -306,8 +306,8 @@ def test_sigkill_during_10k_store_ingest(tmp_path):
         for uid in acked:
             i = uid[1:]
             hits = st.keyword_search(f'tok{i}x', k=1)
-            assert hits and st.get(hits[0][0])['uid'] == uid, uid
-        ids, vecs = st._vectors([st.get(u)['id'] for u in acked[::25]])
+            assert hits and st.get(hits[0][0]).uid == uid, uid
+        ids, vecs = st._vectors([st.get(u).id for u in acked[::25]])
         for nid, v in zip(ids, vecs):
             assert st.vector_search(v, 1)[0][0] == nid
     finally:
@@ -376,3 +376,50 @@ def test_prometheus_scrapes_metrics(server, tmp_path):
         assert r.json()['data']['result'][0]['value'][1] == '1'
     finally:
         stop_process(p)
+
+
+SPOOL_WORKER = """
+import json, sys, time
+from mlportfolio.capture.client import flush, spool
+url, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start: time.sleep(0.001)        # both processes begin together
+counts = []
+for r in range(6):                                   # append while the other process flushes, then flush
+    for j in range(5): spool(dict(uid=f'{name}-{r}-{j}', text=f'spool race: note {j} of round {r} from {name}', url=url))
+    counts.append(flush(timeout=30))
+print(json.dumps(counts))
+"""
+
+
+def test_concurrent_spool_flushes_lose_nothing(server, tmp_path):
+    """Two real processes append to and flush the same spool at the same time, against the real server on
+    loopback: neither raises, every spooled note reaches the server, and the spool ends empty."""
+    home = tmp_path/'home'
+    script = tmp_path/'spool_worker.py'; script.write_text(SPOOL_WORKER)
+    env = {**os.environ, 'MLP_HOME': str(home), 'MLP_API_KEY': API_KEY, 'MLP_PROGRESS': 'false'}
+    start = f'{time.time() + 3:.3f}'
+    procs = [subprocess.Popen([sys.executable, str(script), server.url, name, start], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ('pa', 'pb')]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and 'Traceback' not in err, err[-3000:]
+    spool = home/'capture'/'spool.jsonl'
+    assert spool.read_text() == '', spool.read_text()[:500]
+    assert not [f.name for f in spool.parent.iterdir() if '.tmp' in f.name]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        missing = [f'{n}-{r}-{j}' for n in ('pa', 'pb') for r in range(6) for j in range(5)
+                   if c.get(f'/notes/{n}-{r}-{j}').status_code != 200]
+    assert not missing, missing
+
+
+def test_flush_rewrite_uses_its_own_temporary_name(mlp_home):
+    """The spool rewrite writes to a temporary name of its own (unique per write), so nothing another process
+    or an earlier crash left under a fixed name (`spool.jsonl.tmp`, here a folder) can break it or be clobbered."""
+    from mlportfolio.capture.client import flush, read_spool, spool, spool_path
+    dead = f'http://127.0.0.1:{free_port()}'
+    for i in range(2): spool(dict(uid=f'keep-{i}', text=f'kept note {i}', url=dead))
+    stray = spool_path().with_name('spool.jsonl.tmp'); stray.mkdir()
+    (stray/'other.txt').write_text('not ours')
+    counts = flush(timeout=2)
+    assert counts['remaining'] == 2 and [e['uid'] for e in read_spool()] == ['keep-0', 'keep-1']
+    assert (stray/'other.txt').read_text() == 'not ours'

@@ -8,13 +8,12 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_api.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
-import json
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import get_settings
@@ -22,8 +21,8 @@ from ..core.errors import MLPError, InputError, NotFoundError, StoreError, Confi
 from ..core.embed import encode, set_torch_threads
 from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests
 from ..core.obs import counter, histogram, get_logger
-from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE
-from .store import ACTIVE_NOTES
+from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE, AddedNote, NotePreview, SearchHit
+from .store import ACTIVE_NOTES, Note
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -31,8 +30,8 @@ HTTP_REQUESTS = counter('http_requests', 'QuickCapture HTTP requests', ('method'
 HTTP_SECONDS = histogram('http_request_duration_seconds', 'QuickCapture HTTP request time', ('route',), namespace='quickcapture')
 
 # %% auto #0
-__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'STATUSES', 'NoteIn', 'NotePatch', 'ErrorOut', 'create_app',
-           'is_loopback', 'warn_open_bind', 'serve']
+__all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'AddOut', 'STATUSES', 'NoteIn', 'NotePatch', 'ErrorOut',
+           'DeletedOut', 'SearchOut', 'HealthOut', 'create_app', 'is_loopback', 'warn_open_bind', 'serve']
 
 # %% ../../nbs/75_capture_api.ipynb #a43968db
 class NoteIn(BaseModel):
@@ -52,6 +51,32 @@ class ErrorOut(BaseModel):
     "Body of every error response."
     error: str = Field(..., description='One line saying what was wrong')
     type: str = Field(..., description='Kind of error')
+
+AddOut = Union[AddedNote, NotePreview]   # `POST /notes`: the stored note, or what a dry run would store
+
+class DeletedOut(BaseModel):
+    "Body of `DELETE /notes/{key}`."
+    deleted: int = Field(..., description='Row id of the deleted note')
+    uid: str = Field(..., description='Its client id')
+
+class SearchOut(BaseModel):
+    "Body of `GET /search`."
+    query: str
+    mode: str
+    results: list[SearchHit]
+
+class HealthOut(BaseModel):
+    "Body of `GET /health`: the store's counts and whether SQLite, FTS5 and FAISS agree."
+    status: str = Field(..., description='ok, or degraded when the index and the database disagree')
+    integrity: str = Field(..., description="SQLite integrity_check ('ok'), or 'not checked' without deep")
+    notes: int
+    fts_rows: int
+    vectors: int
+    index_vectors: int
+    index_kind: str
+    agrees: bool
+    deep: bool
+    schema_version: int
 
 def _errors(*codes: int) -> dict:
     "OpenAPI `responses` for the error statuses a route can answer, all with the `ErrorOut` body."
@@ -97,26 +122,28 @@ def _lifespan(service, warm: bool):
 # %% ../../nbs/75_capture_api.ipynb #e52782eb
 def _note_routes(app: FastAPI, service) -> None:
     "`POST /notes`, `GET`, `PATCH` and `DELETE /notes/{key}`."
-    @app.post('/notes', status_code=201, responses={200: {'description': 'Replay of a known client id: the stored note'}, **_WRITE_ERRORS, **_errors(409)})
-    def post_note(body: NoteIn):
+    @app.post('/notes', status_code=201, response_model=AddOut,
+              responses={200: {'model': AddOut, 'description': 'Replay of a known client id (the stored note), or a dry run'},
+                         **_WRITE_ERRORS, **_errors(409)})
+    def post_note(body: NoteIn, response: Response):
         note = service().add(body.text, uid=body.id, source='api', dry_run=body.dry_run)
-        code = 201 if note.get('created') else 200
-        return JSONResponse(json.loads(json.dumps(note, default=str)), status_code=code)
+        response.status_code = 201 if note.created else 200
+        return note
 
-    @app.get('/notes/{key}', responses=_errors(400, 404, 422, 503))
+    @app.get('/notes/{key}', response_model=Note, responses=_errors(400, 404, 422, 503))
     def get_note(key: str): return service().get(key)
 
-    @app.patch('/notes/{key}', responses={**_WRITE_ERRORS, **_errors(404)})
+    @app.patch('/notes/{key}', response_model=Note, responses={**_WRITE_ERRORS, **_errors(404)})
     def patch_note(key: str, body: NotePatch): return service().edit(key, body.text)
 
-    @app.delete('/notes/{key}', responses={**_WRITE_ERRORS, **_errors(404)})
+    @app.delete('/notes/{key}', response_model=DeletedOut, responses={**_WRITE_ERRORS, **_errors(404)})
     def delete_note(key: str):
         n = service().delete(key)
-        return {'deleted': n['id'], 'uid': n['uid']}
+        return DeletedOut(deleted=n.id, uid=n.uid)
 
 def _ops_routes(app: FastAPI, service) -> None:
     "`GET /search`, `GET /health` and `GET /metrics`."
-    @app.get('/search', responses=_errors(400, 422, 503))
+    @app.get('/search', response_model=SearchOut, responses=_errors(400, 422, 503))
     def search(q: str = Query(..., max_length=2000, description='Query text'),
                mode: str = Query('hybrid', description='keyword, semantic or hybrid'),
                tags: Optional[str] = Query(None, max_length=2000, description=f'Comma-separated tags, at most {MAX_FILTER_TAGS}; all must match'),
@@ -124,13 +151,16 @@ def _ops_routes(app: FastAPI, service) -> None:
                since: Optional[str] = None, until: Optional[str] = None,
                k: int = Query(10, ge=1, le=1000)):
         res = service().search(q, mode=mode, tags=tags, type=type, since=since, until=until, k=k)
-        return {'query': q, 'mode': mode, 'results': res}
+        return SearchOut(query=q, mode=mode, results=res)
 
-    @app.api_route('/health', methods=['GET', 'HEAD'], responses={503: {'description': 'Store degraded: index and database disagree'}, **_errors(400, 422)})
-    def health(deep: bool = Query(False, description='Also run SQLite integrity_check and compare FAISS ids one by one (slow on big stores)')):
+    @app.api_route('/health', methods=['GET', 'HEAD'], response_model=HealthOut,
+                   responses={503: {'model': Union[HealthOut, ErrorOut], 'description': 'Store degraded (index and database disagree) or unavailable'},
+                              **_errors(400, 422)})
+    def health(response: Response, deep: bool = Query(False, description='Also run SQLite integrity_check and compare FAISS ids one by one (slow on big stores)')):
         chk = service().store.check(deep=deep)
         ok = chk['integrity'] in ('ok', 'not checked') and chk['agrees']
-        return JSONResponse(dict(status='ok' if ok else 'degraded', **chk), status_code=200 if ok else 503)
+        response.status_code = 200 if ok else 503
+        return HealthOut(status='ok' if ok else 'degraded', **chk)
 
     @app.get('/metrics', response_class=PlainTextResponse, responses=_errors(400, 503))
     def metrics():

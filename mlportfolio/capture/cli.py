@@ -18,8 +18,12 @@ from ..core.errors import InputError, printable
 from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='QuickCapture: capture, route, search and review notes (SNR).', no_args_is_help=True)
 
+def _plain(o):
+    "Typed results (pydantic models: notes, search hits) as plain JSON values; anything else as text."
+    return o.model_dump(mode='json') if hasattr(o, 'model_dump') else str(o)
+
 def _print_json(obj) -> None:
-    print(json.dumps(obj, ensure_ascii=False, indent=1, default=str))
+    print(json.dumps(obj, ensure_ascii=False, indent=1, default=_plain))
 
 def _service():
     from mlportfolio.capture.service import QuickCapture
@@ -50,17 +54,18 @@ def add(text: str = typer.Argument(..., help='The note, e.g. "ml, nlp: read the 
     with _service() as qc:
         n = qc.add(text, uid=uid, dry_run=dry_run)
     if as_json: return _print_json(n)
-    route = n['route'] if dry_run else dict(tag=n['route_tag'], confidence=n['route_confidence'], routed_by=n['routed_by'],
-                                             needs_review=n['needs_review'], candidates=n['candidates'])
-    head = '[cyan]dry run[/cyan]' if dry_run else (f"[green]stored[/green] note {n['id']}" if n['created'] else f"[yellow]exists[/yellow] note {n['id']}")
+    route = n.route.model_dump() if dry_run else dict(tag=n.route_tag, confidence=n.route_confidence, routed_by=n.routed_by,
+                                                       needs_review=n.needs_review, candidates=[c.model_dump() for c in n.candidates])
+    head = '[cyan]dry run[/cyan]' if dry_run else (f"[green]stored[/green] note {n.id}" if n.created else f"[yellow]exists[/yellow] note {n.id}")
     flag = ' [red](needs review)[/red]' if route['needs_review'] else ''
-    console.print(f"{head}: tags {', '.join(n['tags'])}; type {n['content_type']}; "
+    console.print(f"{head}: tags {', '.join(n.tags)}; type {n.content_type}; "
                   f"-> {route['tag']} ({route['confidence']:.2f}, by {route['routed_by']}){flag}", highlight=False)
     if verbose:
-        console.print(f"  body: {n['body']}\n  comment: {n['comment'] or '-'}\n  time: {n.get('timestamp') or n.get('event_time') or '-'}", highlight=False)
-        console.print(f"  scores: density {n['density']:.2f}, tag quality {n['tag_quality']:.2f}, "
-                      f"parse {n['parse_confidence']:.2f}, confidence {n['confidence']:.2f}; valid: {n['valid']}", highlight=False)
-        for i in n['issues']: console.print(f"  {i['severity']}: {i['message']} [{i['code']}]", highlight=False)
+        when = n.timestamp if dry_run else n.event_time
+        console.print(f"  body: {n.body}\n  comment: {n.comment or '-'}\n  time: {when or '-'}", highlight=False)
+        console.print(f"  scores: density {n.density:.2f}, tag quality {n.tag_quality:.2f}, "
+                      f"parse {n.parse_confidence:.2f}, confidence {n.confidence:.2f}; valid: {n.valid}", highlight=False)
+        for i in n.issues: console.print(f"  {i.severity}: {i.message} [{i.code}]", highlight=False)
         for c in route['candidates']: console.print(f"  candidate {c['tag']}: cosine {c['score']:.3f}, p {c['probability']:.3f}", highlight=False)
 
 # %% ../../nbs/79_capture_cli.ipynb #cb16674a
@@ -78,7 +83,7 @@ def search(query: str = typer.Argument(..., help='Search text'),
         res = qc.search(query, mode=mode, tags=tag, type=type, since=since, until=until, k=k)
     if as_json: return _print_json(res)
     table = Table('id', 'score', 'route', 'tags', 'body', title=f'{len(res)} result(s), {mode}')
-    for r in res: table.add_row(str(r['id']), f"{r['score']:.4f}", r['route_tag'] or '', ', '.join(r['tags']), r['body'][:80])
+    for r in res: table.add_row(str(r.id), f"{r.score:.4f}", r.route_tag or '', ', '.join(r.tags), r.body[:80])
     console.print(table)
 
 def read_notes_file(path: Path) -> tuple[list[str], list | None]:
@@ -112,13 +117,13 @@ def import_(path: Path = typer.Argument(..., help='A .txt file (one note per lin
 def edit(key: str = typer.Argument(..., help='Note id or client id'), text: str = typer.Argument(..., help='The new text')):
     "Replace a note's text (re-parsed and re-routed; version + 1, history kept)."
     with _service() as qc: n = qc.edit(key, text)
-    console.print(f"edited note {n['id']}: version {n['version']} -> {n['route_tag']}")
+    console.print(f"edited note {n.id}: version {n.version} -> {n.route_tag}")
 
 @app.command()
 def delete(key: str = typer.Argument(..., help='Note id or client id')):
     "Delete a note."
     with _service() as qc: n = qc.delete(key)
-    console.print(f"deleted note {n['id']} ({n['uid']})")
+    console.print(f"deleted note {n.id} ({n.uid})")
 
 # %% ../../nbs/79_capture_cli.ipynb #9193984d
 @app.command()
@@ -139,7 +144,7 @@ def review(auto_fix: bool = typer.Option(False, '--auto-fix', help='Normalise ta
         q = review_queue(qc, tag=tag, limit=limit)
     if as_json: return _print_json(q)
     table = Table('id', 'conf', 'reasons', 'text', title=f'{len(q)} note(s) to review')
-    for n in q: table.add_row(str(n['id']), f"{n['confidence']:.2f}", '; '.join(n['reasons'])[:70], n['raw'][:60])
+    for n in q: table.add_row(str(n.id), f"{n.confidence:.2f}", '; '.join(n.reasons)[:70], n.raw[:60])
     console.print(table)
 
 @app.command()

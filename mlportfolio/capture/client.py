@@ -14,6 +14,7 @@ from pathlib import Path
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import InputError, MASK, mask_secrets, printable
 from ..core.obs import get_logger
+from ..core.store import atomic_path
 
 log = get_logger(__name__)
 
@@ -105,8 +106,7 @@ def flush(url: str | None = None, api_key: str | None = None, timeout: float = 1
         if rejected:
             with open(path.with_name('spool.rejected.jsonl'), 'a', encoding='utf-8', opener=_private) as f:
                 for r in rejected: f.write(json.dumps(r, ensure_ascii=False) + '\n')
-        tmp = path.with_name(path.name + '.tmp')
-        with open(tmp, 'w', encoding='utf-8', opener=_private) as f: f.write(''.join(json.dumps(e, ensure_ascii=False) + '\n' for e in keep))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8', opener=_private) as f:   # a temporary name of its own
+            f.write(''.join(json.dumps(e, ensure_ascii=False) + '\n' for e in keep))
         counts['remaining'] = len(keep)
     return counts

@@ -6,42 +6,46 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_review.html.md"""
 
 # %% ../../nbs/74_capture_review.ipynb #9e671723
 from __future__ import annotations
-import difflib, json, math, os, re
+import difflib, json, math, re
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.store import atomic_path
 from .parse import INBOX, normalize_tags, parse_note, _URL
 from .service import QuickCapture
+from .store import Note
 
 # %% auto #0
-__all__ = ['REVIEW_LIMITS', 'review_reasons', 'review_queue', 'fix_body', 'fixed_text', 'auto_fix', 'suggest_tags',
+__all__ = ['REVIEW_LIMITS', 'review_reasons', 'ReviewItem', 'review_queue', 'fix_body', 'fixed_text', 'auto_fix', 'suggest_tags',
            'consolidation_plan', 'consolidate_tags', 'tag_drift', 'export_jsonl']
 
 # %% ../../nbs/74_capture_review.ipynb #e1fafb54
 REVIEW_LIMITS = dict(confidence=0.5, density=0.3, tag_quality=0.5)
 
-def review_reasons(note: dict, limits: dict = REVIEW_LIMITS) -> list[str]:
+def review_reasons(note: Note, limits: dict = REVIEW_LIMITS) -> list[str]:
     "Why a stored note needs a person: invalid, low confidence, low density, weak tags, uncertain route."
     r = []
-    if not note['valid']: r.append('invalid: ' + '; '.join(i['message'] for i in note['issues'] if i['severity'] == 'error'))
-    if note['confidence'] < limits['confidence']: r.append(f"low confidence {note['confidence']:.2f}")
-    if note['density'] < limits['density']: r.append(f"low density {note['density']:.2f}")
-    if note['tag_quality'] < limits['tag_quality'] and note['tags'] != [INBOX]: r.append(f"weak tags {note['tag_quality']:.2f}")
-    if note['tags'] == [INBOX]: r.append('untagged (inbox)')
-    if note['needs_review']: r.append(f"uncertain route {note['route_tag']} ({note['route_confidence']:.2f})")
+    if not note.valid: r.append('invalid: ' + '; '.join(i.message for i in note.issues if i.severity == 'error'))
+    if note.confidence < limits['confidence']: r.append(f"low confidence {note.confidence:.2f}")
+    if note.density < limits['density']: r.append(f"low density {note.density:.2f}")
+    if note.tag_quality < limits['tag_quality'] and note.tags != [INBOX]: r.append(f"weak tags {note.tag_quality:.2f}")
+    if note.tags == [INBOX]: r.append('untagged (inbox)')
+    if note.needs_review: r.append(f"uncertain route {note.route_tag} ({note.route_confidence:.2f})")
     return r
 
-def review_queue(qc: QuickCapture, tag: str | None = None, limit: int = 50, limits: dict = REVIEW_LIMITS) -> list[dict]:
+class ReviewItem(Note):
+    "A note in the review queue, with the reasons it needs a person."
+    reasons: list[str]
+
+def review_queue(qc: QuickCapture, tag: str | None = None, limit: int = 50, limits: dict = REVIEW_LIMITS) -> list[ReviewItem]:
     "Notes needing review (optionally only those filed under `tag`), most problematic first, each with `reasons`."
-    where, params = '1', []
-    if tag:
-        where, params = 'EXISTS (SELECT 1 FROM note_tags t WHERE t.note_id = notes.id AND t.tag = ?)', [normalize_tags([tag])[0] if normalize_tags([tag]) else tag]
+    if tag: tag = (normalize_tags([tag]) or [tag])[0]
     out = []
-    for n in qc.store.notes(where, params, order='valid, confidence, id'):
+    for n in qc.store.notes(tag=tag, order='review'):
         reasons = review_reasons(n, limits)
-        if reasons: out.append(dict(n, reasons=reasons))
+        if reasons: out.append(ReviewItem(**dict(n), reasons=reasons))
         if len(out) >= limit: break
     return out
 
@@ -55,13 +59,13 @@ def fix_body(body: str, code: bool = False) -> str:
     if b[-1].isalnum() and not _URL.search(last): b += '.'
     return b
 
-def fixed_text(note: dict) -> str:
+def fixed_text(note: Note) -> str:
     "The canonical text of a stored note: `tags: Body. : comment @time` with normalised tags."
-    code = note['content_type'] == 'code' or note.get('route_tag') == 'code_snippet'
-    tags = [t for t in normalize_tags(note['tags']) if t != INBOX]
-    out = (', '.join(tags) + ': ' if tags else '') + fix_body(note['body'], code)
-    if note['comment']: out += ' : ' + re.sub(r'\s+', ' ', note['comment']).strip()
-    if note.get('event_time'): out += ' @' + note['event_time'][:19]
+    code = note.content_type == 'code' or note.route_tag == 'code_snippet'
+    tags = [t for t in normalize_tags(note.tags) if t != INBOX]
+    out = (', '.join(tags) + ': ' if tags else '') + fix_body(note.body, code)
+    if note.comment: out += ' : ' + re.sub(r'\s+', ' ', note.comment).strip()
+    if note.event_time: out += ' @' + note.event_time[:19]
     return out
 
 def auto_fix(qc: QuickCapture, keys=None, tag: str | None = None, limit: int = 100, dry_run: bool = False) -> list[dict]:
@@ -70,11 +74,11 @@ def auto_fix(qc: QuickCapture, keys=None, tag: str | None = None, limit: int = 1
     changes = []
     for n in notes:
         new = fixed_text(n)
-        if new == n['raw']: continue
+        if new == n.raw: continue
         try: parse_note(new)
         except InputError: continue
-        if not dry_run: qc.edit(n['id'], new)
-        changes.append(dict(id=n['id'], before=n['raw'], after=new))
+        if not dry_run: qc.edit(n.id, new)
+        changes.append(dict(id=n.id, before=n.raw, after=new))
     return changes
 
 # %% ../../nbs/74_capture_review.ipynb #826d6b6d
@@ -84,17 +88,13 @@ def suggest_tags(qc: QuickCapture, text: str, k: int = 5, neighbours: int = 20) 
     note = parse_note(text)
     have = set(note.all_tags) | {INBOX}
     score, why = Counter(), defaultdict(set)
-    c = qc.store.conn
-    own = [t for t in note.all_tags if t != INBOX]
-    with qc.store._lock:
-        for t in own:
-            n_t = c.execute('SELECT COUNT(*) FROM note_tags WHERE tag = ?', (t,)).fetchone()[0] or 1
-            for other, cnt in c.execute('SELECT b.tag, COUNT(*) FROM note_tags a JOIN note_tags b ON a.note_id = b.note_id '
-                                        'WHERE a.tag = ? AND b.tag != ? GROUP BY b.tag', (t, t)):
-                score[other] += cnt / n_t; why[other].add('co-occurrence')
+    for t in (t for t in note.all_tags if t != INBOX):
+        n_t, others = qc.store.tag_cooccurrence(t)
+        for other, cnt in others:
+            score[other] += cnt / (n_t or 1); why[other].add('co-occurrence')
     hits = qc.store.vector_search(encode([note.text_for_embedding], progress=False), neighbours)
     for nid, sim in hits:
-        for t in qc.store.get(nid)['tags']:
+        for t in qc.store.get(nid).tags:
             score[t] += max(sim, 0) / len(hits); why[t].add('neighbours')
     return [dict(tag=t, score=round(s, 4), why=sorted(why[t])) for t, s in score.most_common() if t not in have][:k]
 
@@ -128,11 +128,11 @@ def consolidate_tags(qc: QuickCapture, plan: list[dict] | None = None) -> int:
     mapping = {m: g['canonical'] for g in plan for m in g['merge']}
     changed = 0
     for old in mapping:
-        for n in qc.store.notes('EXISTS (SELECT 1 FROM note_tags t WHERE t.note_id = notes.id AND t.tag = ?)', [old]):
-            new_tags = normalize_tags([mapping.get(t, t) for t in n['tags']])
-            if new_tags == n['tags']: continue
-            qc.edit(n['id'], fixed_text(dict(n, tags=new_tags)) if n['valid'] else
-                    ', '.join(new_tags) + ': ' + n['body'] + (' : ' + n['comment'] if n['comment'] else ''))
+        for n in qc.store.notes(tag=old):
+            new_tags = normalize_tags([mapping.get(t, t) for t in n.tags])
+            if new_tags == n.tags: continue
+            qc.edit(n.id, fixed_text(n.model_copy(update=dict(tags=new_tags))) if n.valid else
+                    ', '.join(new_tags) + ': ' + n.body + (' : ' + n.comment if n.comment else ''))
             changed += 1
     return changed
 
@@ -151,13 +151,13 @@ def _js(p: dict, q: dict) -> float:
 def tag_drift(qc: QuickCapture, window: str = '7d', top: int = 3) -> list[dict]:
     "Tag shares per consecutive time window of note time, with JS distance to the previous window and the top risers and fallers."
     size = _parse_window(window)
-    rows = qc.store.conn.execute('SELECT ts, tags FROM notes ORDER BY ts').fetchall()
+    rows = qc.store.tag_timeline()
     if not rows: return []
     t0 = datetime.fromisoformat(rows[0][0])
     buckets = defaultdict(Counter)
     for ts, tags in rows:
         i = int((datetime.fromisoformat(ts) - t0) / size)
-        buckets[i].update(t for t in json.loads(tags) if t != INBOX)
+        buckets[i].update(t for t in tags if t != INBOX)
     out, prev = [], None
     for i in range(max(buckets) + 1):
         cnt = buckets.get(i, Counter())
@@ -178,20 +178,12 @@ def tag_drift(qc: QuickCapture, window: str = '7d', top: int = 3) -> list[dict]:
 def export_jsonl(qc: QuickCapture, path: str | Path, min_quality: float = 0.5, include_invalid: bool = False) -> int:
     "Write notes with confidence >= `min_quality` (valid ones only unless `include_invalid`) as JSONL, atomically; returns the count."
     if not 0 <= min_quality <= 1: raise InputError(f'min_quality is {min_quality}; it must be in [0, 1]')
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
     n = 0
-    where = 'confidence >= ?' + ('' if include_invalid else ' AND valid')
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            for note in qc.store.notes(where, [min_quality]):
-                rec = dict(id=note['id'], uid=note['uid'], text=note['body'], comment=note['comment'], tags=note['tags'],
-                           snr_tag=note['route_tag'], route_confidence=note['route_confidence'], routed_by=note['routed_by'],
-                           needs_review=note['needs_review'], content_type=note['content_type'], confidence=note['confidence'],
-                           valid=note['valid'], time=note['ts'], version=note['version'])
-                f.write(json.dumps(rec, ensure_ascii=False) + '\n'); n += 1
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        for note in qc.store.notes(min_confidence=min_quality, valid=None if include_invalid else True):
+            rec = dict(id=note.id, uid=note.uid, text=note.body, comment=note.comment, tags=note.tags,
+                       snr_tag=note.route_tag, route_confidence=note.route_confidence, routed_by=note.routed_by,
+                       needs_review=note.needs_review, content_type=note.content_type, confidence=note.confidence,
+                       valid=note.valid, time=note.ts, version=note.version)
+            f.write(json.dumps(rec, ensure_ascii=False) + '\n'); n += 1
     return n

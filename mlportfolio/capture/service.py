@@ -9,15 +9,17 @@ from __future__ import annotations
 import os, threading, time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from ..core.embed import set_torch_threads
 from ..core.errors import InputError, ConflictError
 from ..core.obs import counter, gauge, histogram, get_logger
 from .parse import ParsedNote, parse_note, normalize_tag, parse_timestamp, CONTENT_TYPES
 from .route import Router, get_router, Route
-from .store import NoteStore, STORAGE_SECONDS
+from .store import NoteStore, STORAGE_SECONDS, Note, NoteIssue, RouteCandidate
 
 log = get_logger(__name__)
 NOTES_INGESTED = counter('notes_ingested', 'Notes through the QuickCapture pipeline, by outcome', ('status',), namespace='quickcapture')
@@ -52,7 +54,8 @@ def _query_pool():
 
 # %% auto #0
 __all__ = ['log', 'NOTES_INGESTED', 'VALIDATION_FAILURES', 'PROCESSING_SECONDS', 'ROUTED', 'SEARCHES', 'ROUTE_CONFIDENCE',
-           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'MAX_FILTER_TAGS', 'rrf', 'check_filters', 'QuickCapture']
+           'REVIEW_QUEUE', 'SEARCH_MODES', 'RRF_K', 'MAX_FILTER_TAGS', 'rrf', 'AddedNote', 'RoutePreview',
+           'NotePreview', 'HitScores', 'HitRanks', 'SearchHit', 'check_filters', 'QuickCapture']
 
 # %% ../../nbs/73_capture_service.ipynb #1aa35291
 def rrf(*rankings: list, k: int = RRF_K) -> list[tuple[int, float]]:
@@ -61,6 +64,57 @@ def rrf(*rankings: list, k: int = RRF_K) -> list[tuple[int, float]]:
     for ranking in rankings:
         for rank, i in enumerate(ranking, 1): scores[i] = scores.get(i, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda t: -t[1])
+
+# %% ../../nbs/73_capture_service.ipynb #420df899
+class AddedNote(Note):
+    "A note as `add` returns it: the stored note, and whether this call stored it (False for a replayed client id)."
+    created: bool
+
+class RoutePreview(BaseModel):
+    "Where a dry run would route a note."
+    tag: str
+    confidence: float
+    candidates: list[RouteCandidate]
+    routed_by: str = Field(..., description="'tag' or 'embedding'")
+    needs_review: bool
+    threshold: float
+    parent: Optional[str] = None
+
+class NotePreview(BaseModel):
+    "What `add(..., dry_run=True)` returns: the parsed, scored and routed note; nothing stored."
+    raw: str
+    body: str
+    tags: list[str]
+    comment: str
+    timestamp: Optional[str] = None
+    form: str
+    content_type: str
+    density: float
+    tag_quality: float
+    parse_confidence: float
+    confidence: float
+    issues: list[NoteIssue]
+    valid: bool
+    route: RoutePreview
+    created: bool = False
+    dry_run: bool = True
+
+class HitScores(BaseModel):
+    "A search hit's score from each method (None where the method did not find it)."
+    keyword: Optional[float] = Field(None, description='-BM25 (higher is better)')
+    semantic: Optional[float] = Field(None, description='cosine similarity')
+    rrf: Optional[float] = Field(None, description='reciprocal rank fusion score (hybrid mode)')
+
+class HitRanks(BaseModel):
+    "A search hit's rank (from 1) in each method's list."
+    keyword: Optional[int] = None
+    semantic: Optional[int] = None
+
+class SearchHit(Note):
+    "One search result: the note, its score in the chosen mode, and the score and rank from each method."
+    score: float
+    scores: HitScores
+    ranks: HitRanks
 
 # %% ../../nbs/73_capture_service.ipynb #28cf417d
 def _iso(v) -> str | None:
@@ -102,18 +156,17 @@ class QuickCapture:
         with PROCESSING_SECONDS.labels(stage='route').time(): route = self.router.route(note, vec=vec)
         return note, route, vec
 
-    def add(self, text: str, uid: str | None = None, source: str = 'local', dry_run: bool = False) -> dict:
-        "Run the pipeline on `text` and store the note (unless `dry_run`); returns the note with `created`."
+    def add(self, text: str, uid: str | None = None, source: str = 'local', dry_run: bool = False) -> AddedNote | NotePreview:
+        "Run the pipeline on `text` and store the note (unless `dry_run`, which returns a `NotePreview`); returns the note with `created`."
         t0 = time.perf_counter()
         if uid is not None:   # idempotent replay: a known client id returns the stored note without work
             known = self.store.find(uid)
-            if known and known['raw'] != text:
+            if known and known.raw != text:
                 raise ConflictError(f'client id {uid!r} is already used by a note with a different text; use a new id, or PATCH the note')
-            if known: return dict(known, created=False)
+            if known: return AddedNote(**dict(known), created=False)
         note, route, vec = self.prepare(text)
         if dry_run:
-            d = note.to_dict(); d.update(route=route.to_dict(), created=False, dry_run=True)
-            return d
+            return NotePreview(**note.to_dict(), route=route.to_dict())
         stored, created = self.store.add(note, route, vec, uid=uid, source=source)
         if created:
             NOTES_INGESTED.labels(status='valid' if note.valid else 'invalid').inc()
@@ -122,7 +175,7 @@ class QuickCapture:
             ROUTED.labels(tag=route.tag, needs_review=str(route.needs_review).lower()).inc()
             ROUTE_CONFIDENCE.observe(route.confidence)
         PROCESSING_SECONDS.labels(stage='total').observe(time.perf_counter() - t0)
-        return dict(stored, created=created)
+        return AddedNote(**dict(stored), created=created)
 
     def add_many(self, texts: list[str], uids: list | None = None, source: str = 'import', progress=None) -> dict:
         "Bulk import: parse all, embed in batches, route, store in large transactions. Unparseable texts are reported, not stored."
@@ -144,17 +197,17 @@ class QuickCapture:
         new = [i for i in ids if i is not None]
         return dict(stored=len(new), skipped=len(ids) - len(new), rejected=rejected, ids=new)
 
-    def get(self, key) -> dict: return self.store.get(key)
+    def get(self, key) -> Note: return self.store.get(key)
 
-    def edit(self, key, text: str) -> dict:
+    def edit(self, key, text: str) -> Note:
         "Replace a note's text: re-parse, re-validate, re-route, re-embed; version + 1, history kept."
         self.store.get(key)
         note, route, vec = self.prepare(text)
         return self.store.update(key, note, route, vec)
 
-    def delete(self, key) -> dict: return self.store.delete(key)
+    def delete(self, key) -> Note: return self.store.delete(key)
 
-    def search(self, query: str, mode: str = 'hybrid', tags=None, type=None, since=None, until=None, k: int = 10) -> list[dict]:
+    def search(self, query: str, mode: str = 'hybrid', tags=None, type=None, since=None, until=None, k: int = 10) -> list[SearchHit]:
         "Search notes; each result is the note plus `score`, `scores` and `ranks` per method."
         if mode not in SEARCH_MODES: raise InputError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
         if not isinstance(query, str) or not query.strip(): raise InputError('empty search query')
@@ -177,32 +230,18 @@ class QuickCapture:
         if mode == 'keyword': ranked = kw
         elif mode == 'semantic': ranked = sem
         else: ranked = rrf([i for i, _ in kw], [i for i, _ in sem])
-        out = []
-        for i, s in ranked[:k]:
-            n = self.store.get(i)
-            n.update(score=round(float(s), 6),
-                     scores=dict(keyword=kw_s.get(i), semantic=sem_s.get(i), rrf=round(float(s), 6) if mode == 'hybrid' else None),
-                     ranks=dict(keyword=kw_r.get(i), semantic=sem_r.get(i)))
-            out.append(n)
-        return out
+        return [SearchHit(**dict(self.store.get(i)), score=round(float(s), 6),
+                          scores=HitScores(keyword=kw_s.get(i), semantic=sem_s.get(i), rrf=round(float(s), 6) if mode == 'hybrid' else None),
+                          ranks=HitRanks(keyword=kw_r.get(i), semantic=sem_r.get(i))) for i, s in ranked[:k]]
 
     def review_queue_size(self) -> int:
         "Notes waiting for review."
-        with self.store._lock: return self.store.conn.execute('SELECT COUNT(*) FROM notes WHERE needs_review').fetchone()[0]
+        return self.store.review_count()
 
     def stats(self) -> dict:
         "Counts by route, content type, validity and review need, plus store health."
-        c = self.store.conn
-        with self.store._lock:
-            q = lambda sql: {r[0]: r[1] for r in c.execute(sql)}
-            return dict(notes=self.store.count(),
-                        by_route=q('SELECT route_tag, COUNT(*) FROM notes GROUP BY 1 ORDER BY 2 DESC'),
-                        by_type=q('SELECT content_type, COUNT(*) FROM notes GROUP BY 1 ORDER BY 2 DESC'),
-                        invalid=c.execute('SELECT COUNT(*) FROM notes WHERE NOT valid').fetchone()[0],
-                        needs_review=c.execute('SELECT COUNT(*) FROM notes WHERE needs_review').fetchone()[0],
-                        mean_confidence=c.execute('SELECT AVG(confidence) FROM notes').fetchone()[0],
-                        top_tags=self.store.tag_stats()[:10], store=self.store.check(),
-                        db_path=str(self.store.path), db_bytes=self.size_on_disk())
+        return dict(self.store.summary(), top_tags=self.store.tag_stats()[:10], store=self.store.check(),
+                    db_path=str(self.store.path), db_bytes=self.size_on_disk())
 
     def size_on_disk(self) -> int:
         "Bytes of the database, its WAL and the saved index."

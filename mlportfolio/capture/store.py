@@ -8,19 +8,23 @@ Docs: https://mlportfolio.github.io/mlportfolio/capture_store.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('capture', 'note capture')  # one clear line, naming the extra, when its dependencies are missing
-import json, os, re, sqlite3, threading, uuid
+import json, os, re, shutil, sqlite3, threading, uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping, Optional
 
 import numpy as np
+from fastcore.basics import patch
+from pydantic import BaseModel, Field
 
 from ..core.config import get_settings, ensure_dir
 from ..core.embed import EMBED_DIM
 from ..core.errors import InputError, NotFoundError, StoreError
 from ..core.guard import is_ascii_int
 from ..core.obs import get_logger, histogram, gauge
-from .parse import ParsedNote, Issue, tag_hierarchy
+from ..core.store import atomic_path
+from .parse import ParsedNote
 
 log = get_logger(__name__)
 
@@ -30,8 +34,9 @@ ACTIVE_NOTES = gauge('active_notes', 'Notes stored in QuickCapture', namespace='
 INDEX_VECTORS = gauge('index_vectors', 'Vectors searchable in the QuickCapture FAISS index', namespace='quickcapture')
 
 # %% auto #0
-__all__ = ['log', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'connect', 'migrate',
-           'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteStore']
+__all__ = ['log', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'NOTE_ORDERS', 'connect',
+           'migrate', 'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate', 'Note',
+           'NoteVersion', 'IndexSync', 'NoteStore']
 
 # %% ../../nbs/72_capture_store.ipynb #27044ceb
 MIGRATIONS: list[str] = [
@@ -177,19 +182,13 @@ class VectorIndex:
         return [o[:k] for o in out]
 
     def save(self, path: Path, meta: dict) -> None:
-        "Write the index and `meta` to one file atomically."
+        "Write the index and `meta` to one file atomically (a temporary name of its own, fsync, rename)."
         import faiss
-        path = Path(path)
-        tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}-{threading.get_ident()}')
         meta = dict(meta, kind=self.kind, dim=self.dim, masked=sorted(self.masked))
-        try:
-            with open(tmp, 'wb') as f:
-                np.savez(f, main=faiss.serialize_index(self.main), side=faiss.serialize_index(self.side),
-                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-                f.flush(); os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists(): tmp.unlink()
+        with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+            np.savez(f, main=faiss.serialize_index(self.main), side=faiss.serialize_index(self.side),
+                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            f.flush(); os.fsync(f.fileno())
 
     @classmethod
     def load(cls, path: Path) -> tuple['VectorIndex', dict]:
@@ -209,7 +208,7 @@ class VectorIndex:
         idx._main_ids = set(map(int, _ids(idx.main)))
         return idx, meta
 
-# %% ../../nbs/72_capture_store.ipynb #8f45c482
+# %% ../../nbs/72_capture_store.ipynb #71c3daa8
 _UID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$')
 
 def now_iso() -> str: return datetime.now(timezone.utc).isoformat(timespec='microseconds')
@@ -225,45 +224,82 @@ def fts_query(q: str, max_terms: int = 32) -> str:
     words = re.findall(r'\w+', q.lower())[:max_terms]
     return ' OR '.join(f'"{w}"' for w in dict.fromkeys(words))
 
-def _row_note(r: sqlite3.Row) -> dict:
-    d = dict(r)
-    for k in ('tags', 'issues', 'candidates'): d[k] = json.loads(d[k]) if d.get(k) else []
-    d['valid'], d['needs_review'] = bool(d['valid']), bool(d['needs_review'])
-    return d
+class NoteIssue(BaseModel):
+    "One validation finding kept with a note: `severity` (error, warning, info), a stable `code`, a `message` for people."
+    severity: str
+    code: str
+    message: str
 
-# %% ../../nbs/72_capture_store.ipynb #f386c01d
-_NOTE_COLS = ('uid', 'raw', 'body', 'comment', 'tags', 'content_type', 'event_time', 'created_at', 'updated_at', 'ts',
-              'version', 'density', 'tag_quality', 'parse_confidence', 'confidence', 'valid', 'issues',
-              'route_tag', 'route_confidence', 'routed_by', 'needs_review', 'candidates', 'source')
+class RouteCandidate(BaseModel):
+    "One ontology tag the router weighed for a note: cosine `score` and calibrated `probability`."
+    tag: str
+    score: float
+    probability: float
 
-class NoteStore:
-    "Notes in SQLite (source of truth) and their vectors in FAISS, kept in step through a change log."
-    def __init__(self, path: str | Path | None = None, hnsw_threshold: int | None = None, save_every: int = 1000,
-                 dim: int = EMBED_DIM):
-        s = get_settings()
-        self.path = Path(path) if path else s.capture_db_path
-        ensure_dir(self.path.parent, 'capture database folder')
-        self.index_path = self.path.with_suffix('.faiss')
-        self.hnsw_threshold = hnsw_threshold or s.capture_hnsw_threshold
-        self.save_every, self.dim = save_every, dim
-        self._lock = threading.RLock()
-        try:
-            self.conn = connect(self.path)
-            self.schema_version = migrate(self.conn)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f'cannot open capture database {self.path}: {e}') from None
+class Note(BaseModel):
+    "A stored note: what the store returns and the service, review tools, CLI and HTTP API pass on."
+    id: int = Field(..., description='Row id (never reused)')
+    uid: str = Field(..., description='Client note id (idempotent replays)')
+    raw: str = Field(..., description='The text as captured')
+    body: str
+    comment: str = ''
+    tags: list[str]
+    content_type: str
+    event_time: Optional[str] = Field(None, description='The time written in the note (ISO 8601), if any')
+    created_at: str
+    updated_at: str
+    ts: str = Field(..., description='Note time: event_time, else the time it was stored')
+    version: int
+    density: float
+    tag_quality: float
+    parse_confidence: float
+    confidence: float
+    valid: bool
+    issues: list[NoteIssue]
+    route_tag: Optional[str] = None
+    route_confidence: Optional[float] = None
+    routed_by: Optional[str] = None
+    needs_review: bool = False
+    candidates: list[RouteCandidate] = []
+    source: str = Field('local', description='Where the note came from: local, api, import')
+
+    @classmethod
+    def from_row(cls, r: Mapping) -> 'Note':
+        "The note in one `notes` row (JSON columns decoded, 0/1 as booleans)."
+        d = dict(r)
+        for k in ('tags', 'issues', 'candidates'): d[k] = json.loads(d[k]) if d.get(k) else []
+        return cls.model_validate(d)
+
+class NoteVersion(BaseModel):
+    "An earlier version of an edited note (from `note_history`)."
+    note_id: int
+    version: int
+    raw: str
+    tags: list[str]
+    confidence: float
+    changed_at: str
+
+# %% ../../nbs/72_capture_store.ipynb #0c4b3f6e
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    "A value of the `meta` table, or None."
+    r = conn.execute('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
+    return r[0] if r else None
+
+class IndexSync:
+    "Keeps a `VectorIndex` in step with the `vectors` table of one connection by replaying `vector_log`; saves and rebuilds it."
+    def __init__(self, conn: sqlite3.Connection, path: str | Path, hnsw_threshold: int, save_every: int = 1000,
+                 dim: int = EMBED_DIM, lock=None):
+        self.conn, self.path, self.hnsw_threshold, self.save_every, self.dim = conn, Path(path), hnsw_threshold, save_every, dim
+        self.lock = lock if lock is not None else threading.RLock()   # shared with the store that owns `conn`
         self.index: VectorIndex | None = None
-        self.applied_seq = 0
-        self._changes_since_save = 0
-        self.last_open = self._open_index()
-        ACTIVE_NOTES.set(self.count())
+        self.applied_seq = 0            # the last `vector_log` entry applied to `index`
+        self.changes_since_save = 0
 
-    # ---- the FAISS side ------------------------------------------------------------------
-    def _vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
+        "Ids and vectors in the `vectors` table: all of them (by id), or those of `ids`."
         q = 'SELECT note_id, vec FROM vectors'
         if ids is not None:
-            rows = []
-            ids = list(ids)
+            rows, ids = [], list(ids)
             for i in range(0, len(ids), 900):
                 chunk = ids[i:i + 900]
                 rows += self.conn.execute(f"{q} WHERE note_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
@@ -272,337 +308,433 @@ class NoteStore:
         return (np.array([r[0] for r in rows], np.int64),
                 np.frombuffer(b''.join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim))
 
-    def _max_seq(self) -> int:
+    def max_seq(self) -> int:
+        "The newest `vector_log` sequence number ever written (0 for none)."
         return self.conn.execute("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'), 0)").fetchone()[0]
 
-    def rebuild_index(self) -> None:
-        "Build the FAISS index from the `vectors` table and save it."
-        with self._lock, STORAGE_SECONDS.labels(operation='rebuild_index').time():
+    def rebuild(self) -> None:
+        "Build the index from the `vectors` table and save it."
+        with self.lock, STORAGE_SECONDS.labels(operation='rebuild_index').time():
             self.conn.execute('BEGIN')   # one snapshot: vectors and the log position agree
             try:
-                seq = self._max_seq()
-                ids, vecs = self._vectors()
+                seq = self.max_seq()
+                ids, vecs = self.vectors()
             finally: self.conn.execute('COMMIT')
             self.index = VectorIndex.build(ids, vecs, self.hnsw_threshold, self.dim)
             self.applied_seq = seq
-            self.save_index()
+            self.save()
 
-    def _open_index(self) -> str:
-        "Load the saved index, replay the log after it, check it against SQLite; rebuild if anything is off."
-        with self._lock:
-            state = 'loaded'
-            try:
-                if not self.index_path.exists():
-                    self.rebuild_index(); INDEX_VECTORS.set(self.index.ntotal)
-                    return 'rebuilt' if self.index.ntotal else 'created'
-                self.index, meta = VectorIndex.load(self.index_path)
-                if self.index.dim != self.dim: raise StoreError(f'index dim {self.index.dim} != {self.dim}')
-                self.applied_seq = int(meta['last_seq'])
-                pruned = int(self._meta('log_pruned_to') or 0)
-                if self.applied_seq > self._max_seq() or self.applied_seq < pruned:
-                    raise StoreError('saved index does not match the database log')
-                n = self.catch_up()
-                if n: state = f'caught up {n} changes'
-                if not self.agrees(): raise StoreError('index ids differ from the database')
-            except StoreError as e:
-                log.info('rebuilding capture index %s: %s', self.index_path, e)
-                self.rebuild_index(); state = 'rebuilt'
-            INDEX_VECTORS.set(self.index.ntotal)
-            return state
-
-    def catch_up(self) -> int:
-        "Apply every logged vector change this process has not applied yet; returns how many notes changed."
-        with self._lock:
-            pruned = int(self._meta('log_pruned_to') or 0)
-            if self.applied_seq < pruned:          # another process pruned changes we never saw: reload
-                self._open_index(); return 0
-            rows = self.conn.execute('SELECT seq, note_id FROM vector_log WHERE seq > ? ORDER BY seq', (self.applied_seq,)).fetchall()
-            if not rows: return 0
-            changed = list(dict.fromkeys(r[1] for r in rows))
-            ids, vecs = self._vectors(changed)
-            gone = set(changed) - set(map(int, ids))
-            self.index.remove(gone)
-            self.index.upsert(ids, vecs)
-            self.applied_seq = rows[-1][0]
-            self._changes_since_save += len(changed)
-            if self.index.needs_rebuild or (self.index.kind == 'flat' and self.index.ntotal > self.hnsw_threshold):
-                self.rebuild_index()
-            elif self._changes_since_save >= self.save_every: self.save_index()
-            INDEX_VECTORS.set(self.index.ntotal)
-            return len(changed)
-
-    def agrees(self) -> bool:
-        "True when FAISS holds exactly the ids of the notes in SQLite."
-        with self._lock:
-            db = {r[0] for r in self.conn.execute('SELECT note_id FROM vectors')}
-            return db == self.index.ids()
-
-    def save_index(self) -> None:
-        "Save FAISS atomically with the log position it covers, then prune the log up to there."
-        with self._lock, STORAGE_SECONDS.labels(operation='save_index').time():
+    def save(self) -> None:
+        "Save the index atomically with the log position it covers, then prune the log up to there."
+        with self.lock, STORAGE_SECONDS.labels(operation='save_index').time():
             last_id = self.conn.execute('SELECT COALESCE(MAX(id), 0) FROM notes').fetchone()[0]
-            self.index.save(self.index_path, dict(last_seq=self.applied_seq, last_row_id=last_id, saved_at=now_iso()))
+            self.index.save(self.path, dict(last_seq=self.applied_seq, last_row_id=last_id, saved_at=now_iso()))
             self.conn.execute('BEGIN IMMEDIATE')
             try:
                 self.conn.execute('DELETE FROM vector_log WHERE seq <= ?', (self.applied_seq,))
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('log_pruned_to', ?)",
-                                  (str(max(self.applied_seq, int(self._meta('log_pruned_to') or 0))),))
+                                  (str(max(self.applied_seq, int(_meta(self.conn, 'log_pruned_to') or 0))),))
                 self.conn.execute('COMMIT')
             except BaseException:
                 self.conn.execute('ROLLBACK'); raise
-            self._changes_since_save = 0
+            self.changes_since_save = 0
 
-    def _meta(self, key: str) -> str | None:
-        r = self.conn.execute('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
-        return r[0] if r else None
+    def agrees(self) -> bool:
+        "True when the index holds exactly the ids of the `vectors` table."
+        with self.lock:
+            return {r[0] for r in self.conn.execute('SELECT note_id FROM vectors')} == self.index.ids()
 
-    # ---- writes --------------------------------------------------------------------------
-    def _stats_add(self, tags, conf: float, dens: float, sign: int, when: str) -> None:
-        "Update running means: add (`sign=1`) or remove (`sign=-1`) one observation per tag."
-        c = self.conn
-        for t in tags:
-            r = c.execute('SELECT n, mean_confidence, mean_density FROM tag_stats WHERE tag = ?', (t,)).fetchone()
-            if sign > 0:
-                if r is None:
-                    c.execute('INSERT INTO tag_stats VALUES (?, 1, ?, ?, ?, ?)', (t, conf, dens, when, when))
-                else:
-                    n = r[0] + 1
-                    c.execute('UPDATE tag_stats SET n = ?, mean_confidence = ?, mean_density = ?, last_seen = ? WHERE tag = ?',
-                              (n, r[1] + (conf - r[1]) / n, r[2] + (dens - r[2]) / n, when, t))
-            elif r is not None:
-                if r[0] <= 1: c.execute('DELETE FROM tag_stats WHERE tag = ?', (t,))
-                else:
-                    n = r[0] - 1
-                    c.execute('UPDATE tag_stats SET n = ?, mean_confidence = ?, mean_density = ? WHERE tag = ?',
-                              (n, (r[1] * r[0] - conf) / n, (r[2] * r[0] - dens) / n, t))
+# %% ../../nbs/72_capture_store.ipynb #702a0f10
+@patch
+def load_or_rebuild(self: IndexSync) -> str:
+    "Load the saved index, replay the log after it, check it against SQLite; rebuild if anything is off. Returns what happened."
+    with self.lock:
+        state = 'loaded'
+        try:
+            if not self.path.exists():
+                self.rebuild(); INDEX_VECTORS.set(self.index.ntotal)
+                return 'rebuilt' if self.index.ntotal else 'created'
+            self.index, meta = VectorIndex.load(self.path)
+            if self.index.dim != self.dim: raise StoreError(f'index dim {self.index.dim} != {self.dim}')
+            self.applied_seq = int(meta['last_seq'])
+            pruned = int(_meta(self.conn, 'log_pruned_to') or 0)
+            if self.applied_seq > self.max_seq() or self.applied_seq < pruned:
+                raise StoreError('saved index does not match the database log')
+            n = self.catch_up()
+            if n: state = f'caught up {n} changes'
+            if not self.agrees(): raise StoreError('index ids differ from the database')
+        except StoreError as e:
+            log.info('rebuilding capture index %s: %s', self.path, e)
+            self.rebuild(); state = 'rebuilt'
+        INDEX_VECTORS.set(self.index.ntotal)
+        return state
 
-    @staticmethod
-    def _fields(note: ParsedNote, route, when: str) -> dict:
-        return dict(raw=note.raw, body=note.body, comment=note.comment, tags=json.dumps(note.tags),
-                    content_type=note.content_type, event_time=note.timestamp, ts=note.timestamp or when,
-                    density=note.density, tag_quality=note.tag_quality, parse_confidence=note.parse_confidence,
-                    confidence=note.confidence, valid=int(note.valid), issues=json.dumps([vars(i) for i in note.issues]),
-                    route_tag=route.tag if route else None, route_confidence=route.confidence if route else None,
-                    routed_by=route.routed_by if route else None, needs_review=int(bool(route and route.needs_review)),
-                    candidates=json.dumps(route.candidates) if route else '[]')
+@patch
+def catch_up(self: IndexSync) -> int:
+    "Apply every logged vector change not applied yet (this process's or another's); returns how many ids changed."
+    with self.lock:
+        pruned = int(_meta(self.conn, 'log_pruned_to') or 0)
+        if self.applied_seq < pruned:          # another process pruned changes we never saw: reload
+            self.load_or_rebuild(); return 0
+        rows = self.conn.execute('SELECT seq, note_id FROM vector_log WHERE seq > ? ORDER BY seq', (self.applied_seq,)).fetchall()
+        if not rows: return 0
+        changed = list(dict.fromkeys(r[1] for r in rows))
+        ids, vecs = self.vectors(changed)
+        self.index.remove(set(changed) - set(map(int, ids)))
+        self.index.upsert(ids, vecs)
+        self.applied_seq = rows[-1][0]
+        self.changes_since_save += len(changed)
+        if self.index.needs_rebuild or (self.index.kind == 'flat' and self.index.ntotal > self.hnsw_threshold):
+            self.rebuild()
+        elif self.changes_since_save >= self.save_every: self.save()
+        INDEX_VECTORS.set(self.index.ntotal)
+        return len(changed)
 
-    def _insert(self, note: ParsedNote, route, vec, uid: str, source: str, when: str) -> int:
-        c = self.conn
-        f = self._fields(note, route, when)
-        f.update(uid=uid, created_at=when, updated_at=when, version=1, source=source)
-        cur = c.execute(f"INSERT INTO notes ({', '.join(_NOTE_COLS)}) VALUES ({', '.join('?' * len(_NOTE_COLS))})",
-                        [f[k] for k in _NOTE_COLS])
-        nid = cur.lastrowid
-        tags = note.all_tags
-        c.executemany('INSERT INTO note_tags VALUES (?, ?)', [(nid, t) for t in tags])
-        self._stats_add(tags, note.confidence, note.density, 1, when)
-        c.execute('INSERT INTO notes_fts (rowid, body, comment, tags) VALUES (?, ?, ?, ?)',
-                  (nid, note.body, note.comment, ' '.join(t.replace('.', ' ') for t in note.tags)))
-        c.execute('INSERT INTO vectors VALUES (?, ?)', (nid, np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
-        c.execute('INSERT INTO vector_log (note_id) VALUES (?)', (nid,))
-        return nid
+# %% ../../nbs/72_capture_store.ipynb #56fc4343
+_NOTE_COLS = ('uid', 'raw', 'body', 'comment', 'tags', 'content_type', 'event_time', 'created_at', 'updated_at', 'ts',
+              'version', 'density', 'tag_quality', 'parse_confidence', 'confidence', 'valid', 'issues',
+              'route_tag', 'route_confidence', 'routed_by', 'needs_review', 'candidates', 'source')
 
-    def _tx(self):
-        store = self
-        class _T:
-            def __enter__(s): store.conn.execute('BEGIN IMMEDIATE')
-            def __exit__(s, et, ev, tb):
-                if et is None: store.conn.execute('COMMIT')
-                else: store.conn.execute('ROLLBACK')
-                return False
-        return _T()
+class NoteStore:
+    "Notes in SQLite (source of truth) and their vectors in FAISS, kept in step by an `IndexSync`."
+    def __init__(self, path: str | Path | None = None, hnsw_threshold: int | None = None, save_every: int = 1000,
+                 dim: int = EMBED_DIM):
+        s = get_settings()
+        self.path = Path(path) if path else s.capture_db_path
+        ensure_dir(self.path.parent, 'capture database folder')
+        self.dim = dim
+        self._lock = threading.RLock()
+        try:
+            self.conn = connect(self.path)
+            self.schema_version = migrate(self.conn)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f'cannot open capture database {self.path}: {e}') from None
+        self.sync = IndexSync(self.conn, self.path.with_suffix('.faiss'), hnsw_threshold or s.capture_hnsw_threshold,
+                              save_every, dim, self._lock)
+        self.last_open = self.sync.load_or_rebuild()
+        ACTIVE_NOTES.set(self.count())
 
-    def _check_vec(self, vec) -> np.ndarray:
-        v = np.asarray(vec, dtype=np.float32).reshape(-1)
-        if v.shape[0] != self.dim or not np.isfinite(v).all(): raise InputError(f'a note vector must be {self.dim} finite floats')
-        return v
+    # the FAISS side, as `self.sync` keeps it
+    @property
+    def index(self) -> VectorIndex: return self.sync.index
+    @property
+    def index_path(self) -> Path: return self.sync.path
+    @property
+    def hnsw_threshold(self) -> int: return self.sync.hnsw_threshold
+    def catch_up(self) -> int: return self.sync.catch_up()
+    def save_index(self) -> None: self.sync.save()
+    def rebuild_index(self) -> None: self.sync.rebuild()
+    def agrees(self) -> bool: return self.sync.agrees()
+    def _vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]: return self.sync.vectors(ids)
 
-    def add(self, note: ParsedNote, route, vec, uid: str | None = None, source: str = 'local') -> tuple[dict, bool]:
-        "Store one note; returns `(note, created)`. A known `uid` returns the stored note with `created=False` (idempotent replay)."
-        uid = check_uid(uid) if uid is not None else uuid.uuid4().hex
-        v = self._check_vec(vec)
-        with self._lock, STORAGE_SECONDS.labels(operation='insert').time():
-            r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (uid,)).fetchone()
-            if r is not None: return _row_note(r), False
-            with self._tx(): nid = self._insert(note, route, v, uid, source, now_iso())
-            self.catch_up()
-            ACTIVE_NOTES.inc()
-            return self.get(nid), True
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        "One `BEGIN IMMEDIATE` transaction: committed when the block succeeds, rolled back when it raises."
+        self.conn.execute('BEGIN IMMEDIATE')
+        try: yield self.conn
+        except BaseException:
+            self.conn.execute('ROLLBACK'); raise
+        self.conn.execute('COMMIT')
 
-    def add_many(self, items: Iterable[tuple], source: str = 'import', batch: int = 2000, progress=None) -> list[int | None]:
-        "Bulk insert `(note, route, vec, uid)` tuples, `batch` per transaction; returns the new ids in order, None where the uid existed."
-        ids = []
-        with self._lock, STORAGE_SECONDS.labels(operation='insert_many').time():
-            items = list(items)
-            for i in range(0, len(items), batch):
-                when = now_iso()
-                with self._tx():
-                    for note, route, vec, uid in items[i:i + batch]:
-                        uid = check_uid(uid) if uid is not None else uuid.uuid4().hex
-                        if self.conn.execute('SELECT 1 FROM notes WHERE uid = ?', (uid,)).fetchone(): ids.append(None); continue
-                        ids.append(self._insert(note, route, self._check_vec(vec), uid, source, when))
-                if progress: progress(min(i + batch, len(items)))
-            self.catch_up()
-            ACTIVE_NOTES.set(self.count())
-        return ids
-
-    def _get_row(self, key) -> sqlite3.Row:
-        if isinstance(key, (int, np.integer)) or (is_ascii_int(key) and not key.startswith('-') and len(key) < 19):   # ASCII digits only: '²' and '١' are client ids
-            r = self.conn.execute('SELECT * FROM notes WHERE id = ?', (int(key),)).fetchone()
-            if r is None and isinstance(key, str): r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (key,)).fetchone()
-        else:
-            r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (str(key),)).fetchone()
-        if r is None: raise NotFoundError(f'no note {str(key)[:80]!r}; give a note id or its client id (uid)')
-        return r
-
-    def get(self, key) -> dict:
-        "One note by row id or uid; `NotFoundError` if absent."
-        with self._lock: return _row_note(self._get_row(key))
-
-    def find(self, uid: str) -> dict | None:
-        "The note with client id `uid`, or None."
-        with self._lock:
-            r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (check_uid(uid),)).fetchone()
-            return _row_note(r) if r else None
-
-    def update(self, key, note: ParsedNote, route, vec) -> dict:
-        "Replace a note's content: version + 1, the old version kept in `note_history`, statistics and vector replaced."
-        v = self._check_vec(vec)
-        with self._lock, STORAGE_SECONDS.labels(operation='update').time():
-            old = self._get_row(key)
-            nid, when = old['id'], now_iso()
-            with self._tx():
-                c = self.conn
-                c.execute('INSERT INTO note_history VALUES (?, ?, ?, ?, ?, ?)',
-                          (nid, old['version'], old['raw'], old['tags'], old['confidence'], when))
-                old_tags = [t for (t,) in c.execute('SELECT tag FROM note_tags WHERE note_id = ?', (nid,))]
-                self._stats_add(old_tags, old['confidence'], old['density'], -1, when)
-                f = self._fields(note, route, when)
-                f.update(updated_at=when, version=old['version'] + 1)
-                c.execute(f"UPDATE notes SET {', '.join(f'{k} = ?' for k in f)} WHERE id = ?", [*f.values(), nid])
-                c.execute('DELETE FROM note_tags WHERE note_id = ?', (nid,))
-                c.executemany('INSERT INTO note_tags VALUES (?, ?)', [(nid, t) for t in note.all_tags])
-                self._stats_add(note.all_tags, note.confidence, note.density, 1, when)
-                c.execute('DELETE FROM notes_fts WHERE rowid = ?', (nid,))
-                c.execute('INSERT INTO notes_fts (rowid, body, comment, tags) VALUES (?, ?, ?, ?)',
-                          (nid, note.body, note.comment, ' '.join(t.replace('.', ' ') for t in note.tags)))
-                c.execute('INSERT OR REPLACE INTO vectors VALUES (?, ?)', (nid, v.tobytes()))
-                c.execute('INSERT INTO vector_log (note_id) VALUES (?)', (nid,))
-            self.catch_up()
-            return self.get(nid)
-
-    def delete(self, key) -> dict:
-        "Delete a note (its tags, statistics, FTS row and vector); returns what was deleted."
-        with self._lock, STORAGE_SECONDS.labels(operation='delete').time():
-            old = self._get_row(key)
-            nid = old['id']
-            with self._tx():
-                c = self.conn
-                tags = [t for (t,) in c.execute('SELECT tag FROM note_tags WHERE note_id = ?', (nid,))]
-                self._stats_add(tags, old['confidence'], old['density'], -1, now_iso())
-                c.execute('DELETE FROM notes_fts WHERE rowid = ?', (nid,))
-                c.execute('DELETE FROM vectors WHERE note_id = ?', (nid,))
-                c.execute('DELETE FROM notes WHERE id = ?', (nid,))
-                c.execute('INSERT INTO vector_log (note_id) VALUES (?)', (nid,))
-            self.catch_up()
-            ACTIVE_NOTES.dec()
-            return _row_note(old)
-
-    # ---- reads ---------------------------------------------------------------------------
     def count(self) -> int:
+        "How many notes are stored."
         with self._lock: return self.conn.execute('SELECT COUNT(*) FROM notes').fetchone()[0]
 
-    def history(self, key) -> list[dict]:
-        "Earlier versions of a note, oldest first."
-        with self._lock:
-            nid = self._get_row(key)['id']
-            rows = self.conn.execute('SELECT * FROM note_history WHERE note_id = ? ORDER BY version', (nid,)).fetchall()
-            return [dict(r, tags=json.loads(r['tags'])) for r in rows]
-
-    def tag_stats(self) -> list[dict]:
-        "Per-tag count and running means, most used first."
-        with self._lock:
-            return [dict(r) for r in self.conn.execute('SELECT * FROM tag_stats ORDER BY n DESC, tag')]
-
-    def notes(self, where: str = '1', params=(), order: str = 'id', limit: int | None = None) -> list[dict]:
-        "Notes matching a trusted SQL condition (library use only; never pass user text in `where`)."
-        with self._lock:
-            q = f'SELECT * FROM notes WHERE {where} ORDER BY {order}' + (f' LIMIT {int(limit)}' if limit else '')
-            return [_row_note(r) for r in self.conn.execute(q, params)]
-
-    def filter_sql(self, tags=None, type=None, since=None, until=None, alias: str = 'n') -> tuple[str, list]:
-        "SQL condition and parameters for the search filters (all tags required; `since`/`until` on the note time)."
-        conds, params = [], []
-        for t in tags or []:
-            conds.append(f'EXISTS (SELECT 1 FROM note_tags t WHERE t.note_id = {alias}.id AND t.tag = ?)'); params.append(t)
-        if type: conds.append(f'{alias}.content_type = ?'); params.append(type)
-        if since: conds.append(f'{alias}.ts >= ?'); params.append(since)
-        if until: conds.append(f'{alias}.ts < ?'); params.append(until)
-        return (' AND '.join(conds) or '1'), params
-
-    def keyword_search(self, query: str, k: int = 10, **filters) -> list[tuple[int, float]]:
-        "FTS5 BM25 over body, comment and tags: `(id, score)` best first, score = -bm25 (higher is better)."
-        q = fts_query(query)
-        if not q: return []
-        where, params = self.filter_sql(**filters)
-        with self._lock, STORAGE_SECONDS.labels(operation='search_keyword').time():
-            sql = (f'SELECT f.rowid, bm25(notes_fts) AS s FROM notes_fts f JOIN notes n ON n.id = f.rowid '
-                   f'WHERE notes_fts MATCH ? AND {where} ORDER BY s LIMIT ?')
-            return [(r[0], -r[1]) for r in self.conn.execute(sql, [q, *params, int(k)])]
-
-    def vector_search(self, qvec: np.ndarray, k: int = 10, **filters) -> list[tuple[int, float]]:
-        "FAISS inner product: `(id, cosine)` best first; filters applied in SQLite with growing over-fetch."
-        with self._lock, STORAGE_SECONDS.labels(operation='search_semantic').time():
-            self.catch_up()
-            active = any(filters.values())
-            fetch = k if not active else max(4 * k, 64)
-            while True:
-                hits = self.index.search(qvec, fetch)[0]
-                if not active: return hits[:k]
-                where, params = self.filter_sql(**filters)
-                ok = set()
-                ids = [i for i, _ in hits]
-                for j in range(0, len(ids), 500):
-                    chunk = ids[j:j + 500]
-                    ok |= {r[0] for r in self.conn.execute(
-                        f"SELECT n.id FROM notes n WHERE n.id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *params])}
-                out = [h for h in hits if h[0] in ok]
-                if len(out) >= k or fetch >= self.index.ntotal: return out[:k]
-                fetch *= 4
-
-    def check(self, deep: bool = True) -> dict:
-        "Health of the store. `deep`: SQLite `integrity_check` and id-by-id FAISS agreement (seconds at 100k notes); otherwise counts only."
-        with self._lock:
-            self.catch_up()
-            integrity = self.conn.execute('PRAGMA integrity_check').fetchone()[0] if deep else 'not checked'
-            n = self.count()
-            fts = self.conn.execute('SELECT COUNT(*) FROM notes_fts').fetchone()[0]
-            vecs = self.conn.execute('SELECT COUNT(*) FROM vectors').fetchone()[0]
-            agrees = fts == n == vecs == self.index.ntotal and (self.agrees() if deep else True)
-            return dict(integrity=integrity, notes=n, fts_rows=fts, vectors=vecs, index_vectors=self.index.ntotal,
-                        index_kind=self.index.kind, agrees=agrees, deep=deep, schema_version=self.schema_version)
-
-    def backup(self, dest_dir: str | Path | None = None) -> Path:
-        "A timestamped, consistent copy of the database (SQLite online backup) plus the saved index."
-        dest = ensure_dir(Path(dest_dir) if dest_dir else self.path.parent/'backups', 'backup folder')
-        stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')
-        out = dest/f'capture-{stamp}.sqlite'
-        tmp = out.with_name('.' + out.name + '.tmp')
-        with self._lock, STORAGE_SECONDS.labels(operation='backup').time():
-            b = sqlite3.connect(str(tmp))
-            try: self.conn.backup(b)
-            finally: b.close()
-            os.replace(tmp, out)
-            self.save_index()
-            import shutil
-            shutil.copy2(self.index_path, out.with_suffix('.faiss'))
-        return out
-
     def close(self) -> None:
-        "Save the index and close the database."
+        "Save the index (when it changed since its last save) and close the database."
         with self._lock:
-            if self.index is not None and self._changes_since_save: self.save_index()
+            if self.sync.index is not None and self.sync.changes_since_save: self.sync.save()
             self.conn.close()
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+
+# %% ../../nbs/72_capture_store.ipynb #0c777f90
+@patch
+def _stats_add(self: NoteStore, tags, conf: float, dens: float, sign: int, when: str) -> None:
+    "Update running means: add (`sign=1`) or remove (`sign=-1`) one observation per tag (inside the caller's transaction)."
+    c = self.conn
+    for t in tags:
+        r = c.execute('SELECT n, mean_confidence, mean_density FROM tag_stats WHERE tag = ?', (t,)).fetchone()
+        if sign > 0:
+            if r is None:
+                c.execute('INSERT INTO tag_stats VALUES (?, 1, ?, ?, ?, ?)', (t, conf, dens, when, when))
+            else:
+                n = r[0] + 1
+                c.execute('UPDATE tag_stats SET n = ?, mean_confidence = ?, mean_density = ?, last_seen = ? WHERE tag = ?',
+                          (n, r[1] + (conf - r[1]) / n, r[2] + (dens - r[2]) / n, when, t))
+        elif r is not None:
+            if r[0] <= 1: c.execute('DELETE FROM tag_stats WHERE tag = ?', (t,))
+            else:
+                n = r[0] - 1
+                c.execute('UPDATE tag_stats SET n = ?, mean_confidence = ?, mean_density = ? WHERE tag = ?',
+                          (n, (r[1] * r[0] - conf) / n, (r[2] * r[0] - dens) / n, t))
+
+@patch
+def tag_stats(self: NoteStore) -> list[dict]:
+    "Per-tag count and running means, most used first."
+    with self._lock:
+        return [dict(r) for r in self.conn.execute('SELECT * FROM tag_stats ORDER BY n DESC, tag')]
+
+# %% ../../nbs/72_capture_store.ipynb #ca0772e2
+@patch
+def _get_row(self: NoteStore, key) -> sqlite3.Row:
+    "The `notes` row of a row id (int, or ASCII digits) or a client id; `NotFoundError` if absent."
+    if isinstance(key, (int, np.integer)) or (is_ascii_int(key) and not key.startswith('-') and len(key) < 19):   # ASCII digits only: '²' and '١' are client ids
+        r = self.conn.execute('SELECT * FROM notes WHERE id = ?', (int(key),)).fetchone()
+        if r is None and isinstance(key, str): r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (key,)).fetchone()
+    else:
+        r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (str(key),)).fetchone()
+    if r is None: raise NotFoundError(f'no note {str(key)[:80]!r}; give a note id or its client id (uid)')
+    return r
+
+@patch
+def get(self: NoteStore, key) -> Note:
+    "One note by row id or uid; `NotFoundError` if absent."
+    with self._lock: return Note.from_row(self._get_row(key))
+
+@patch
+def find(self: NoteStore, uid: str) -> Note | None:
+    "The note with client id `uid`, or None."
+    with self._lock:
+        r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (check_uid(uid),)).fetchone()
+        return Note.from_row(r) if r else None
+
+@patch
+def history(self: NoteStore, key) -> list[NoteVersion]:
+    "Earlier versions of a note, oldest first."
+    with self._lock:
+        nid = self._get_row(key)['id']
+        rows = self.conn.execute('SELECT * FROM note_history WHERE note_id = ? ORDER BY version', (nid,)).fetchall()
+        return [NoteVersion.model_validate(dict(r, tags=json.loads(r['tags']))) for r in rows]
+
+# %% ../../nbs/72_capture_store.ipynb #f32eaad5
+def _note_fields(note: ParsedNote, route, when: str) -> dict:
+    "The `notes` columns a parsed note and its route fill (the rest are the store's: uid, times, version, source)."
+    return dict(raw=note.raw, body=note.body, comment=note.comment, tags=json.dumps(note.tags),
+                content_type=note.content_type, event_time=note.timestamp, ts=note.timestamp or when,
+                density=note.density, tag_quality=note.tag_quality, parse_confidence=note.parse_confidence,
+                confidence=note.confidence, valid=int(note.valid), issues=json.dumps([vars(i) for i in note.issues]),
+                route_tag=route.tag if route else None, route_confidence=route.confidence if route else None,
+                routed_by=route.routed_by if route else None, needs_review=int(bool(route and route.needs_review)),
+                candidates=json.dumps(route.candidates) if route else '[]')
+
+@patch
+def _index_note(self: NoteStore, nid: int, note: ParsedNote, vec: np.ndarray, when: str) -> None:
+    "Tags, statistics, FTS row, vector and log row of note `nid` (inside the caller's transaction)."
+    c = self.conn
+    c.executemany('INSERT INTO note_tags VALUES (?, ?)', [(nid, t) for t in note.all_tags])
+    self._stats_add(note.all_tags, note.confidence, note.density, 1, when)
+    c.execute('INSERT INTO notes_fts (rowid, body, comment, tags) VALUES (?, ?, ?, ?)',
+              (nid, note.body, note.comment, ' '.join(t.replace('.', ' ') for t in note.tags)))
+    c.execute('INSERT OR REPLACE INTO vectors VALUES (?, ?)', (nid, vec.tobytes()))
+    c.execute('INSERT INTO vector_log (note_id) VALUES (?)', (nid,))
+
+@patch
+def _unindex_note(self: NoteStore, old: sqlite3.Row, when: str) -> None:
+    "Remove note `old`'s tags, statistics and FTS row (inside the caller's transaction)."
+    c, nid = self.conn, old['id']
+    tags = [t for (t,) in c.execute('SELECT tag FROM note_tags WHERE note_id = ?', (nid,))]
+    self._stats_add(tags, old['confidence'], old['density'], -1, when)
+    c.execute('DELETE FROM note_tags WHERE note_id = ?', (nid,))
+    c.execute('DELETE FROM notes_fts WHERE rowid = ?', (nid,))
+
+@patch
+def _insert(self: NoteStore, note: ParsedNote, route, vec: np.ndarray, uid: str, source: str, when: str) -> int:
+    "Insert one note (inside the caller's transaction); returns its row id."
+    f = _note_fields(note, route, when)
+    f.update(uid=uid, created_at=when, updated_at=when, version=1, source=source)
+    cur = self.conn.execute(f"INSERT INTO notes ({', '.join(_NOTE_COLS)}) VALUES ({', '.join('?' * len(_NOTE_COLS))})",
+                            [f[k] for k in _NOTE_COLS])
+    self._index_note(cur.lastrowid, note, vec, when)
+    return cur.lastrowid
+
+@patch
+def _check_vec(self: NoteStore, vec) -> np.ndarray:
+    "`vec` as `dim` float32 values; an `InputError` when it is not `dim` finite numbers."
+    v = np.asarray(vec, dtype=np.float32).reshape(-1)
+    if v.shape[0] != self.dim or not np.isfinite(v).all(): raise InputError(f'a note vector must be {self.dim} finite floats')
+    return v
+
+# %% ../../nbs/72_capture_store.ipynb #39b00823
+@patch
+def add(self: NoteStore, note: ParsedNote, route, vec, uid: str | None = None, source: str = 'local') -> tuple[Note, bool]:
+    "Store one note; returns `(note, created)`. A known `uid` returns the stored note with `created=False` (idempotent replay)."
+    uid = check_uid(uid) if uid is not None else uuid.uuid4().hex
+    v = self._check_vec(vec)
+    with self._lock, STORAGE_SECONDS.labels(operation='insert').time():
+        r = self.conn.execute('SELECT * FROM notes WHERE uid = ?', (uid,)).fetchone()
+        if r is not None: return Note.from_row(r), False
+        with self._tx(): nid = self._insert(note, route, v, uid, source, now_iso())
+        self.catch_up()
+        ACTIVE_NOTES.inc()
+        return self.get(nid), True
+
+@patch
+def add_many(self: NoteStore, items: Iterable[tuple], source: str = 'import', batch: int = 2000, progress=None) -> list[int | None]:
+    "Bulk insert `(note, route, vec, uid)` tuples, `batch` per transaction; returns the new ids in order, None where the uid existed."
+    ids = []
+    with self._lock, STORAGE_SECONDS.labels(operation='insert_many').time():
+        items = list(items)
+        for i in range(0, len(items), batch):
+            when = now_iso()
+            with self._tx():
+                for note, route, vec, uid in items[i:i + batch]:
+                    uid = check_uid(uid) if uid is not None else uuid.uuid4().hex
+                    if self.conn.execute('SELECT 1 FROM notes WHERE uid = ?', (uid,)).fetchone(): ids.append(None); continue
+                    ids.append(self._insert(note, route, self._check_vec(vec), uid, source, when))
+            if progress: progress(min(i + batch, len(items)))
+        self.catch_up()
+        ACTIVE_NOTES.set(self.count())
+    return ids
+
+@patch
+def update(self: NoteStore, key, note: ParsedNote, route, vec) -> Note:
+    "Replace a note's content: version + 1, the old version kept in `note_history`, statistics and vector replaced."
+    v = self._check_vec(vec)
+    with self._lock, STORAGE_SECONDS.labels(operation='update').time():
+        old = self._get_row(key)
+        nid, when = old['id'], now_iso()
+        with self._tx() as c:
+            c.execute('INSERT INTO note_history VALUES (?, ?, ?, ?, ?, ?)',
+                      (nid, old['version'], old['raw'], old['tags'], old['confidence'], when))
+            self._unindex_note(old, when)
+            f = _note_fields(note, route, when)
+            f.update(updated_at=when, version=old['version'] + 1)
+            c.execute(f"UPDATE notes SET {', '.join(f'{k} = ?' for k in f)} WHERE id = ?", [*f.values(), nid])
+            self._index_note(nid, note, v, when)
+        self.catch_up()
+        return self.get(nid)
+
+@patch
+def delete(self: NoteStore, key) -> Note:
+    "Delete a note (its tags, statistics, FTS row and vector); returns what was deleted."
+    with self._lock, STORAGE_SECONDS.labels(operation='delete').time():
+        old = self._get_row(key)
+        nid = old['id']
+        with self._tx() as c:
+            self._unindex_note(old, now_iso())
+            c.execute('DELETE FROM vectors WHERE note_id = ?', (nid,))
+            c.execute('DELETE FROM notes WHERE id = ?', (nid,))
+            c.execute('INSERT INTO vector_log (note_id) VALUES (?)', (nid,))
+        self.catch_up()
+        ACTIVE_NOTES.dec()
+        return Note.from_row(old)
+
+# %% ../../nbs/72_capture_store.ipynb #6c053b8d
+NOTE_ORDERS = {'id': 'id', 'newest': 'id DESC', 'review': 'valid, confidence, id', 'time': 'ts, id'}   # name -> ORDER BY
+
+@patch
+def filter_sql(self: NoteStore, tags=None, type=None, since=None, until=None, alias: str = 'n') -> tuple[str, list]:
+    "SQL condition and bound parameters for the search filters (all tags required; `since`/`until` on the note time)."
+    conds, params = [], []
+    for t in tags or []:
+        conds.append(f'EXISTS (SELECT 1 FROM note_tags t WHERE t.note_id = {alias}.id AND t.tag = ?)'); params.append(t)
+    if type: conds.append(f'{alias}.content_type = ?'); params.append(type)
+    if since: conds.append(f'{alias}.ts >= ?'); params.append(since)
+    if until: conds.append(f'{alias}.ts < ?'); params.append(until)
+    return (' AND '.join(conds) or '1'), params
+
+@patch
+def notes(self: NoteStore, tag: str | None = None, min_confidence: float | None = None, valid: bool | None = None,
+          needs_review: bool | None = None, order: str = 'id', limit: int | None = None) -> list[Note]:
+    "Notes filed under `tag` (ancestors count), with confidence >= `min_confidence`, of the given validity and review flag, in a named `order` (`NOTE_ORDERS`)."
+    if order not in NOTE_ORDERS: raise InputError(f"note order {order!r} is not one of {', '.join(NOTE_ORDERS)}")
+    where, params = self.filter_sql(tags=[tag] if tag else None, alias='notes')
+    for cond, value in (('confidence >= ?', None if min_confidence is None else float(min_confidence)),
+                        ('valid = ?', None if valid is None else int(valid)),
+                        ('needs_review = ?', None if needs_review is None else int(needs_review))):
+        if value is not None: where += f' AND {cond}'; params.append(value)
+    sql = f'SELECT * FROM notes WHERE {where} ORDER BY {NOTE_ORDERS[order]}'
+    if limit: sql += ' LIMIT ?'; params.append(int(limit))
+    with self._lock: return [Note.from_row(r) for r in self.conn.execute(sql, params)]
+
+@patch
+def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[tuple[int, float]]:
+    "FTS5 BM25 over body, comment and tags: `(id, score)` best first, score = -bm25 (higher is better)."
+    q = fts_query(query)
+    if not q: return []
+    where, params = self.filter_sql(**filters)
+    with self._lock, STORAGE_SECONDS.labels(operation='search_keyword').time():
+        sql = (f'SELECT f.rowid, bm25(notes_fts) AS s FROM notes_fts f JOIN notes n ON n.id = f.rowid '
+               f'WHERE notes_fts MATCH ? AND {where} ORDER BY s LIMIT ?')
+        return [(r[0], -r[1]) for r in self.conn.execute(sql, [q, *params, int(k)])]
+
+@patch
+def vector_search(self: NoteStore, qvec: np.ndarray, k: int = 10, **filters) -> list[tuple[int, float]]:
+    "FAISS inner product: `(id, cosine)` best first; filters applied in SQLite with growing over-fetch."
+    with self._lock, STORAGE_SECONDS.labels(operation='search_semantic').time():
+        self.catch_up()
+        active = any(filters.values())
+        fetch = k if not active else max(4 * k, 64)
+        while True:
+            hits = self.index.search(qvec, fetch)[0]
+            if not active: return hits[:k]
+            where, params = self.filter_sql(**filters)
+            ok, ids = set(), [i for i, _ in hits]
+            for j in range(0, len(ids), 500):
+                chunk = ids[j:j + 500]
+                ok |= {r[0] for r in self.conn.execute(
+                    f"SELECT n.id FROM notes n WHERE n.id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *params])}
+            out = [h for h in hits if h[0] in ok]
+            if len(out) >= k or fetch >= self.index.ntotal: return out[:k]
+            fetch *= 4
+
+# %% ../../nbs/72_capture_store.ipynb #74432c30
+@patch
+def summary(self: NoteStore) -> dict:
+    "Notes by route tag and content type, how many are invalid or flagged for review, and their mean confidence."
+    with self._lock:
+        c = self.conn
+        group = lambda col: {r[0]: r[1] for r in c.execute(f'SELECT {col}, COUNT(*) FROM notes GROUP BY 1 ORDER BY 2 DESC')}
+        return dict(notes=self.count(), by_route=group('route_tag'), by_type=group('content_type'),
+                    invalid=c.execute('SELECT COUNT(*) FROM notes WHERE NOT valid').fetchone()[0],
+                    needs_review=self.review_count(),
+                    mean_confidence=c.execute('SELECT AVG(confidence) FROM notes').fetchone()[0])
+
+@patch
+def review_count(self: NoteStore) -> int:
+    "Notes whose route is too uncertain, waiting for a person."
+    with self._lock: return self.conn.execute('SELECT COUNT(*) FROM notes WHERE needs_review').fetchone()[0]
+
+@patch
+def tag_cooccurrence(self: NoteStore, tag: str) -> tuple[int, list[tuple[str, int]]]:
+    "How many notes carry `tag`, and for each other tag how many of those notes carry it too."
+    with self._lock:
+        c = self.conn
+        n = c.execute('SELECT COUNT(*) FROM note_tags WHERE tag = ?', (tag,)).fetchone()[0]
+        return n, [tuple(r) for r in c.execute('SELECT b.tag, COUNT(*) FROM note_tags a JOIN note_tags b ON a.note_id = b.note_id '
+                                               'WHERE a.tag = ? AND b.tag != ? GROUP BY b.tag', (tag, tag))]
+
+@patch
+def tag_timeline(self: NoteStore) -> list[tuple[str, list[str]]]:
+    "`(note time, tags)` of every note, oldest first."
+    with self._lock: return [(ts, json.loads(tags)) for ts, tags in self.conn.execute('SELECT ts, tags FROM notes ORDER BY ts')]
+
+# %% ../../nbs/72_capture_store.ipynb #84f85cd0
+@patch
+def check(self: NoteStore, deep: bool = True) -> dict:
+    "Health of the store. `deep`: SQLite `integrity_check` and id-by-id FAISS agreement (seconds at 100k notes); otherwise counts only."
+    with self._lock:
+        self.catch_up()
+        integrity = self.conn.execute('PRAGMA integrity_check').fetchone()[0] if deep else 'not checked'
+        n = self.count()
+        fts = self.conn.execute('SELECT COUNT(*) FROM notes_fts').fetchone()[0]
+        vecs = self.conn.execute('SELECT COUNT(*) FROM vectors').fetchone()[0]
+        agrees = fts == n == vecs == self.index.ntotal and (self.agrees() if deep else True)
+        return dict(integrity=integrity, notes=n, fts_rows=fts, vectors=vecs, index_vectors=self.index.ntotal,
+                    index_kind=self.index.kind, agrees=agrees, deep=deep, schema_version=self.schema_version)
+
+@patch
+def backup(self: NoteStore, dest_dir: str | Path | None = None) -> Path:
+    "A timestamped, consistent copy of the database (SQLite online backup) and of the saved index beside it, each written atomically."
+    dest = ensure_dir(Path(dest_dir) if dest_dir else self.path.parent/'backups', 'backup folder')
+    out = dest/f"capture-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}.sqlite"
+    with self._lock, STORAGE_SECONDS.labels(operation='backup').time():
+        with atomic_path(out) as tmp:
+            b = sqlite3.connect(str(tmp))
+            try: self.conn.backup(b)
+            finally: b.close()
+        self.save_index()
+        with atomic_path(out.with_suffix('.faiss')) as tmp: shutil.copy2(self.index_path, tmp)
+    return out
