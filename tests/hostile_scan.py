@@ -62,6 +62,8 @@ VALUES_BY_KIND = {  # which hostile values each kind of parameter gets
     'text': ('too-long', 'negative', 'huge', 'unicode-digits', 'markup', 'control', 'folder'),
 }
 
+LOUDER_FLAGS = ('verbose',)   # flags that only print more: a markup-looking value is also tried with them on
+
 def param_spec(p) -> dict:
     "What the scan needs to know of one parameter."
     is_opt = bool(getattr(p, 'opts', None)) and p.opts[0].startswith('-')
@@ -76,13 +78,15 @@ def plan(values: dict[str, str]) -> list[list[str]]:
         cases.append(path + ['--help'])
         specs = [param_spec(p) for p in cmd.params if p.name != 'help' and getattr(p, 'expose_value', True)]
         targets = [s for s in specs if not s['flag']]
+        louder = [s['option'] for s in specs if s['flag'] and s['name'] in LOUDER_FLAGS and s['option']]
         for target in targets:
-            for v in (values[k] for k in VALUES_BY_KIND[target['kind']]):
+            for kind in VALUES_BY_KIND[target['kind']]:
                 argv = list(path)
                 for s in specs:
                     if s is target or (s['required'] and not s['flag']):
-                        argv += ([s['option']] if s['option'] else []) + [v]
+                        argv += ([s['option']] if s['option'] else []) + [values[kind]]
                 cases.append(argv)
+                if kind == 'markup' and louder: cases.append(argv + louder)   # the value echoed back in the longer output too
         if not targets: cases.append(list(path))
     return cases
 

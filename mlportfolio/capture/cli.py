@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ..core.errors import InputError, printable
 
-from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
+from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='QuickCapture: capture, route, search and review notes (SNR).', no_args_is_help=True)
 
 def _plain(o):
@@ -48,8 +48,8 @@ def add(text: str = typer.Argument(..., help='The note, e.g. "ml, nlp: read the 
         from mlportfolio.capture.client import add_remote
         res = add_remote(remote, text, uid=uid)
         if as_json: return _print_json(res)
-        if res['status'] == 'spooled': console.print(f"[yellow]spooled[/yellow] {res['uid']}: API unreachable ({res['error']}); run `mlp capture flush` later")
-        else: console.print(f"[green]{res['status']}[/green] note {res['note']['id']} ({res['uid']}) -> {res['note']['route_tag']}")
+        if res['status'] == 'spooled': console.print(f"[yellow]spooled[/yellow] {safe_markup(res['uid'])}: API unreachable ({safe_markup(res['error'])}); run `mlp capture flush` later")
+        else: console.print(f"[green]{res['status']}[/green] note {res['note']['id']} ({safe_markup(res['uid'])}) -> {safe_markup(res['note']['route_tag'])}")
         return
     with _service() as qc:
         n = qc.add(text, uid=uid, dry_run=dry_run)
@@ -58,15 +58,15 @@ def add(text: str = typer.Argument(..., help='The note, e.g. "ml, nlp: read the 
                                                        needs_review=n.needs_review, candidates=[c.model_dump() for c in n.candidates])
     head = '[cyan]dry run[/cyan]' if dry_run else (f"[green]stored[/green] note {n.id}" if n.created else f"[yellow]exists[/yellow] note {n.id}")
     flag = ' [red](needs review)[/red]' if route['needs_review'] else ''
-    console.print(f"{head}: tags {', '.join(n.tags)}; type {n.content_type}; "
-                  f"-> {route['tag']} ({route['confidence']:.2f}, by {route['routed_by']}){flag}", highlight=False)
+    console.print(f"{head}: tags {safe_markup(', '.join(n.tags))}; type {n.content_type}; "
+                  f"-> {safe_markup(route['tag'])} ({route['confidence']:.2f}, by {route['routed_by']}){flag}", highlight=False)
     if verbose:
         when = n.timestamp if dry_run else n.event_time
-        console.print(f"  body: {n.body}\n  comment: {n.comment or '-'}\n  time: {when or '-'}", highlight=False)
+        console.print(f"  body: {n.body}\n  comment: {n.comment or '-'}\n  time: {when or '-'}", markup=False, highlight=False)
         console.print(f"  scores: density {n.density:.2f}, tag quality {n.tag_quality:.2f}, "
                       f"parse {n.parse_confidence:.2f}, confidence {n.confidence:.2f}; valid: {n.valid}", highlight=False)
-        for i in n.issues: console.print(f"  {i.severity}: {i.message} [{i.code}]", highlight=False)
-        for c in route['candidates']: console.print(f"  candidate {c['tag']}: cosine {c['score']:.3f}, p {c['probability']:.3f}", highlight=False)
+        for i in n.issues: console.print(f"  {i.severity}: {i.message} [{i.code}]", markup=False, highlight=False)
+        for c in route['candidates']: console.print(f"  candidate {c['tag']}: cosine {c['score']:.3f}, p {c['probability']:.3f}", markup=False, highlight=False)
 
 # %% ../../nbs/79_capture_cli.ipynb #cb16674a
 @app.command()
@@ -82,8 +82,8 @@ def search(query: str = typer.Argument(..., help='Search text'),
     with _service() as qc:
         res = qc.search(query, mode=mode, tags=tag, type=type, since=since, until=until, k=k)
     if as_json: return _print_json(res)
-    table = Table('id', 'score', 'route', 'tags', 'body', title=f'{len(res)} result(s), {mode}')
-    for r in res: table.add_row(str(r.id), f"{r.score:.4f}", r.route_tag or '', ', '.join(r.tags), r.body[:80])
+    table = Table('id', 'score', 'route', 'tags', 'body', title=f'{len(res)} result(s), {safe_markup(mode)}')
+    for r in res: table.add_row(str(r.id), f"{r.score:.4f}", safe_markup(r.route_tag or ''), safe_markup(', '.join(r.tags)), safe_markup(r.body[:80]))
     console.print(table)
 
 def read_notes_file(path: Path) -> tuple[list[str], list | None]:
@@ -111,19 +111,19 @@ def import_(path: Path = typer.Argument(..., help='A .txt file (one note per lin
         res = qc.add_many(texts, uids=ids, progress=get_settings().progress)
     if as_json: return _print_json({k: v for k, v in res.items() if k != 'ids'})
     console.print(f"stored {res['stored']}, already present {res['skipped']}, rejected {len(res['rejected'])}", highlight=False)
-    for r in res['rejected'][:10]: console.print(f"  line {r['index'] + 1}: {r['error']}", highlight=False)
+    for r in res['rejected'][:10]: console.print(f"  line {r['index'] + 1}: {r['error']}", markup=False, highlight=False)
 
 @app.command()
 def edit(key: str = typer.Argument(..., help='Note id or client id'), text: str = typer.Argument(..., help='The new text')):
     "Replace a note's text (re-parsed and re-routed; version + 1, history kept)."
     with _service() as qc: n = qc.edit(key, text)
-    console.print(f"edited note {n.id}: version {n.version} -> {n.route_tag}")
+    console.print(f"edited note {n.id}: version {n.version} -> {n.route_tag}", markup=False)
 
 @app.command()
 def delete(key: str = typer.Argument(..., help='Note id or client id')):
     "Delete a note."
     with _service() as qc: n = qc.delete(key)
-    console.print(f"deleted note {n.id} ({n.uid})")
+    console.print(f"deleted note {n.id} ({n.uid})", markup=False)
 
 # %% ../../nbs/79_capture_cli.ipynb #9193984d
 @app.command()
@@ -138,13 +138,13 @@ def review(auto_fix: bool = typer.Option(False, '--auto-fix', help='Normalise ta
         if auto_fix:
             ch = _fix(qc, tag=tag, limit=limit, dry_run=dry_run)
             if as_json: return _print_json(ch)
-            for c in ch: console.print(f"note {c['id']}: {c['before']!r}\n      -> {c['after']!r}", highlight=False)
+            for c in ch: console.print(f"note {c['id']}: {c['before']!r}\n      -> {c['after']!r}", markup=False, highlight=False)
             console.print(f"{'would fix' if dry_run else 'fixed'} {len(ch)} note(s)")
             return
         q = review_queue(qc, tag=tag, limit=limit)
     if as_json: return _print_json(q)
     table = Table('id', 'conf', 'reasons', 'text', title=f'{len(q)} note(s) to review')
-    for n in q: table.add_row(str(n.id), f"{n.confidence:.2f}", '; '.join(n.reasons)[:70], n.raw[:60])
+    for n in q: table.add_row(str(n.id), f"{n.confidence:.2f}", safe_markup('; '.join(n.reasons)[:70]), safe_markup(n.raw[:60]))
     console.print(table)
 
 @app.command()
@@ -177,8 +177,8 @@ def export(out: Path = typer.Option(Path('snr_export.jsonl'), '--out', '-o', hel
     check_output(out, '--out')
     with _service() as qc:
         n = export_jsonl(qc, out, min_quality=min_quality, include_invalid=include_invalid)
-        console.print(f'exported {n} note(s) to {out}')
-        if backup: console.print(f'backup: {qc.store.backup(backup_dir)}')
+        console.print(f'exported {n} note(s) to {out}', markup=False)
+        if backup: console.print(f'backup: {qc.store.backup(backup_dir)}', markup=False)
 
 @app.command()
 def stats(as_json: bool = typer.Option(False, '--json', help='Print as JSON')):
@@ -188,8 +188,8 @@ def stats(as_json: bool = typer.Option(False, '--json', help='Print as JSON')):
     st = s['store']
     console.print(f"{s['notes']} notes in {s['db_path']} ({s['db_bytes'] / 1e6:.1f} MB); invalid {s['invalid']}, "
                   f"needs review {s['needs_review']}; index {st['index_kind']} with {st['index_vectors']} vectors, "
-                  f"agrees with SQLite: {st['agrees']}; integrity {st['integrity']}", highlight=False)
-    for k in ('by_route', 'by_type'): console.print(f"{k}: " + ', '.join(f'{a}={b}' for a, b in s[k].items()), highlight=False)
+                  f"agrees with SQLite: {st['agrees']}; integrity {st['integrity']}", markup=False, highlight=False)
+    for k in ('by_route', 'by_type'): console.print(f"{k}: " + ', '.join(f'{a}={b}' for a, b in s[k].items()), markup=False, highlight=False)
 
 @app.command()
 def serve(host: str = typer.Option('127.0.0.1', help='Interface to listen on'),
@@ -214,7 +214,7 @@ def flush(url: Optional[str] = typer.Option(None, help='Send to this API instead
     from mlportfolio.capture.client import flush as _flush
     c = _flush(url)
     console.print(f"sent {c['sent']}, already stored {c['duplicate']}, rejected {c['rejected']}, still spooled {c['remaining']}"
-                  + (f" ({c['error']})" if c.get('error') else ''), highlight=False)
+                  + (f" ({c['error']})" if c.get('error') else ''), markup=False, highlight=False)
 
 @app.command()
 def evaluate(data: Optional[Path] = typer.Option(None, help='Labelled JSONL with text and label (default: the packaged set)'),

@@ -78,7 +78,7 @@ plain_typer_panels()
 def _cell(v: Any) -> str:
     if v is None: return ''
     if isinstance(v, float): return f'{v:.4g}'
-    return clean_text(v)
+    return safe_markup(v)   # a cell is rendered as markup: user text must not be able to open or close a tag
 
 def print_table(rows: Sequence[dict], columns: Sequence[str] | None = None, *, wide: bool = False, as_json: bool = False,
                 title: str | None = None, out: Console | None = None) -> None:
@@ -89,7 +89,7 @@ def print_table(rows: Sequence[dict], columns: Sequence[str] | None = None, *, w
         return
     keys = list(dict.fromkeys(k for r in rows for k in r)) if (wide or not columns) else list(columns)
     if not keys and columns: keys = list(columns)
-    table = Table(*[k for k in keys], title=title, expand=False)
+    table = Table(*[safe_markup(k) for k in keys], title=title, expand=False)
     for col in table.columns: col.overflow = 'fold'
     for r in rows: table.add_row(*[_cell(r.get(k)) for k in keys])
     out.print(table)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ..core.errors import DataValidationError, InputError
 
-from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
+from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Synthetic privacy-intent data: generate, validate, import, lineage.', no_args_is_help=True)
 
 def _status(msg: str):
@@ -24,14 +24,14 @@ def _status(msg: str):
 
 def _checks_table(checks: list[dict]) -> Table:
     t = Table('check', 'result', 'detail', title='data contract')
-    for c in checks: t.add_row(c['check'], '[green]pass[/green]' if c['passed'] else '[red]FAIL[/red]', c['message'][:160])
+    for c in checks: t.add_row(safe_markup(c['check']), '[green]pass[/green]' if c['passed'] else '[red]FAIL[/red]', safe_markup(c['message'][:160]))
     return t
 
 def _summary(res: dict, title: str) -> Table:
     t = Table(title=title, show_header=False)
     t.add_column(no_wrap=True); t.add_column(overflow='fold')
     for k in ('path', 'rows', 'sha256', 'card', 'report', 'run_id'):
-        if res.get(k) is not None: t.add_row(k, str(res[k]))
+        if res.get(k) is not None: t.add_row(k, safe_markup(res[k]))
     if res.get('stages'): t.add_row('stages (s)', ', '.join(f'{k} {v:.2f}' for k, v in res['stages'].items()))
     return t
 
@@ -75,7 +75,7 @@ def validate(path: str = typer.Argument(..., help='A saved dataset: .parquet or 
         console.print(_checks_table(json.loads(_read_text(report))['checks']))
         raise
     console.print(_checks_table(rep['checks']))
-    console.print(f"[green]valid[/green]: {rep['rows']:,} rows; report: {rep['report_path']}")
+    console.print(f"[green]valid[/green]: {rep['rows']:,} rows; report: {safe_markup(rep['report_path'])}")
 
 def _read_text(url: str) -> str:
     from mlportfolio.core.io import open_url
@@ -119,9 +119,9 @@ def lineage(limit: int = typer.Option(10, min=1, max=10000, help='How many runs'
         color = {'COMPLETE': 'green', 'FAIL': 'red'}.get(state, 'yellow')
         ds = [('in', d) for d in r['inputs']] + [('out', d) for d in r['outputs']] or [('', None)]
         for i, (kind, d) in enumerate(ds):
-            head = [r['started'][5:19].replace('T', ' '), r['job'], f'[{color}]{state}[/{color}]',
+            head = [r['started'][5:19].replace('T', ' '), safe_markup(r['job']), f'[{color}]{safe_markup(state)}[/{color}]',
                     f"{r['duration']:.2f}" if r['duration'] else ''] if i == 0 else ['', '', '', '']
-            t.add_row(*head, f"{kind} {Path(d['name']).name}" if d else '', f"{d['rows']:,}" if d and d.get('rows') is not None else '',
+            t.add_row(*head, safe_markup(f"{kind} {Path(d['name']).name}") if d else '', f"{d['rows']:,}" if d and d.get('rows') is not None else '',
                       (d.get('sha256') or '')[:10] if d else '')
     console.print(t if runs else 'no lineage runs recorded yet')
 
@@ -130,7 +130,7 @@ def taxonomy():
     "Print the intents and privacy_request subtypes with their definitions (from MLP_TAXONOMY or the packaged file)."
     from mlportfolio.core.taxonomy import load_taxonomy
     tax = load_taxonomy()
-    t = Table('label', 'kind', 'definition', title=f'{tax.name} v{tax.version}')
-    for l in tax.intents: t.add_row(l, 'intent', tax.definitions[l])
-    for l in tax.subtypes: t.add_row(l, f'{tax.subtype_parent} subtype', tax.definitions[l])
+    t = Table('label', 'kind', 'definition', title=safe_markup(f'{tax.name} v{tax.version}'))
+    for l in tax.intents: t.add_row(safe_markup(l), 'intent', safe_markup(tax.definitions[l]))
+    for l in tax.subtypes: t.add_row(safe_markup(l), safe_markup(f'{tax.subtype_parent} subtype'), safe_markup(tax.definitions[l]))
     console.print(t)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..core.errors import InputError
 
-from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
+from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Embedding mapper: compare text domains on one map (UMAP, t-SNE, PCA) with shift metrics.',
                   no_args_is_help=True)
 
@@ -71,9 +71,9 @@ def run(input: Optional[List[str]] = typer.Option(None, '--input', '-i', help=IN
         shown.add(m.model_id_)
         t = Table('domain A', 'domain B', 'centroid dist', 'MMD²', 'MMD p', 'classifier AUC', title=f'domain shift ({m.model_id_})')
         for r in m.metrics()['pairs'].itertuples():
-            t.add_row(str(r.domain_a), str(r.domain_b), f'{r.centroid_cosine_distance:.3f}', f'{r.mmd2:.4f}', f'{r.mmd_p_value:.3g}', f'{r.classifier_auc:.3f}')
+            t.add_row(safe_markup(r.domain_a), safe_markup(r.domain_b), f'{r.centroid_cosine_distance:.3f}', f'{r.mmd2:.4f}', f'{r.mmd_p_value:.3g}', f'{r.classifier_auc:.3f}')
         console.print(t)
-    console.print(f"report: {res['report']}\ncoordinates: {res['csv']}")
+    console.print(f"report: {res['report']}\ncoordinates: {res['csv']}", markup=False)
 
 # %% ../../nbs/69_mapper_cli.ipynb #f10bb3cc
 @app.command('neighbours')
@@ -91,7 +91,7 @@ def neighbours(input: Optional[List[str]] = typer.Option(None, '--input', '-i', 
     if k < 1: raise InputError(f'-k must be at least 1, got {k}')
     df = load_inputs(_inputs(input, query), query=query, text_col=text_col, domain_col=domain_col, label_col=label_col)
     m = EmbeddingMap(reducer='pca', clusterer='none', model=model).fit(df)
-    t = Table('similarity', 'domain', 'label', 'text', title=f'nearest to {text[:60]!r}')
+    t = Table('similarity', 'domain', 'label', 'text', title=safe_markup(f'nearest to {text[:60]!r}'))
     for r in m.neighbours(text, k=k, domain=domain).itertuples():
-        t.add_row(f'{r.similarity:.3f}', str(r.domain), '' if r.label is None else str(r.label), r.text)
+        t.add_row(f'{r.similarity:.3f}', safe_markup(r.domain), '' if r.label is None else safe_markup(r.label), safe_markup(r.text))
     console.print(t)

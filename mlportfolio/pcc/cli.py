@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..core.errors import InputError
 
-from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
+from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='PCC: batch privacy-intent scoring from the warehouse, monitoring, drift and dashboards.', no_args_is_help=True)
 
 # %% auto #0
@@ -29,7 +29,7 @@ def seed_cases_cmd(n: int = typer.Option(5000, '--n', min=1, max=10000000, help=
     "Fill one day of pcc_cases with unlabelled cases from the data generator, replacing that day."
     from mlportfolio.pcc.tables import seed_cases
     r = seed_cases(n, date, seed=seed, bad=bad)
-    console.print(f"seeded {r['rows']} case(s) for {r['date']} into {r['warehouse']}")
+    console.print(f"seeded {r['rows']} case(s) for {r['date']} into {r['warehouse']}", markup=False)
 
 @app.command('score')
 def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score: YYYY-MM-DD or today (UTC)'),
@@ -54,8 +54,8 @@ def score_cmd(date: str = typer.Option('today', help='Day of pcc_cases to score:
     t = Table('field', 'value', title=f'PCC run {r.run_id}' + (' (dry run: nothing written)' if dry_run else ''))
     for k in ('partition_date', 'status', 'engine', 'model_version', 'model_source', 'total_cases', 'passed_validation', 'dropped_cases',
               'drop_reasons', 'rows_written', 'psi_confidence', 'psi_label_mix', 'max_feature_psi', 'drift_flag', 'duration_seconds', 'monitoring'):
-        t.add_row(k, str(getattr(r, k)))
-    for note in r.notes: t.add_row('note', note)
+        t.add_row(k, safe_markup(getattr(r, k)))
+    for note in r.notes: t.add_row('note', safe_markup(note))
     console.print(t)
 
 @app.command('runs')
@@ -74,7 +74,7 @@ def runs_cmd(limit: int = typer.Option(20, min=1, max=10000, help='How many runs
                   f(r.get('status')) + (' (pending)' if r.get('where') == 'pending' else ''),
                   f(r.get('model_version')) + (' (fallback)' if r.get('fallback_used') is True else ''),
                   f(r.get('total_cases')), f(r.get('dropped_cases')), f(r.get('rows_written')), psi,
-                  f(r.get('processing_duration_seconds'), '{:.1f}'), (f(r.get('error_message')) or f(r.get('notes')))[:120])
+                  f(r.get('processing_duration_seconds'), '{:.1f}'), safe_markup((f(r.get('error_message')) or f(r.get('notes')))[:120]))
     console.print(t if len(df) else 'no PCC runs yet')
 
 @app.command('lookml')
@@ -86,7 +86,7 @@ def lookml_cmd(out: Path = typer.Option(..., '--out', '-o', help='Folder to writ
     from mlportfolio.core.guard import check_output
     check_output(out, '--out', folder=True)
     paths = write_lookml(out, project, dataset)
-    console.print(f'wrote {len(paths)} LookML file(s) under {out}')
+    console.print(f'wrote {len(paths)} LookML file(s) under {out}', markup=False)
 
 @app.command('dashboard')
 def dashboard_cmd(out: Path = typer.Option(Path('dashboard.html'), '--out', '-o', help='HTML file to write')):
@@ -94,7 +94,7 @@ def dashboard_cmd(out: Path = typer.Option(Path('dashboard.html'), '--out', '-o'
     from mlportfolio.pcc.dashboard import build_dashboard
     from mlportfolio.core.guard import check_output
     check_output(out, '--out')
-    console.print(f'wrote {build_dashboard(out)}')
+    console.print(f'wrote {build_dashboard(out)}', markup=False)
 
 @app.command('sql')
 def sql_cmd(name: str = typer.Argument(..., help='Statement or view name (see --list)'),

@@ -14,7 +14,7 @@ import typer
 
 from ..core.errors import InputError
 
-from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
+from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Visual-symbolic perception: synthetic scenes, CNN/CLIP grounding, a program executor that answers questions.',
                   no_args_is_help=True)
 
@@ -92,9 +92,9 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
     if as_json:
         print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'parsed_by', 'trace', 'graph')} | {'annotated': str(out)}))
         return
-    console.print(f"[bold]{r['answer']}[/bold]")
+    console.print(f"[bold]{safe_markup(r['answer'])}[/bold]")
     console.print('trace:\n' + format_trace(r), markup=False)
-    console.print(f'annotated image: {out}')
+    console.print(f'annotated image: {out}', markup=False)
 
 # %% ../../nbs/89_perception_cli.ipynb #c5be9560
 @app.command()
@@ -121,7 +121,7 @@ def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated percei
         if m == 'clip' and clip_weights:
             pers['clip'] = load_perceiver('clip', device=device, clip_model=clip_model, clip_weights=clip_weights); continue
         try: pers[m] = load_perceiver(m, device=device)
-        except NotFoundError as e: console.print(f'[yellow]skipping {m}:[/yellow] {e}')
+        except NotFoundError as e: console.print(f'[yellow]skipping {safe_markup(m)}:[/yellow] {safe_markup(e)}')
     rep = evaluate_(pers, scenes, seed, questions, noise)
     rep['versions'] = {k: p.meta.get('version', p.meta.get('weights')) for k, p in pers.items()}
     rep['run_id'] = log_mlflow('evaluate', dict(n_scenes=scenes, seed=seed, questions=questions, noise=noise, **{f'{k}_version': v for k, v in rep['versions'].items()}),
@@ -129,4 +129,4 @@ def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated percei
     console.print(report_table(rep), markup=False)
     if out:
         with atomic_path(out) as tmp: tmp.write_text(json.dumps(rep, indent=1))
-        console.print(f'report: {out}')
+        console.print(f'report: {out}', markup=False)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ..core.errors import InputError
 
-from ..core.console import console  # readable in a pipe: wide, never squeezed to 80 columns
+from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Train the privacy-intent model: search, evaluate, register in MLflow.', no_args_is_help=True)
 
 # %% auto #0
@@ -57,11 +57,11 @@ def run(data: Optional[str] = typer.Option(None, '--data', '-d', help='Training 
                           'promotion': res.promotion}, default=str))
         return
     t = Table('', '', title='training run', show_header=False)
-    for k, v in s.items(): t.add_row(k, '' if v is None else str(v))
+    for k, v in s.items(): t.add_row(k, '' if v is None else safe_markup(v))
     console.print(t)
     console.print(f'artifacts (model card, plots, predictions): {res.artifact_uri}', soft_wrap=True, highlight=False)
-    if res.promotion: console.print(f"promotion: [bold]{res.promotion['decision']}[/bold] ({res.promotion['reason']})")
-    for w in res.warnings: console.print(f'[yellow]warning:[/yellow] {w}')
+    if res.promotion: console.print(f"promotion: [bold]{res.promotion['decision']}[/bold] ({safe_markup(res.promotion['reason'])})")
+    for w in res.warnings: console.print(f'[yellow]warning:[/yellow] {safe_markup(w)}')
 
 @app.command('config')
 def config_cmd(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Write the default config here instead of printing it')):
@@ -72,7 +72,7 @@ def config_cmd(out: Optional[Path] = typer.Option(None, '--out', '-o', help='Wri
     from mlportfolio.core.guard import check_output
     from mlportfolio.core.store import atomic_path
     with atomic_path(check_output(out, '--out')) as tmp: tmp.write_text(text)
-    console.print(f'wrote {out}')
+    console.print(f'wrote {out}', markup=False)
 
 # %% ../../nbs/29_train_cli.ipynb #26912fa0
 @app.command('explain')

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ..core.console import console, print_table
+from ..core.console import console, print_table, safe_markup
 app = typer.Typer(help='List, show, promote, roll back and export versions of the privacy-intent model.', no_args_is_help=True)
 _MODEL_OPT = typer.Option('privacy-intent', '--model', help='Registered model name')
 
@@ -54,7 +54,7 @@ def promote_cmd(ref: str = typer.Argument('challenger', help='Version to promote
     from mlportfolio.train.registry import promote
     r = promote(ref, tolerance=tolerance, force=force, model_name=model)
     colour = {'promoted': 'green', 'forced': 'yellow', 'unchanged': 'blue'}.get(r['decision'], 'red')
-    console.print(f"[{colour}]{r['decision']}[/{colour}] version {r['version']}: {r['reason']}", highlight=False)
+    console.print(f"[{colour}]{r['decision']}[/{colour}] version {r['version']}: {safe_markup(r['reason'])}", highlight=False)
     if r['decision'] == 'refused': raise typer.Exit(1)
 
 @app.command('rollback')
