@@ -96,8 +96,8 @@ def wrk(url: str, conns: int, seconds: float, delay_ms: float = 0, lua_dir: Path
 def direct_p50(model: str, n: int = 40) -> float:
     "p50 (ms) of the model's own predict on one cold text, in this process."
     import pandas as pd
-    from mlportfolio.pcc.model import resolve_model
-    m = resolve_model(model)
+    from mlportfolio.pcc.model import resolve_scoring_model
+    m = resolve_scoring_model(model)
     m.predict(pd.DataFrame({'text': ['warm up the embedder']}))
     xs = []
     for i in range(n):

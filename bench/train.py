@@ -44,7 +44,8 @@ def main():
     from mlportfolio.core.embed import Embedder
     from mlportfolio.data.generate import generate_dataset
     from mlportfolio.train.curate import check_training_frame, curate
-    from mlportfolio.train.model import blas_limit, load_train_config, model_params
+    from mlportfolio.train.config import load_train_config
+    from mlportfolio.train.model import blas_limit, model_params
     from mlportfolio.train.search import FoldFeatures, candidate_params, make_folds, run_search, score_fold
     from mlportfolio.train.pipeline import train_run
 
@@ -80,17 +81,17 @@ def main():
     # baseline: a text branch per (trial, fold), as RandomizedSearchCV over the whole pipeline does (embeddings still cached)
     k = min(args.baseline_trials, args.n_iter)
     cands = [model_params(cfg, **c) for c in candidate_params(cfg)[:k]]
-    folds = make_folds(y, args.cv, cfg['seed'], groups)
+    folds = make_folds(y, args.cv, cfg.seed, groups)
     with blas_limit():
         t = time.perf_counter()
-        shared = FoldFeatures(X, Etr, folds, cfg['seed'])
+        shared = FoldFeatures(X, Etr, folds, cfg.seed)
         for j in range(len(folds)):
             for p in cands: score_fold(shared, j, p, y)
         t_shared = time.perf_counter() - t
         t = time.perf_counter()
         for p in cands:
             for j in range(len(folds)):
-                fresh = FoldFeatures(X, Etr, folds, cfg['seed'])   # nothing shared between trials
+                fresh = FoldFeatures(X, Etr, folds, cfg.seed)   # nothing shared between trials
                 score_fold(fresh, j, p, y)
         t_naive = time.perf_counter() - t
     print(f'baseline ({k} trials x {args.cv} folds): refit per trial {t_naive:.1f}s vs shared fold branches {t_shared:.1f}s '

@@ -96,6 +96,22 @@ def test_bad_inputs_are_one_line_errors(home, dataset, tmp_path):
     assert r.returncode == 2 and 'unreachable' in r.stderr
 
 
+def test_bad_config_is_one_line_per_field(home, tmp_path):
+    "`mlp train run --config bad.yaml`: exit 2, a header and one line per bad field (path, value, what is allowed), before any data is read."
+    bad = tmp_path/'bad.yaml'
+    bad.write_text('search:\n  n_iters: 5\n  cv: 1\nclassifier:\n  kind: forest\nfeatures:\n  emb_weight: 12\n')
+    r = run_mlp('train', 'run', '--config', bad, '--data', tmp_path/'never-read.parquet', '--set', 'curation.near_duplicate_threshold=0')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stdout == ''
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f'error: invalid training config {bad}: 5 problem(s)', lines
+    assert sorted(l.strip() for l in lines[1:]) == sorted([
+        'curation.near_duplicate_threshold=0: must be greater than 0',
+        'features.emb_weight=12: must be less than or equal to 10',
+        "classifier.kind='forest': must be 'logreg' or 'svm'",
+        'search.cv=1: must be greater than or equal to 2',
+        'search.n_iters: unknown setting; known in search: mode, n_iter, cv, scoring, group_by, space, suspicious_score'])
+
+
 def test_train_from_the_warehouse(home, dataset, tmp_path):
     "`--data warehouse:TABLE` reads through core.warehouse, validates as a file would, and lineage names the warehouse table."
     from mlportfolio.core.warehouse import get_warehouse

@@ -23,7 +23,7 @@ from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
 from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
-from ..pcc.model import LoadedModel, resolve_model, is_export_ref, pick_export_version
+from ..pcc.model import LoadedModel, resolve_scoring_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
                                      ErrorResponse, LabelInfo, LabelsResponse, ModelResponse, BackendState, HealthResponse,
                                      ReadyResponse, MAX_BODY_BYTES)
@@ -115,7 +115,7 @@ def reload(self: ModelHolder) -> str:
             log.warning(self.last_error); RELOADS.labels('error').inc(); return 'error'
         if self.current is not None and target == self.current.target: return 'unchanged'
         if target in self.refused: return 'unchanged'
-        try: m = resolve_model(self.ref if is_export_ref(self.ref) else target, force_latest=True, fallback=True)  # a service keeps serving last-known-good
+        try: m = resolve_scoring_model(self.ref if is_export_ref(self.ref) else target, force_latest=True, fallback=True)  # a service keeps serving last-known-good
         except Exception as e:
             self.last_error = str(e)[:300]; self.refused[target] = self.last_error
             log.error('model %s (%s) refused and none to fall back to: %s', self.ref, target, self.last_error)

@@ -10,13 +10,13 @@ import os, re, tempfile, uuid
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError, mask_secrets
+from .errors import ConfigError, mask_secrets, printable
 
 # %% auto #0
-__all__ = ['Settings', 'get_settings', 'ensure_dir', 'ensure_home', 'mask_secret', 'settings_table']
+__all__ = ['Settings', 'validation_lines', 'get_settings', 'ensure_dir', 'ensure_home', 'mask_secret', 'settings_table']
 
 # %% ../../nbs/01_config.ipynb #1a0d05ea
 class Settings(BaseSettings):
@@ -94,16 +94,45 @@ class Settings(BaseSettings):
     @property
     def capture_db_path(self) -> Path: return Path(self.capture_db).expanduser() if self.capture_db else self.home/'capture'/'capture.sqlite'
 
+# %% ../../nbs/01_config.ipynb #e9bf9108
+_MAPPING_ERRORS = ('model_type', 'model_attributes_type', 'dict_type')
+
+def _fields_at(model, loc: tuple) -> list[str]:
+    "The field names a pydantic model accepts at `loc` (nested models followed); [] when that is not a model."
+    for part in loc:
+        field = getattr(model, 'model_fields', {}).get(part)
+        if field is None: return []
+        model = field.annotation
+    return list(getattr(model, 'model_fields', {}))
+
+def _problem(er: dict, model, name) -> str:
+    "One error of a `ValidationError` as `what is wrong and what is allowed`."
+    loc = tuple(er['loc'])
+    if er['type'] == 'extra_forbidden':
+        known = _fields_at(model, loc[:-1]) if model is not None else []
+        where = f' in {name(loc[:-1])}' if loc[:-1] else ''
+        return 'unknown setting' + (f"; known{where}: {', '.join(known)}" if known else '')
+    if er['type'] in _MAPPING_ERRORS: return 'must be a mapping of settings'
+    if er['type'] == 'missing': return 'missing; it is required'
+    return er['msg'].removeprefix('Value error, ').replace('Input should be', 'must be')
+
+def validation_lines(error: ValidationError, model=None, name=None, show_values: bool = True) -> list[str]:
+    "One line per problem of a pydantic `ValidationError`: `path=value: what is allowed` (`name` turns a location into a path)."
+    name = name or (lambda loc: '.'.join(map(str, loc)))
+    lines = []
+    for er in error.errors():
+        shown = show_values and er['type'] not in ('missing', 'extra_forbidden') and 'input' in er
+        value = f"={printable(repr(er['input']), 80)}" if shown else ''
+        lines.append(f"{name(tuple(er['loc']))}{value}: {_problem(er, model, name)}")
+    return lines
+
 # %% ../../nbs/01_config.ipynb #b70028e7
 def get_settings(**overrides) -> Settings:
     "Read the settings now (environment changes are seen at once); `overrides` win over the environment."
     try: return Settings(**overrides)
-    except Exception as e:
-        errs = getattr(e, 'errors', lambda: [])()
-        if errs:
-            msg = '; '.join(f"MLP_{'_'.join(map(str, er['loc'])).upper()}: {er['msg']}" for er in errs)
-            raise ConfigError(f'invalid setting: {msg}') from None
-        raise
+    except ValidationError as e:
+        env_name = lambda loc: 'MLP_' + '_'.join(map(str, loc)).upper()
+        raise ConfigError(f"invalid setting: {'; '.join(validation_lines(e, Settings, env_name, show_values=False))}") from None
 
 # %% ../../nbs/01_config.ipynb #63b25a27
 def ensure_dir(path: Path | str, what: str = 'folder') -> Path:

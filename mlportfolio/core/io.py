@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/io.html.md"""
 
 # %% ../../nbs/03a_io.ipynb #390d1479
 from __future__ import annotations
-import io, json, os, shutil, uuid
+import datetime as dt, io, json, math, os, shutil, uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +17,7 @@ from .errors import InputError, NotFoundError
 from .store import ArtifactStore, atomic_path, TMP_MARK
 
 # %% auto #0
-__all__ = ['TABLE_SUFFIXES', 'open_url', 'table_suffix', 'read_bytes', 'parse_table', 'read_table', 'atomic_dir']
+__all__ = ['TABLE_SUFFIXES', 'open_url', 'table_suffix', 'read_bytes', 'parse_table', 'read_table', 'atomic_dir', 'to_jsonable']
 
 # %% ../../nbs/03a_io.ipynb #9c2161be
 def open_url(url: str | Path, example_name: str = 'data.parquet') -> tuple[ArtifactStore, str]:
@@ -98,3 +98,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if old: shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../../nbs/03a_io.ipynb #94d01fcb
+def to_jsonable(obj):
+    "`obj` as plain JSON types: numpy values as numbers and lists, dates as ISO text, NaN/inf/NaT/NA as None, other objects as `str`."
+    if obj is None or isinstance(obj, (bool, str)): return obj
+    if isinstance(obj, int): return int(obj)
+    if isinstance(obj, float): return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict): return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)): return [to_jsonable(v) for v in obj]
+    if obj is pd.NaT or obj is pd.NA: return None
+    if isinstance(obj, (dt.date, dt.time)): return obj.isoformat()          # datetime and pd.Timestamp included
+    if hasattr(obj, 'tolist'): return to_jsonable(obj.tolist())              # numpy scalars and arrays
+    return str(obj)

@@ -28,7 +28,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'SMOKE_TEXTS', 'LoadedModel', 'input_names', 'embedding_available', 'check_compatibility', 'cache_root',
            'lkg_path', 'read_lkg', 'write_lkg', 'prune_cache', 'pick_export_version', 'is_export_ref', 'fetch_export',
-           'fetch_registry', 'load_folder', 'resolve_model']
+           'fetch_registry', 'load_folder', 'resolve_scoring_model']
 
 # %% ../../nbs/31_pcc_model.ipynb #c648ec30
 @dataclass
@@ -221,7 +221,7 @@ def _reason(e: BaseException) -> str:
     msg = str(e).strip().splitlines()
     return (msg[0] if isinstance(e, MLPError) and msg else f"{type(e).__name__}: {msg[0] if msg else ''}")[:300]
 
-def resolve_model(ref: str = 'champion', version: int | str | None = None, force_latest: bool = False,
+def resolve_scoring_model(ref: str = 'champion', version: int | str | None = None, force_latest: bool = False,
                   trust_model: bool = False, fallback: bool | None = None) -> LoadedModel:
     "Resolve, cache, check and return the model. On failure the scheduled default (`champion`; or `fallback=True`) gets the last-known-good model; a model named explicitly is an error."
     explicit = not fallback if fallback is not None else (version is not None or str(ref or 'champion') != 'champion')

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import MLPError, WarehouseError
+from ..core.io import to_jsonable
 from ..core.obs import get_logger
 from ..core.warehouse import Warehouse, get_warehouse
 from ..data.features import DRIFT_FEATURES, bin_counts, feature_reference, text_features
@@ -105,9 +106,6 @@ def monitor_row(run_id: str, partition_date: dt.date, **fields) -> dict:
     row.update(fields)
     return row
 
-def _jsonable(row: dict) -> dict:
-    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime, pd.Timestamp)) else v) for k, v in row.items()}
-
 def flush_pending(wh: Warehouse) -> int:
     "Write rows waiting in the pending file into the monitoring table; returns how many."
     path = pending_path()
@@ -131,7 +129,7 @@ def write_monitor_row(row: dict, wh: Warehouse | None, attempts: int = 3) -> str
         return 'warehouse'
     except MLPError as e:
         path = pending_path(); ensure_dir(path.parent, 'PCC folder')
-        with open(path, 'a') as f: f.write(json.dumps(_jsonable(row), default=str) + '\n'); f.flush(); os.fsync(f.fileno())
+        with open(path, 'a') as f: f.write(json.dumps(to_jsonable(row)) + '\n'); f.flush(); os.fsync(f.fileno())
         log.warning('monitoring row of run %s kept in %s: the warehouse refused it (%s)', row['run_id'], path, e)
         return 'pending'
 

@@ -27,7 +27,7 @@ from ..core.warehouse import Warehouse, get_warehouse
 from ..core.predictions import prob_column
 from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, output_columns, parse_day, pcc_specs,
                                     pcc_sql, taxonomy_classes)
-from .model import LoadedModel, fetch_export, load_folder, resolve_model
+from .model import LoadedModel, fetch_export, load_folder, resolve_scoring_model
 from .engine import check_engine, read_frames, run_local, run_ray
 from ..data.features import text_features
 from .monitor import DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, write_monitor_row
@@ -206,7 +206,7 @@ def prepare_tables(wh: Warehouse, classes: list[str], dry_run: bool) -> dict:
     return specs
 
 def note_model(res: ScoreResult, lm: LoadedModel) -> None:
-    "Stage 2 (after `resolve_model`): record the model on the result; warn on a fallback or an embedding backend the model was not trained with."
+    "Stage 2 (after `resolve_scoring_model`): record the model on the result; warn on a fallback or an embedding backend the model was not trained with."
     res.model_version, res.model_source, res.fallback_used = lm.version, lm.source, lm.fallback_used
     if lm.fallback_used: res.notes.append(f'FALLBACK: {lm.fallback_reason}; scored with last-known-good version {lm.version}')
     if lm.embedding_model:
@@ -360,7 +360,7 @@ def score_partition(date: str | dt.date | None = 'today', model: str = 'champion
         wh = wh or get_warehouse()
         classes = taxonomy_classes()
         specs = prepare_tables(wh, classes, dry_run)
-        lm = loaded_model or resolve_model(model, model_version, force_latest, trust_model=trust_model, fallback=fallback)
+        lm = loaded_model or resolve_scoring_model(model, model_version, force_latest, trust_model=trust_model, fallback=fallback)
         note_model(res, lm)
         res.total_cases, distinct = partition_counts(wh, day)
         if res.total_cases > distinct: acc.reasons['duplicate_case_id'] += res.total_cases - distinct

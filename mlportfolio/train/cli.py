@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from ..core.errors import InputError
+from .config import load_train_config
 
 from ..core.console import console, safe_markup  # readable in a pipe: wide, never squeezed to 80 columns
 app = typer.Typer(help='Train the privacy-intent model: search, evaluate, register in MLflow.', no_args_is_help=True)
@@ -46,11 +47,12 @@ def run(data: Optional[str] = typer.Option(None, '--data', '-d', help='Training 
         as_json: bool = typer.Option(False, '--json', help='Print the summary as JSON'),
         progress: Optional[bool] = typer.Option(None, '--progress/--no-progress', help='Progress bars (default MLP_PROGRESS)')):
     "Train, evaluate (test split and unseen templates) and register a privacy-intent model; `--promote` makes it champion if it passes the gate."
-    from mlportfolio.train.pipeline import train_run
     over = parse_sets(set_)
     for k, v in (('search.n_iter', n_iter), ('search.cv', cv), ('search.mode', mode)):
         if v is not None: over[k] = v
-    res = train_run(data, config, over, register=register, promote=promote, progress=progress)
+    cfg = load_train_config(config, over)       # every bad field, one line each, before the training stack loads
+    from mlportfolio.train.pipeline import train_run
+    res = train_run(data, cfg, register=register, promote=promote, progress=progress)
     s = res.summary()
     if as_json:
         print(json.dumps({**s, 'params': res.params, 'warnings': res.warnings, 'artifact_uri': res.artifact_uri,

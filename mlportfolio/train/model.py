@@ -8,7 +8,6 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_model.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
-import copy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,84 +23,23 @@ from sklearn.preprocessing import StandardScaler
 from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts
 from ..core.errors import ConfigError, InputError
 from ..core.predictions import prediction_frame
-from ..core.resources import load_yaml, resource_path
+from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'CHOICES', 'PARAM_KEYS', 'SUBTYPE_PARENT', 'load_train_config', 'model_params', 'text_key',
-           'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
-           'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
-
-# %% ../../nbs/20_train_model.ipynb #a822e449
-DEFAULT_CONFIG = 'train/train.yaml'
-CHOICES = {
-    'data.fit_on': ('train', 'train+validation'),
-    'curation.exact_duplicates': ('drop', 'keep'),
-    'curation.near_duplicates': ('drop', 'group', 'keep'),
-    'classifier.kind': ('logreg', 'svm'),
-    'classifier.imbalance': ('class_weight', 'smote', 'none'),
-    'search.mode': ('random', 'grid', 'fixed', 'none'),
-    'search.scoring': ('f1_macro', 'f1_weighted', 'accuracy', 'balanced_accuracy', 'f1_micro'),
-    'calibration.method': ('auto', 'heldout', 'selection', 'none'),
-}
-
-def _deep_merge(base: dict, over: dict, where: str = '') -> dict:
-    "Merge `over` into a copy of `base`; a key `base` does not know is an error (typos fail loudly)."
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        key = f'{where}{k}'
-        if k not in base:
-            raise ConfigError(f"unknown training setting {key!r}; known here: {', '.join(sorted(base))}")
-        if isinstance(base[k], dict) and k != 'space':
-            if not isinstance(v, dict): raise ConfigError(f'training setting {key!r} must be a mapping, got {v!r}')
-            out[k] = _deep_merge(base[k], v, f'{key}.')
-        else: out[k] = copy.deepcopy(v)
-    return out
-
-def _dotted(overrides: dict) -> dict:
-    "`{'search.n_iter': 5}` -> `{'search': {'n_iter': 5}}`."
-    out: dict = {}
-    for key, v in (overrides or {}).items():
-        node = out
-        *parents, last = str(key).split('.')
-        for p in parents: node = node.setdefault(p, {})
-        node[last] = v
-    return out
-
-def load_train_config(path: str | Path | dict | None = None, overrides: dict | None = None) -> dict:
-    "The training config: packaged defaults, merged with `path` (a YAML file or a dict), then dotted `overrides`."
-    cfg = load_yaml(resource_path(DEFAULT_CONFIG))
-    if path is not None:
-        user = path if isinstance(path, dict) else load_yaml(path)
-        cfg = _deep_merge(cfg, user)
-    cfg = _deep_merge(cfg, _dotted(overrides or {}))
-    for key, allowed in CHOICES.items():
-        sect, name = key.split('.')
-        if cfg[sect][name] not in allowed:
-            raise ConfigError(f"training setting {key}={cfg[sect][name]!r} is not one of: {', '.join(allowed)}")
-    s = cfg['search']
-    if int(s['cv']) < 2: raise ConfigError(f"search.cv={s['cv']} must be at least 2 folds")
-    if int(s['n_iter']) < 1: raise ConfigError(f"search.n_iter={s['n_iter']} must be at least 1")
-    f = cfg['features']
-    for k in ('emb_weight', 'tfidf_weight'):
-        if not 0 <= float(f[k]) <= 10: raise ConfigError(f'features.{k}={f[k]} must be between 0 and 10')
-    if not 0 < float(cfg['curation']['near_duplicate_threshold']) <= 1:
-        raise ConfigError(f"curation.near_duplicate_threshold={cfg['curation']['near_duplicate_threshold']} must be in (0, 1]")
-    return cfg
+__all__ = ['SUBTYPE_PARENT', 'model_params', 'text_key', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures',
+           'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel',
+           'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
-PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'text_features_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
-              'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C')
-
-def model_params(cfg: dict | None = None, **override) -> dict:
+def model_params(cfg: TrainConfig | None = None, **override) -> dict:
     "Flat hyperparameters from the config's `features` and `classifier` sections, with `override` applied."
-    cfg = cfg or load_train_config()
-    p = {**cfg['features'], **cfg['classifier']}
+    cfg = cfg if cfg is not None else load_train_config()
+    p = {**cfg.features.model_dump(), **cfg.classifier.model_dump()}
     if 'emb_weight' in override and 'tfidf_weight' not in override:
         override['tfidf_weight'] = round(1.0 - float(override['emb_weight']), 6)
     unknown = set(override) - set(PARAM_KEYS)
     if unknown: raise ConfigError(f"unknown hyperparameter(s) {', '.join(sorted(unknown))}; known: {', '.join(PARAM_KEYS)}")
     p.update(override)
-    p.setdefault('text_features_weight', 0.0)     # configs written before the optional 26-feature branch
     return {k: p[k] for k in PARAM_KEYS}
 
 def text_key(p: dict) -> tuple:

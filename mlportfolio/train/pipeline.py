@@ -25,10 +25,11 @@ from .curate import CurationReport, check_training_frame, curate
 from .evaluate import (model_card, plot_calibration, plot_confusion, plot_pr_curves, plot_risk_coverage,
                                         predictions_frame, reference_distributions, subtype_metrics, write_plots)
 from .explain import worst_errors_markdown
-from .model import IntentModel, fit_intent_model, load_train_config
+from .config import TrainConfig, load_train_config
+from .model import IntentModel, fit_intent_model
 from .search import SearchResult, run_search
 from ..core.errors import InputError, MLPError
-from ..core.io import parse_table, read_bytes, table_suffix
+from ..core.io import parse_table, read_bytes, table_suffix, to_jsonable
 from ..data.features import feature_reference, text_features
 from ..core.obs import BatchRun, get_logger
 from ..core.store import sha256_bytes
@@ -120,13 +121,6 @@ class TrainResult:
                     realistic_cal_confident_errors=r['confident_errors'] if r else None, calibration=self.calibration.get('chosen'),
                     promotion=(self.promotion or {}).get('decision'), seconds=round(self.timings.get('total', 0), 1))
 
-def _flat(d: dict, prefix: str = '') -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != 'space': out.update(_flat(v, f'{prefix}{k}.'))
-        else: out[f'{prefix}{k}'] = json.dumps(v) if isinstance(v, (dict, list)) else v
-    return out
-
 def _metrics(prefix: str, m: dict | None) -> dict:
     if not m: return {}
     out = {f'{prefix}_{k}': float(v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
@@ -154,19 +148,19 @@ def prediction_metrics(pred: pd.DataFrame, classes, bins: int = 15) -> dict:
     if 'ood_score' in pred and pred['ood_score'].notna().any(): m['ood_share'] = float((pred['ood_score'] > 1).mean())
     return m
 
-def unseen_template_eval(fit_df: pd.DataFrame, cfg: dict, params: dict):
+def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     "`(predictions, metrics, held_templates)` of a model refitted without a share of each intent's templates (raw probabilities)."
     from mlportfolio.train.evaluate import predictions_frame, unseen_template_split
     from mlportfolio.train.model import fit_intent_model
-    dc, u, seed = cfg['data'], cfg['evaluation']['unseen_templates'], int(cfg['seed'])
-    T, L = dc['text_col'], dc['label_col']
-    if not u['enabled'] or dc['template_col'] not in fit_df.columns: return None, None, []
-    u_tr, u_ho, held = unseen_template_split(fit_df, float(u['fraction']), seed, int(u['min_templates']), L, dc['template_col'])
+    dc, u, seed = cfg.data, cfg.evaluation.unseen_templates, cfg.seed
+    T, L = dc.text_col, dc.label_col
+    if not u.enabled or dc.template_col not in fit_df.columns: return None, None, []
+    u_tr, u_ho, held = unseen_template_split(fit_df, u.fraction, seed, u.min_templates, L, dc.template_col)
     if not held or u_tr[L].nunique() < 2: return None, None, held
-    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc['subtype_col']), params, seed)
-    pred = predictions_frame(m_u, u_ho, T, L, dc['subtype_col'])
-    pred['template_id'] = u_ho[dc['template_col']].astype(str).to_numpy()
-    m = prediction_metrics(pred, m_u.classes, int(cfg['evaluation']['calibration_bins']))
+    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc.subtype_col), params, seed)
+    pred = predictions_frame(m_u, u_ho, T, L, dc.subtype_col)
+    pred['template_id'] = u_ho[dc.template_col].astype(str).to_numpy()
+    m = prediction_metrics(pred, m_u.classes, cfg.evaluation.calibration_bins)
     m['templates_held_out'] = len(held); m['train_rows'] = int(len(u_tr))
     return pred, m, held
 
@@ -185,36 +179,36 @@ def realistic_predictions(model, split: str, warnings: list | None = None) -> pd
 
 
 # %% ../../nbs/25_train_pipeline.ipynb #5034186f
-def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFrame | None, cfg: dict) -> tuple[dict, dict | None]:
+def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFrame | None, cfg: TrainConfig) -> tuple[dict, dict | None]:
     "Choose the calibration (`train.calibrate.choose_calibration`: none, a temperature on held-out templates or on the realistic calibration half) and set `model.calibrator`."
     from mlportfolio.core.predictions import prob_column
     from mlportfolio.train.calibrate import choose_calibration, cross_fit_temperature
     from mlportfolio.train.evaluate import classification_metrics
-    bins, classes, seed = int(cfg['evaluation']['calibration_bins']), model.classes, int(cfg['seed'])
+    bins, classes, seed = cfg.evaluation.calibration_bins, model.classes, cfg.seed
     if pred_unseen is not None and list(pred_unseen.filter(like='prob_').columns) != [prob_column(k) for k in classes]: pred_unseen = None
     fit = (None, None) if pred_unseen is None else (_probs(pred_unseen, classes), pred_unseen.true_label.to_numpy())
     sel = (None, None) if real_cal is None else (_probs(real_cal, classes), real_cal.true_label.to_numpy())
     if fit[0] is None and sel[0] is None:
         model.calibrator = None
         return {'chosen': 'none', 'reason': 'no held-out-template predictions and no realistic calibration half'}, None
-    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg['calibration']['method'], n_bins=bins, seed=seed)
+    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg.calibration.method, n_bins=bins, seed=seed)
     if model.calibrator is None or pred_unseen is None: return info, None
     P = (cross_fit_temperature(fit[0], fit[1], classes, pred_unseen['template_id'], seed) if info['chosen'] == 'heldout'
          else model.calibrator.transform(fit[0]))        # honest: never scored on the rows its temperature was fitted on
     return info, classification_metrics(fit[1], P, classes, bins)
 
-def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: dict) -> dict:
+def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: TrainConfig) -> dict:
     "Set `model.ood`: nearest-neighbour distances to the training rows in the MiniLM block, normalised on `heldout_df`."
     from mlportfolio.train.calibrate import NearestNeighbourOOD
     from mlportfolio.train.model import blas_limit
-    o, T, L = cfg['ood'], cfg['data']['text_col'], cfg['data']['label_col']
-    if not o['enabled'] or heldout_df.empty:
+    o, T, L = cfg.ood, cfg.data.text_col, cfg.data.label_col
+    if not o.enabled or heldout_df.empty:
         model.ood = None
         return {}
     with blas_limit():
         F_fit, F_held = model.features.transform(fit_df[T].tolist()), model.features.transform(heldout_df[T].tolist())
-    ood = NearestNeighbourOOD(k=int(o['k']), quantile=float(o['quantile']), max_reference=int(o['max_reference']),
-                              columns=model.feature_dims()['embedding'], seed=int(cfg['seed']))
+    ood = NearestNeighbourOOD(k=o.k, quantile=o.quantile, max_reference=o.max_reference,
+                              columns=model.feature_dims()['embedding'], seed=cfg.seed)
     model.ood = ood.fit(F_fit, fit_df[T].tolist(), fit_df[L].astype(str).tolist()).calibrate(F_held)
     return dict(k=ood.k, quantile=ood.quantile, reference_rows=int(len(ood.reference_)), calibrate_rows=ood.n_calibrate_, scale=ood.scale_)
 
@@ -229,41 +223,41 @@ def export_train_metrics(status: str, duration: float, result: TrainResult | Non
     return run.finish(status, duration=duration)
 
 # %% ../../nbs/25_train_pipeline.ipynb #4a65c773
-def embed_texts(df: pd.DataFrame, cfg: dict, progress: bool | None = None) -> tuple[np.ndarray, object, dict]:
+def embed_texts(df: pd.DataFrame, cfg: TrainConfig, progress: bool | None = None) -> tuple[np.ndarray, object, dict]:
     "Stage embed: `(embeddings, embedder, cache stats)` of the text column, every text once through `core.embed` (cached on disk)."
-    embedder = get_embedder(cfg['features'].get('embed_model'))
+    embedder = get_embedder(cfg.features.embed_model)
     before = dict(embedder.stats)
-    emb = embedder.encode(df[cfg['data']['text_col']].tolist(), progress=progress)
+    emb = embedder.encode(df[cfg.data.text_col].tolist(), progress=progress)
     stats = {k: embedder.stats[k] - before[k] for k in before}
     stats['hit_ratio'] = stats['hits'] / max(stats['hits'] + stats['misses'], 1)
     return emb, embedder, stats
 
 # %% ../../nbs/25_train_pipeline.ipynb #d85cf326
-def curate_rows(df: pd.DataFrame, emb: np.ndarray, cfg: dict) -> tuple[pd.DataFrame, np.ndarray, CurationReport, np.ndarray]:
+def curate_rows(df: pd.DataFrame, emb: np.ndarray, cfg: TrainConfig) -> tuple[pd.DataFrame, np.ndarray, CurationReport, np.ndarray]:
     "Stage curate (`train.curate`): `(rows, their embeddings, report, training-split mask)`; a single-class training split is an `InputError`."
-    dc, c = cfg['data'], cfg['curation']
-    label, split = dc['label_col'], dc['split_col']
-    cur, emb, report = curate(df, emb, dc['text_col'], label, split, c['exact_duplicates'], c['near_duplicates'],
-                              float(c['near_duplicate_threshold']), float(c['imbalance_warn_ratio']))
+    dc, c = cfg.data, cfg.curation
+    label, split = dc.label_col, dc.split_col
+    cur, emb, report = curate(df, emb, dc.text_col, label, split, c.exact_duplicates, c.near_duplicates,
+                              c.near_duplicate_threshold, c.imbalance_warn_ratio)
     train = (cur[split] == 'train').to_numpy()
     if pd.Series(cur.loc[train, label]).nunique() < 2:
         raise InputError(f'the training split has a single class ({cur.loc[train, label].iloc[0]!r}) after curation; need at least 2')
     return cur, emb, report, train
 
 # %% ../../nbs/25_train_pipeline.ipynb #2e999351
-def search_params(cur: pd.DataFrame, emb: np.ndarray, train: np.ndarray, cfg: dict, progress: bool | None = None) -> SearchResult:
+def search_params(cur: pd.DataFrame, emb: np.ndarray, train: np.ndarray, cfg: TrainConfig, progress: bool | None = None) -> SearchResult:
     "Stage search (`train.search.run_search`) on the training split; CV folds grouped by `search.group_by` or by near-duplicate group."
-    dc, by = cfg['data'], cfg['search'].get('group_by')
+    dc, by = cfg.data, cfg.search.group_by
     groups = (cur.loc[train, by].astype(str).to_numpy() if by and by in cur.columns else
-              cur.loc[train, 'dup_group'].to_numpy() if cfg['curation']['near_duplicates'] == 'group' else None)
-    return run_search(cur.loc[train, dc['text_col']].tolist(), cur.loc[train, dc['label_col']].to_numpy(), emb[train], cfg, groups, progress)
+              cur.loc[train, 'dup_group'].to_numpy() if cfg.curation.near_duplicates == 'group' else None)
+    return run_search(cur.loc[train, dc.text_col].tolist(), cur.loc[train, dc.label_col].to_numpy(), emb[train], cfg, groups, progress)
 
-def fit_model(cur: pd.DataFrame, params: dict, cfg: dict) -> tuple[IntentModel, pd.DataFrame]:
+def fit_model(cur: pd.DataFrame, params: dict, cfg: TrainConfig) -> tuple[IntentModel, pd.DataFrame]:
     "Stage fit: `params` fitted on the training split (or train + validation, `data.fit_on`); `(model, the rows it was fitted on)`."
-    dc = cfg['data']
-    splits = ['train', 'validation'] if dc['fit_on'] == 'train+validation' else ['train']
-    fit_df = cur[cur[dc['split_col']].isin(splits)]
-    return fit_intent_model(fit_df[dc['text_col']], fit_df[dc['label_col']], fit_df.get(dc['subtype_col']), params, int(cfg['seed'])), fit_df
+    dc = cfg.data
+    splits = ['train', 'validation'] if dc.fit_on == 'train+validation' else ['train']
+    fit_df = cur[cur[dc.split_col].isin(splits)]
+    return fit_intent_model(fit_df[dc.text_col], fit_df[dc.label_col], fit_df.get(dc.subtype_col), params, cfg.seed), fit_df
 
 # %% ../../nbs/25_train_pipeline.ipynb #603f07fb
 @dataclass
@@ -285,22 +279,22 @@ class Evaluation:
     realistic_predictions: dict
     reference: dict
 
-def evaluate_model(model: IntentModel, cur: pd.DataFrame, fit_df: pd.DataFrame, params: dict, cfg: dict, warnings: list) -> Evaluation:
+def evaluate_model(model: IntentModel, cur: pd.DataFrame, fit_df: pd.DataFrame, params: dict, cfg: TrainConfig, warnings: list) -> Evaluation:
     "Stage evaluate: unseen templates, calibration and OOD (set on `model`), test / validation / realistic metrics, drift reference."
-    dc, ev = cfg['data'], cfg['evaluation']
-    text, label, split, bins = dc['text_col'], dc['label_col'], dc['split_col'], int(ev['calibration_bins'])
+    dc, ev = cfg.data, cfg.evaluation
+    text, label, split, bins = dc.text_col, dc.label_col, dc.split_col, ev.calibration_bins
     test_df, val_df = cur[cur[split] == 'test'], cur[cur[split] == 'validation']
     if test_df.empty: raise InputError('the data has no test split rows; cannot evaluate the model')
     val_held_out = not val_df.empty and not fit_df[split].eq('validation').any()
     pred_unseen, unseen_m, held = unseen_template_eval(fit_df, cfg, params)
-    real_cal = realistic_predictions(model, 'calibration', warnings) if ev['realistic']['enabled'] else None
+    real_cal = realistic_predictions(model, 'calibration', warnings) if ev.realistic.enabled else None
     cal_info, unseen_cal_m = calibrate_model(model, pred_unseen, real_cal, cfg)
     ood_info = attach_ood(model, fit_df, val_df if val_held_out else test_df, cfg)
-    pred_test = predictions_frame(model, test_df, text, label, dc['subtype_col'])
-    pred_val = predictions_frame(model, val_df, text, label, dc['subtype_col']) if val_held_out else None
-    halves = ('calibration', 'final') if ev['realistic']['report_final'] else ('calibration',)
+    pred_test = predictions_frame(model, test_df, text, label, dc.subtype_col)
+    pred_val = predictions_frame(model, val_df, text, label, dc.subtype_col) if val_held_out else None
+    halves = ('calibration', 'final') if ev.realistic.report_final else ('calibration',)
     pred_real = {k: realistic_predictions(model, k, warnings) for k in halves} if real_cal is not None else {}
-    reference = reference_distributions(pred_test, model.classes, int(ev['reference_bins']))
+    reference = reference_distributions(pred_test, model.classes, ev.reference_bins)
     reference['features'] = feature_reference(text_features(fit_df[text].tolist()))   # what PCC's input-drift check compares with
     return Evaluation(test_df, pred_test, prediction_metrics(pred_test, model.classes, bins),
                       prediction_metrics(pred_val, model.classes, bins) if pred_val is not None else {}, pred_val,
@@ -308,24 +302,23 @@ def evaluate_model(model: IntentModel, cur: pd.DataFrame, fit_df: pd.DataFrame, 
                       {k: prediction_metrics(v, model.classes, bins) for k, v in pred_real.items()}, pred_real, reference)
 
 # %% ../../nbs/25_train_pipeline.ipynb #f55c0733
-def run_metadata(cfg: dict, embedder, data_hash: str, uri: str, search: SearchResult, fit_df: pd.DataFrame, ev: Evaluation,
+def run_metadata(cfg: TrainConfig, embedder, data_hash: str, uri: str, search: SearchResult, fit_df: pd.DataFrame, ev: Evaluation,
                  report: CurationReport, warnings: list, lineage_run_id: str) -> dict:
     "What the registry stores with the version (and the model card shows)."
     cv = dict(scoring=search.scoring, best_score=search.best_score, best_std=search.best_std)
-    return dict(model_name=cfg['registry']['model_name'], embedding_model=embedder.model_id, embed_backend=embedder.kind,
-                data_hash=data_hash, data_uri=uri, params=search.best_params, fit_on=cfg['data']['fit_on'], n_train=int(len(fit_df)),
-                seed=int(cfg['seed']), cv=cv, search=dict(mode=search.mode, n_trials=len(search.trials), n_folds=search.n_folds, **cv),
+    return dict(model_name=cfg.registry.model_name, embedding_model=embedder.model_id, embed_backend=embedder.kind,
+                data_hash=data_hash, data_uri=uri, params=search.best_params, fit_on=cfg.data.fit_on, n_train=int(len(fit_df)),
+                seed=cfg.seed, cv=cv, search=dict(mode=search.mode, n_trials=len(search.trials), n_folds=search.n_folds, **cv),
                 test_metrics=ev.test, validation_metrics=ev.validation, unseen_metrics=ev.unseen, subtype_metrics=ev.subtype,
                 unseen_calibrated_metrics=ev.unseen_calibrated, realistic_calibration_metrics=ev.realistic.get('calibration'),
                 realistic_final_metrics=ev.realistic.get('final'), calibration=ev.calibration, ood=ev.ood,
                 unseen_templates=ev.unseen_templates, reference=ev.reference, curation=report.as_dict(), warnings=warnings,
-                trained_at=pd.Timestamp.now(tz='UTC').isoformat(), lineage_run_id=lineage_run_id)
+                trained_at=pd.Timestamp.now(tz='UTC').isoformat(), lineage_run_id=lineage_run_id, config=cfg.model_dump())
 
 def write_artifacts(folder: Path, model: IntentModel, ev: Evaluation, search: SearchResult, report: CurationReport,
-                    cfg: dict, meta: dict) -> str:
+                    cfg: TrainConfig, meta: dict) -> str:
     "Write the run's files into `folder` (predictions, worst errors, metrics, trials, curation, config, plots, model card); returns the card."
-    from mlportfolio.train.registry import _jsonable
-    d, classes, bins = Path(folder), model.classes, int(cfg['evaluation']['calibration_bins'])
+    d, classes, bins = Path(folder), model.classes, cfg.evaluation.calibration_bins
     for sub in ('evaluation', 'search', 'curation'): (d/sub).mkdir(exist_ok=True)
     preds = {'test': ev.test_predictions, 'validation': ev.validation_predictions, 'unseen_templates': ev.unseen_predictions,
              **{f'realistic_{k}': v for k, v in ev.realistic_predictions.items()}}
@@ -333,12 +326,12 @@ def write_artifacts(folder: Path, model: IntentModel, ev: Evaluation, search: Se
         if pred is not None: pred.to_parquet(d/'evaluation'/f'predictions_{name}.parquet', index=False)
     (d/'evaluation'/'worst_errors.md').write_text(worst_errors_markdown(model, {'test split': ev.test_predictions,
         **{f'realistic set, {k} half': v for k, v in ev.realistic_predictions.items()}}))
-    (d/'evaluation'/'metrics.json').write_text(json.dumps(_jsonable(dict(
+    (d/'evaluation'/'metrics.json').write_text(json.dumps(to_jsonable(dict(
         test=ev.test, validation=ev.validation, unseen_templates=ev.unseen, unseen_templates_calibrated=ev.unseen_calibrated,
         subtype=ev.subtype, **{f'realistic_{k}': v for k, v in ev.realistic.items()}, calibration=ev.calibration, ood=ev.ood)), indent=2))
     search.trials.drop(columns=['params']).to_csv(d/'search'/'trials.csv', index=False)
-    (d/'curation'/'report.json').write_text(json.dumps(_jsonable(report.as_dict()), indent=2))
-    (d/'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (d/'curation'/'report.json').write_text(json.dumps(to_jsonable(report.as_dict()), indent=2))
+    (d/'config.yaml').write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     pt = ev.test_predictions
     P = _probs(pt, classes)
     curves = {'test split': (pt.true_label, P, classes),
@@ -361,12 +354,12 @@ def run_metrics(search: SearchResult, ev: Evaluation, embed_stats: dict, timings
             **{f'seconds_{k}': v for k, v in timings.items()}}
     return {k: float(v) for k, v in mets.items() if v is not None and np.isfinite(v)}
 
-def register_version(model: IntentModel, meta: dict, card: str, ev: Evaluation, cfg: dict, stage, lrun,
+def register_version(model: IntentModel, meta: dict, card: str, ev: Evaluation, cfg: TrainConfig, stage, lrun,
                      promote: bool = False) -> tuple[int, dict | None]:
     "Stages register and promote: a new registry version with its metadata (alias `challenger`); `promote` runs the gate."
     import mlflow
     from mlportfolio.train import registry
-    name, text = cfg['registry']['model_name'], cfg['data']['text_col']
+    name, text = cfg.registry.model_name, cfg.data.text_col
     with stage('register'):
         version = registry.register_model(model, {**meta, 'card': card[:20000]}, ev.test_rows[text].head(3).tolist(), name)
         mlflow.set_tag('mlp.model_version', str(version))
@@ -374,16 +367,16 @@ def register_version(model: IntentModel, meta: dict, card: str, ev: Evaluation, 
                              name=f'{name}/{version}', fields=None, rows=None, sha256=None, size=None))
     promotion = None
     if promote:
-        with stage('promote'): promotion = registry.promote(version, float(cfg['registry']['promote_tolerance']), model_name=name)
+        with stage('promote'): promotion = registry.promote(version, cfg.registry.promote_tolerance, model_name=name)
         mlflow.set_tag('mlp.promotion', promotion['decision'])
     return version, promotion
 
 # %% ../../nbs/25_train_pipeline.ipynb #6cde5921
-def _log_inputs(cfg: dict, data, data_hash: str, uri: str, lineage_run_id: str) -> None:
+def _log_inputs(cfg: TrainConfig, data, data_hash: str, uri: str, lineage_run_id: str) -> None:
     import mlflow
     mlflow.set_tags({'mlp.kind': 'train', 'mlp.data_hash': data_hash, 'mlp.data_uri': uri, 'mlp.lineage_run_id': lineage_run_id,
                      **({'mlp.data_source': str(data)[:4900]} if isinstance(data, str) and data.startswith(WAREHOUSE_PREFIX) else {})})
-    mlflow.log_params({k: str(v)[:500] for k, v in _flat(cfg).items()})
+    mlflow.log_params({k: str(v)[:500] for k, v in cfg.flat().items()})
 
 def train_run(data=None, config=None, overrides: dict | None = None, register: bool = True, promote: bool = False,
               progress: bool | None = None) -> TrainResult:
@@ -391,9 +384,9 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
     import mlflow
     from mlportfolio.train import registry
     cfg = load_train_config(config, overrides)
-    dc = cfg['data']
+    dc = cfg.data
     df, uri, data_hash = read_training_data(data)
-    exp_id = registry.ensure_experiment(cfg['registry']['experiment'])     # an unreachable server fails here, before a run
+    exp_id = registry.ensure_experiment(cfg.registry.experiment)     # an unreachable server fails here, before a run
     timings, t_start = {}, time.perf_counter()
     in_ds = dataset_facets(None, uri, sha256=data_hash, rows=len(df), fields=[[str(c), str(t)] for c, t in df.dtypes.items()])
     with mlflow.start_run(experiment_id=exp_id, run_name=f'train-{data_hash[:8]}') as run, \
@@ -401,7 +394,7 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
         stage = partial(_stage, timings, lrun)
         try:
             _log_inputs(cfg, data, data_hash, uri, lrun.run_id)
-            with stage('validate'): df = check_training_frame(df, dc['text_col'], dc['label_col'], dc['subtype_col'], dc['split_col'], seed=int(cfg['seed']))
+            with stage('validate'): df = check_training_frame(df, dc.text_col, dc.label_col, dc.subtype_col, dc.split_col, seed=cfg.seed)
             with stage('embed'): emb, embedder, embed_stats = embed_texts(df, cfg, progress)
             with stage('curate'): cur, emb, report, train = curate_rows(df, emb, cfg)
             with stage('search'): search = search_params(cur, emb, train, cfg, progress)

@@ -22,6 +22,7 @@ from ..core.config import get_settings, ensure_home
 from ..core.errors import ConfigError, InputError, ModelError, NotFoundError
 from ..core.obs import get_logger
 from ..core.guard import MODEL_DIGEST_KEY, folder_digest, verify_model_folder
+from ..core.io import to_jsonable
 
 log = get_logger(__name__)
 MODEL_NAME = 'privacy-intent'
@@ -105,10 +106,6 @@ def library_versions() -> dict:
         except md.PackageNotFoundError: pass
     return out
 
-def _jsonable(obj):
-    "Metadata as plain JSON types (numpy scalars and NaN become floats / None)."
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, 'item') else str(o)).replace('NaN', 'null'))
-
 # %% ../../nbs/24_train_registry.ipynb #6b135b83
 def register_model(model, metadata: dict, example_texts: list[str], model_name: str = MODEL_NAME,
                    tags: dict | None = None) -> int:
@@ -116,7 +113,7 @@ def register_model(model, metadata: dict, example_texts: list[str], model_name: 
     import joblib
     client = mlflow_client()
     if mlflow.active_run() is None: raise ModelError('register_model needs an active MLflow run (see train.pipeline)')
-    meta = _jsonable({**metadata, 'classes': model.classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims(),
+    meta = to_jsonable({**metadata, 'classes': model.classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims(),
                       'libraries': library_versions(), 'model_name': model_name,
                       'run_id': mlflow.active_run().info.run_id})
     reqs = [f'{k}=={v}' for k, v in meta['libraries'].items() if k != 'mlportfolio'] + ['mlportfolio']
@@ -354,5 +351,5 @@ def export_model(ref='champion', to_url: str | None = None, model_name: str = MO
             'exported_at': datetime.now(timezone.utc).isoformat(), 'registry_uri': get_settings().mlflow_registry_uri,
             'model_uri': f'models:/{model_name}/{mv.version}', 'files': len(files), MODEL_DIGEST_KEY: digest,
             'run_id': meta.get('run_id') or mv.run_id}
-    store.put_json(f'{EXPORT_PREFIX}/{stamp}/metadata.json', _jsonable(meta))   # last: its presence marks a complete export
+    store.put_json(f'{EXPORT_PREFIX}/{stamp}/metadata.json', to_jsonable(meta))   # last: its presence marks a complete export
     return store.url_of(f'{EXPORT_PREFIX}/{stamp}')

@@ -20,7 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError
 from ..core.obs import get_logger
-from .model import blas_limit, build_classifier, build_sampler, build_text_branch, load_train_config, model_params, text_key
+from .config import TrainConfig, load_train_config
+from .model import blas_limit, build_classifier, build_sampler, build_text_branch, model_params, text_key
 
 log = get_logger(__name__)
 
@@ -65,21 +66,18 @@ def _clean(v):
     if isinstance(v, np.integer): return int(v)
     return v
 
-def candidate_params(cfg: dict) -> list[dict]:
-    "The trials of a search: the overrides of `model_params(cfg)` each trial tries."
-    s = cfg['search']
-    space = dict(s.get('space') or {})
-    from mlportfolio.train.model import PARAM_KEYS
-    unknown = set(space) - set(PARAM_KEYS)
-    if unknown: raise ConfigError(f"search.space has unknown hyperparameter(s) {', '.join(sorted(unknown))}; known: {', '.join(PARAM_KEYS)}")
-    if s['mode'] == 'fixed' or not space: return [{}]
-    if s['mode'] == 'grid':
+def candidate_params(cfg: TrainConfig) -> list[dict]:
+    "The trials of a search: the overrides of `model_params(cfg)` each trial tries (the space's names are checked by `TrainConfig`)."
+    s = cfg.search
+    space = dict(s.space)
+    if s.mode == 'fixed' or not space: return [{}]
+    if s.mode == 'grid':
         bad = [k for k, v in space.items() if not isinstance(v, (list, tuple))]
         if bad: raise ConfigError(f"grid search needs lists of values; search.space.{bad[0]} is {space[bad[0]]!r}")
         return [{k: _clean(v) for k, v in p.items()} for p in ParameterGrid(space)]
     dists = {k: _distribution(k, v) for k, v in space.items()}
     return [{k: _clean(v) for k, v in sorted(p.items())}
-            for p in ParameterSampler(dists, n_iter=int(s['n_iter']), random_state=int(cfg['seed']))]
+            for p in ParameterSampler(dists, n_iter=s.n_iter, random_state=cfg.seed)]
 
 # %% ../../nbs/22_train_search.ipynb #efa73e8a
 class FoldFeatures:
@@ -178,17 +176,17 @@ def _log_trials(trials: pd.DataFrame, scoring: str) -> None:
         client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=[RunTag('mlp.trial', str(int(t['trial'])))])
         client.set_terminated(run.info.run_id, 'FINISHED')
 
-def run_search(texts, y, emb: np.ndarray, cfg: dict | None = None, groups=None, progress: bool | None = None) -> SearchResult:
+def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups=None, progress: bool | None = None) -> SearchResult:
     "Cross-validated search over `candidate_params(cfg)` on the training texts; embeddings `emb` are precomputed."
     from tqdm.auto import tqdm
-    cfg = cfg or load_train_config()
-    s, seed = cfg['search'], int(cfg['seed'])
+    cfg = cfg if cfg is not None else load_train_config()
+    s, seed = cfg.search, cfg.seed
     y = np.asarray(y, dtype=object)
     t0 = time.perf_counter()
-    if s['mode'] == 'none':  # no search, no CV: the config's parameters as they are (the fast path for tests)
+    if s.mode == 'none':  # no search, no CV: the config's parameters as they are (the fast path for tests)
         trials = pd.DataFrame({'trial': [0], 'params': [{}], 'cv_mean': [np.nan], 'cv_std': [np.nan], 'fold_scores': [[]], 'seconds': [0.0]})
-        return SearchResult(model_params(cfg), float('nan'), float('nan'), trials, s['scoring'], 'none', 0, time.perf_counter() - t0, 0, 0.0)
-    folds = make_folds(y, int(s['cv']), seed, groups)
+        return SearchResult(model_params(cfg), float('nan'), float('nan'), trials, s.scoring, 'none', 0, time.perf_counter() - t0, 0, 0.0)
+    folds = make_folds(y, s.cv, seed, groups)
     ff = FoldFeatures(texts, emb, folds, seed)
     cands = candidate_params(cfg)
     full = [model_params(cfg, **c) for c in cands]
@@ -196,7 +194,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: dict | None = None, groups=None, 
     secs = np.zeros(len(cands))
     order = sorted(range(len(cands)), key=lambda i: text_key(full[i]))
     show = get_settings().progress if progress is None else progress
-    bar = tqdm(total=len(cands) * len(folds), desc=f"{s['mode']} search", unit='fit', disable=not show)
+    bar = tqdm(total=len(cands) * len(folds), desc=f"{s.mode} search", unit='fit', disable=not show)
     by_key: dict = {}
     for i in order: by_key.setdefault(text_key(full[i]), []).append(i)
     with blas_limit():
@@ -204,7 +202,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: dict | None = None, groups=None, 
             for k in range(len(folds)):
                 for i in idx:
                     t1 = time.perf_counter()
-                    scores[i, k] = score_fold(ff, k, full[i], y, s['scoring'], seed)
+                    scores[i, k] = score_fold(ff, k, full[i], y, s.scoring, seed)
                     secs[i] += time.perf_counter() - t1
                     bar.update(1)
             ff.drop_text(full[idx[0]])
@@ -214,8 +212,8 @@ def run_search(texts, y, emb: np.ndarray, cfg: dict | None = None, groups=None, 
     for key in sorted({k for c in cands for k in c}): trials[key] = [c.get(key) for c in cands]
     best = int(np.argmax(trials.cv_mean.to_numpy()))
     warnings = []
-    if trials.cv_mean[best] > float(s.get('suspicious_score', 0.99)):
-        warnings.append(f"suspicious CV score: best {s['scoring']} {trials.cv_mean[best]:.4f} > {s.get('suspicious_score', 0.99)}; "
+    if trials.cv_mean[best] > s.suspicious_score:
+        warnings.append(f"suspicious CV score: best {s.scoring} {trials.cv_mean[best]:.4f} > {s.suspicious_score}; "
                         'the data may be too easy or leak between folds; trust the test split and the unseen-template figures instead')
     text_fits, text_fit_seconds = ff.fit_count, ff.fit_seconds
     nc = ff.near_constant(full[best])
@@ -224,7 +222,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: dict | None = None, groups=None, 
                         '(scaled to 0, so harmless to the classifier; MiniLM has a few such dimensions)')
     for w in warnings: log.warning(w)
     res = SearchResult(best_params=full[best], best_score=float(trials.cv_mean[best]), best_std=float(trials.cv_std[best]),
-                       trials=trials, scoring=s['scoring'], mode=s['mode'], n_folds=len(folds),
+                       trials=trials, scoring=s.scoring, mode=s.mode, n_folds=len(folds),
                        seconds=time.perf_counter() - t0, text_fits=text_fits, text_fit_seconds=text_fit_seconds, warnings=warnings)
-    _log_trials(trials, s['scoring'])
+    _log_trials(trials, s.scoring)
     return res
