@@ -181,7 +181,7 @@ def explain(self: Agents, text: str, pred_label: str, evidence: dict, verdict: s
 @dataclass
 class CombineRule:
     "How the model-free and LLM signals make one verdict; see the list above."
-    band_low: float = 0.25
+    band_low: float = 0.4
     band_high: float = 0.75
     llm_weight: float = 0.5
     llm_reliability: float = 0.0
