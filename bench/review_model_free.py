@@ -60,7 +60,7 @@ def main():
     print(f'load average at start: {loadavg()}')
     for name, data, split in (('generator test split', None, 'test'), ('realistic set', ROOT/'nbs/resources/eval/realistic.csv', None)):
         t, fit_s = measure(name, data, split, a.n, a.repeats, tax)
-        print(f'\n## {name} ({len(t) // len(VARIANTS) and t.errors.iloc[0]} errors at 5% ...), load average {loadavg()}')
+        print(f'\n## {name} ({len(t) // len(VARIANTS)} noise settings), load average {loadavg()}')
         print(t.drop(columns='set').to_string(index=False))
         f1 = t.groupby('variant', sort=False).f1.mean()
         base = f1.iloc[0]
