@@ -182,16 +182,19 @@ def cross_fitted_proba(full_model, make_model, ref_texts, ref_vecs, ref_labels, 
 class ModelFreeSignal:
     "kNN over MiniLM embeddings plus a classifier fitted on a labelled reference set, then cleanlab; fit once, score many batches."
     def __init__(self, reference: pd.DataFrame, taxonomy: Taxonomy | None = None, k: int = 15, temperature: float = 0.05,
-                 classifier: bool = True, knn_weight: float = 1 / 3, filter_by: str = 'prune_by_noise_rate', n_folds: int = 5):
+                 classifier: bool = True, knn_weight: float = 1 / 3, filter_by: str = 'prune_by_noise_rate', n_folds: int = 5,
+                 min_per_class: int = 10):
         self.tax = taxonomy or load_taxonomy()
         self.ref, self.k, self.temperature = reference.reset_index(drop=True), k, temperature
-        self.knn_weight, self.filter_by, self.n_folds = (knn_weight if classifier else 1.0), filter_by, n_folds
+        self.filter_by, self.n_folds = filter_by, n_folds
         self.classes = list(self.tax.intents)
         check_labels(self.ref.label, self.tax, 'reference set')
         self.ref_labels = self.ref.label.map(self.tax.label2id).to_numpy()
         self.vecs = encode(self.ref.text.tolist())
         self.index = _flat_index(self.vecs)
-        self.clf = ReferenceClassifier().fit(self.ref.text.tolist(), self.ref_labels, self.vecs) if classifier else None
+        enough = np.bincount(self.ref_labels, minlength=len(self.classes)).min() >= min_per_class
+        self.clf = ReferenceClassifier().fit(self.ref.text.tolist(), self.ref_labels, self.vecs) if classifier and enough else None
+        self.knn_weight = knn_weight if self.clf is not None else 1.0
 
     def probabilities(self, ids, texts, vecs: np.ndarray | None = None) -> np.ndarray:
         "Out-of-sample class probabilities of `texts` (columns in taxonomy order): kNN and the cross-fitted classifier, weighted."
