@@ -181,27 +181,36 @@ def explain(self: Agents, text: str, pred_label: str, evidence: dict, verdict: s
 @dataclass
 class CombineRule:
     "How the model-free and LLM signals make one verdict; see the list above."
-    skip_quality: float = 0.9
-    llm_weight: float = 0.35
+    band_low: float = 0.4
+    band_high: float = 0.75
+    llm_weight: float = 0.5
+    llm_reliability: float = 0.0
     flag_threshold: float = 0.5
     disagreement: float = 0.6
 
+    @property
+    def w(self) -> float:
+        "The LLM's effective weight: `llm_weight * llm_reliability`, clipped to [0, 1]."
+        return min(1.0, max(0.0, float(self.llm_weight) * float(self.llm_reliability)))
+
     def needs_llm(self, pred_label: str, knn_label: str, quality: float, issue: bool, injection: bool) -> bool:
-        "False when the model-free signal confidently agrees with the label (and nothing looks like an injection)."
-        return not (knn_label == pred_label and quality >= self.skip_quality and not issue and not injection)
+        "False when the model-free signal confidently agrees with the label (`m < band_low`), and nothing looks like an injection."
+        return bool(issue or injection or knn_label != pred_label or 1.0 - float(quality) >= self.band_low)
 
     def verdict(self, quality: float, issue: bool, llm_suspicion: float | None) -> tuple[str, float]:
         "`(verdict, suspicion)` from the model-free quality score and flag and the LLM's suspicion (None: no LLM answer)."
         m = 1.0 - float(quality)
-        if llm_suspicion is None:   # the model-free signal decides: cleanlab's flag, Uncertain when only the score is low
-            return ('Incorrect' if issue else 'Uncertain' if m >= self.flag_threshold else 'Correct'), m
-        s = (1 - self.llm_weight) * m + self.llm_weight * float(llm_suspicion)
-        if s >= self.flag_threshold: return 'Incorrect', s
-        if abs(m - llm_suspicion) >= self.disagreement: return 'Uncertain', s
-        return 'Correct', s
+        base = 'Incorrect' if issue else 'Uncertain' if m >= self.flag_threshold else 'Correct'
+        w = self.w
+        if llm_suspicion is None or w <= 0 or not self.band_low <= m <= self.band_high: return base, m
+        l = float(llm_suspicion)
+        vote = (1 - w) * (1.0 if issue else -1.0) * abs(2 * m - 1) + w * (2 * l - 1)
+        s = (1 - w) * m + w * l
+        if vote > 0: return 'Incorrect', s
+        return ('Uncertain' if abs(m - l) >= self.disagreement or m >= self.flag_threshold else 'Correct'), s
 
     def proposal(self, pred_label: str, knn_probs: dict[str, float], proposer_probs: dict[str, float] | None = None) -> str | None:
-        "The best label other than `pred_label` under the weighted mix of kNN and proposer probabilities."
-        w = self.llm_weight if proposer_probs else 0.0
+        "The best label other than `pred_label` under the weighted mix of model-free and proposer probabilities."
+        w = self.w if proposer_probs else 0.0
         mix = {c: (1 - w) * p + w * (proposer_probs or {}).get(c, 0.0) for c, p in knn_probs.items() if c != pred_label}
         return max(mix, key=mix.get) if mix else None

@@ -20,7 +20,7 @@ from rich.table import Table
 from ..core.errors import InputError
 
 console = Console()
-app = typer.Typer(help='Agentic reviewer: audit predictions with kNN + cleanlab, retrieval and an LLM.', no_args_is_help=True)
+app = typer.Typer(help='Agentic reviewer: audit predictions with a model-free signal (kNN + a classifier fitted on the reference set, then cleanlab), retrieval and an LLM.', no_args_is_help=True)
 
 def _print_json(obj) -> None: print(json.dumps(obj, ensure_ascii=False, indent=1, default=str))
 
@@ -36,6 +36,7 @@ def run(input: Optional[Path] = typer.Option(None, '--input', '-i', help='Predic
         out: Optional[Path] = typer.Option(None, '--out', '-o', help='Results CSV (default $MLP_HOME/review/runs/RUN_ID/results.csv)'),
         run_id: Optional[str] = typer.Option(None, '--run-id', help='Run id; rerunning an id resumes it and never duplicates a review'),
         llm: str = typer.Option('auto', '--llm', help='auto (only where the model-free signal is unsure), always, or never'),
+        llm_reliability: float = typer.Option(0.0, '--llm-reliability', min=0.0, max=1.0, help="The LLM's measured reliability (mlp review evaluate --llm-sample prints it); 0 (default): its answers are stored but never change a verdict"),
         reference: Optional[Path] = typer.Option(None, '--reference', help='Labelled reference set (.csv/.parquet with text and label or intent; default: the training data)'),
         explain: bool = typer.Option(True, help='Ask the reasoner to explain flagged items'),
         report: bool = typer.Option(True, help='Write the HTML report'),
@@ -53,7 +54,8 @@ def run(input: Optional[Path] = typer.Option(None, '--input', '-i', help='Predic
         pcc, name = dict(date=date, versions=versions), f'pcc_inference_output {date}'
     else: raise InputError(f'--source {source!r}; allowed: file, pcc')
     if batch_size < 1: raise InputError(f'--batch-size must be at least 1, got {batch_size}')
-    reviewer = Reviewer(reference, llm=llm, explain=explain)
+    from mlportfolio.review.agents import CombineRule
+    reviewer = Reviewer(reference, llm=llm, explain=explain, rule=CombineRule(llm_reliability=llm_reliability))
     res = review_run(preds, reviewer, run_id=run_id, source=source, input=name, out=out, report=report, pcc=pcc, batch_size=batch_size)
     if as_json: return _print_json(asdict(res))
     v = res.by_verdict
@@ -110,7 +112,7 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind'),
 
 @app.command()
 def evaluate(n: int = typer.Option(600, min=1, max=1000000, help='Clean labelled items audited (the generator test split, sampled)'),
-             llm_sample: int = typer.Option(0, '--llm-sample', min=0, max=100000, help='Items (of the n) also reviewed with the LLM; 0 skips the LLM figures'),
+             llm_sample: int = typer.Option(0, '--llm-sample', min=0, max=100000, help="Items (of the n) also reviewed with the LLM (evaluator, proposer, reasoner), where the LLM's reliability and citation validity are measured; 0 (default): model-free figures only"),
              rates: str = typer.Option('0.05,0.1,0.2', help='Noise rates, comma-separated'),
              data: Optional[Path] = typer.Option(None, '--data', help='Clean labelled set (.csv/.parquet with text and label or intent, optional split; default: the training data)'),
              split: str = typer.Option('test', '--split', help="Rows of --data to audit, by its split column (e.g. test, or final for the realistic set); 'all' for every row"),

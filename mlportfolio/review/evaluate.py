@@ -22,8 +22,8 @@ from .signals import default_reference_path, injection_flags, load_reference
 from .agents import CombineRule
 
 # %% auto #0
-__all__ = ['CONFUSIONS', 'NOISE_MODES', 'inject_noise', 'flag_metrics', 'item_signals', 'systems', 'clean_set', 'evaluate',
-           'injection_false_positive_rate']
+__all__ = ['CONFUSIONS', 'NOISE_MODES', 'inject_noise', 'flag_metrics', 'item_signals', 'llm_reliability', 'cross_reliability',
+           'citation_metrics', 'systems', 'clean_set', 'evaluate', 'injection_false_positive_rate']
 
 # %% ../../nbs/57_review_evaluate.ipynb #c0006
 CONFUSIONS = {'privacy_request': 'data_deletion', 'data_deletion': 'privacy_request', 'other': 'privacy_request', 'opt_out': 'other'}
@@ -68,47 +68,82 @@ def flag_metrics(is_error, flagged, suspicion, proposed=None, true_labels=None) 
     return out
 
 # %% ../../nbs/57_review_evaluate.ipynb #c0012
-def item_signals(reviewer, frame: pd.DataFrame, use_llm: bool = False) -> pd.DataFrame:
-    "Per item (`id, text, pred_label`): model-free probabilities, quality, issue; with `use_llm` the LLM's suspicion, verdict and proposal."
-    vecs = encode(frame.text.tolist())
-    mf = reviewer.signal.score(frame.id, frame.text, frame.pred_label, vecs)
-    out = mf.copy()
-    out['pred_label'], out['injection'] = frame.pred_label.values, [bool(injection_flags(t)) for t in frame.text]
-    out['llm_suspicion'] = out['llm_verdict'] = out['llm_proposed'] = None
-    out['proposer_probs'] = [None] * len(out)
-    out['llm_calls'], out['llm_ms'] = 0, 0.0
-    if not use_llm: return out
-    for i, (item, v) in enumerate(zip(frame.to_dict('records'), vecs)):
-        ev = reviewer.retriever.retrieve(item['id'], item['text'], v, reviewer.per_label)
-        e = reviewer.agents.evaluate(item['text'], item['pred_label'], ev)
-        out.at[i, 'llm_calls'] += 1; out.at[i, 'llm_ms'] += e.get('latency_ms', 0.0) or 0.0
-        if e['error']: continue
-        out.at[i, 'llm_suspicion'], out.at[i, 'llm_verdict'] = e['suspicion'], e['verdict']
-        if e['verdict'] == 'Incorrect':
-            p = reviewer.agents.propose(item['text'], item['pred_label'], ev)
-            out.at[i, 'llm_calls'] += 1; out.at[i, 'llm_ms'] += p.get('latency_ms', 0.0) or 0.0
-            out.at[i, 'llm_proposed'], out.at[i, 'proposer_probs'] = p['label'], p['probs'] or None
+def _llm_answers(reviewer, item: dict, vec: np.ndarray, explain: bool) -> dict:
+    "The evaluator's (and, when it says Incorrect, the proposer's) answer for one item; with `explain`, the reasoner's citations too."
+    ev = reviewer.retriever.retrieve(item['id'], item['text'], vec, reviewer.per_label)
+    e = reviewer.agents.evaluate(item['text'], item['pred_label'], ev)
+    out = dict(llm_calls=1, llm_ms=e.get('latency_ms', 0.0) or 0.0)
+    if e['error']: return out
+    out.update(llm_suspicion=e['suspicion'], llm_verdict=e['verdict'])
+    if e['verdict'] == 'Incorrect':
+        p = reviewer.agents.propose(item['text'], item['pred_label'], ev)
+        out['llm_calls'] += 1; out['llm_ms'] += p.get('latency_ms', 0.0) or 0.0
+        out.update(llm_proposed=p['label'], proposer_probs=p['probs'] or None)
+    if explain:
+        x = reviewer.agents.explain(item['text'], item['pred_label'], ev, e['verdict'], out.get('llm_proposed'))
+        cited = [*x['cited_ids'], *x['invalid_citations']]
+        out.update(reasoner_calls=1, citation_valid=x['citation_valid'], n_cited=len(cited),
+                   citation_exists=None if x['citation_valid'] is None else all(c in reviewer.retriever.ids for c in cited))
     return out
 
-def systems(sig: pd.DataFrame, classes: list[str], rule: CombineRule) -> dict[str, pd.DataFrame]:
+def item_signals(reviewer, frame: pd.DataFrame, use_llm: bool = False, explain: bool = True) -> pd.DataFrame:
+    "Per item (`id, text, pred_label`): model-free probabilities, quality, issue; with `use_llm` the LLM's suspicion, verdict, proposal and citations."
+    vecs = encode(frame.text.tolist())
+    out = reviewer.signal.score(frame.id, frame.text, frame.pred_label, vecs)
+    out['pred_label'], out['injection'] = frame.pred_label.values, [bool(injection_flags(t)) for t in frame.text]
+    for c in ('llm_suspicion', 'llm_verdict', 'llm_proposed', 'proposer_probs', 'citation_valid', 'citation_exists'): out[c] = [None] * len(out)
+    out['llm_calls'], out['reasoner_calls'], out['n_cited'], out['llm_ms'] = 0, 0, 0, 0.0
+    if not use_llm: return out
+    for i, (item, v) in enumerate(zip(frame.to_dict('records'), vecs)):
+        for k, val in _llm_answers(reviewer, item, v, explain).items(): out.at[i, k] = val
+    return out
+
+def llm_reliability(is_error, llm_suspicion) -> float:
+    "`max(0, 2 * AUROC - 1)` of the LLM's suspicion against the known errors; 0 when the items lack errors, clean items or answers."
+    from sklearn.metrics import roc_auc_score
+    e = np.asarray(is_error, bool)
+    s = pd.to_numeric(pd.Series(list(llm_suspicion), dtype=object), errors='coerce').to_numpy(float)
+    ok = ~np.isnan(s)
+    if ok.sum() < 2 or e[ok].all() or not e[ok].any(): return 0.0
+    return float(max(0.0, 2 * roc_auc_score(e[ok], s[ok]) - 1))
+
+def cross_reliability(is_error, llm_suspicion) -> np.ndarray:
+    "Per item, the reliability measured on the *other* half of the items (first half / second half)."
+    e, s = np.asarray(is_error, bool), list(llm_suspicion)
+    h = np.arange(len(e)) < len(e) // 2
+    r_first, r_second = llm_reliability(e[~h], [x for x, b in zip(s, h) if not b]), llm_reliability(e[h], [x for x, b in zip(s, h) if b])
+    return np.where(h, r_first, r_second)
+
+def citation_metrics(sig: pd.DataFrame) -> dict:
+    "Over the reasoner's parsed answers: `citation_validity`, `citation_exists` (shares of answers), `explanations`, `cited_per_answer`."
+    v = sig.citation_valid.dropna()
+    if not len(v): return dict(citation_validity=float('nan'), citation_exists=float('nan'), explanations=0, cited_per_answer=float('nan'))
+    return dict(citation_validity=float(v.astype(bool).mean()), citation_exists=float(sig.citation_exists.dropna().astype(bool).mean()),
+                explanations=int(len(v)), cited_per_answer=float(sig.n_cited[v.index].mean()))
+
+# %% ../../nbs/57_review_evaluate.ipynb #c0012c
+def systems(sig: pd.DataFrame, classes: list[str], rule: CombineRule, reliability=None) -> dict[str, pd.DataFrame]:
     "`{'model_free': ..., 'llm_only': ..., 'combined': ...}`, each with `flagged, suspicion, proposed, llm_called` per item."
+    from dataclasses import replace
     res = {}
     knn = [{c: r[f'p_{c}'] for c in classes} for r in sig.to_dict('records')]
     res['model_free'] = pd.DataFrame(dict(flagged=sig.issue.astype(bool), suspicion=1 - sig.quality,
                                           proposed=[rule.proposal(l, k) if f else None for l, k, f in zip(sig.pred_label, knn, sig.issue)],
                                           llm_called=False))
-    if sig.llm_verdict.notna().any() or sig.llm_calls.sum():
-        res['llm_only'] = pd.DataFrame(dict(flagged=sig.llm_verdict == 'Incorrect', suspicion=sig.llm_suspicion.astype(float).fillna(0.5),
-                                            proposed=sig.llm_proposed.where(sig.llm_verdict == 'Incorrect', None), llm_called=True))
-        rows = []
-        for r, k in zip(sig.to_dict('records'), knn):
-            need = rule.needs_llm(r['pred_label'], r['knn_label'], r['quality'], r['issue'], r['injection'])
-            ls = r['llm_suspicion'] if need else None
-            verdict, s = rule.verdict(r['quality'], r['issue'], None if ls is None or ls != ls else ls)
-            pp = r['proposer_probs'] if need else None
-            rows.append(dict(flagged=verdict == 'Incorrect', suspicion=s, llm_called=need,
-                             proposed=rule.proposal(r['pred_label'], k, pp) if verdict == 'Incorrect' else None))
-        res['combined'] = pd.DataFrame(rows)
+    if not (sig.llm_verdict.notna().any() or sig.llm_calls.sum()): return res
+    res['llm_only'] = pd.DataFrame(dict(flagged=sig.llm_verdict == 'Incorrect', suspicion=sig.llm_suspicion.astype(float).fillna(0.5),
+                                        proposed=sig.llm_proposed.where(sig.llm_verdict == 'Incorrect', None), llm_called=True))
+    rel = np.full(len(sig), rule.llm_reliability) if reliability is None else np.asarray(reliability, float)
+    rows = []
+    for r, k, ri in zip(sig.to_dict('records'), knn, rel):
+        rr = replace(rule, llm_reliability=float(ri))
+        need = rr.needs_llm(r['pred_label'], r['knn_label'], r['quality'], r['issue'], r['injection'])
+        ls = r['llm_suspicion'] if need else None
+        verdict, s = rr.verdict(r['quality'], r['issue'], None if ls is None or ls != ls else ls)
+        pp = r['proposer_probs'] if need else None
+        rows.append(dict(flagged=verdict == 'Incorrect', suspicion=s, llm_called=need,
+                         proposed=rr.proposal(r['pred_label'], k, pp) if verdict == 'Incorrect' else None))
+    res['combined'] = pd.DataFrame(rows)
     return res
 
 # %% ../../nbs/57_review_evaluate.ipynb #c0014
@@ -124,7 +159,7 @@ def clean_set(data: str | Path | None = None, n: int = 600, seed: int = 0, taxon
 
 def evaluate(n: int = 600, llm_sample: int = 0, rates=(0.05, 0.1, 0.2), modes=NOISE_MODES, data=None, seed: int = 0,
              rule: CombineRule | None = None, reviewer=None, complete=None, split: str | None = 'test', reference=None) -> pd.DataFrame:
-    "One row per (noise mode, rate, system): the flag metrics and LLM calls per 1,000 items."
+    "One row per (noise mode, rate, scope, system): the flag metrics, LLM calls per 1,000 items; on the LLM sample also the LLM's reliability and citation validity."
     from mlportfolio.review.run import Reviewer
     tax = load_taxonomy()
     audited, ref = clean_set(data, n, seed, tax, split, reference)
@@ -142,12 +177,14 @@ def evaluate(n: int = 600, llm_sample: int = 0, rates=(0.05, 0.1, 0.2), modes=NO
                 sig = item_signals(reviewer, frame.iloc[sl].reset_index(drop=True), use_llm)
                 secs = time.perf_counter() - t0
                 e, truth = err[sl], audited.label.to_numpy()[sl]
-                for name, s in systems(sig, tax.intents, rule).items():
-                    if scope == 'llm_sample' and name == 'model_free': pass
+                extra = dict(llm_reliability=llm_reliability(e, sig.llm_suspicion), **citation_metrics(sig)) if use_llm else {}
+                rel = cross_reliability(e, sig.llm_suspicion) if use_llm else None
+                for name, s in systems(sig, tax.intents, rule, rel).items():
                     met = flag_metrics(e, s.flagged, s.suspicion, s.proposed, truth)
                     calls = int(sig.llm_calls[s.llm_called.to_numpy(bool)].sum()) if name != 'model_free' else 0
                     rows.append(dict(mode=mode, rate=rate, scope=scope, system=name, n=len(sig), errors=int(e.sum()), **met,
-                                     llm_calls_per_1000=round(1000 * calls / len(sig), 1), seconds=round(secs, 1)))
+                                     llm_calls_per_1000=round(1000 * calls / len(sig), 1), seconds=round(secs, 1),
+                                     **(extra if name != 'model_free' else {})))
     return pd.DataFrame(rows)
 
 def injection_false_positive_rate(texts) -> float:

@@ -44,7 +44,7 @@ def _item_html(r: dict, ref_text: dict) -> str:
            if r.get('llm_called') else '<span class="muted">LLM not called</span>')
     return (f"<tr><td class='sus'>{r['suspicion']:.3f}</td><td><code>{_e(r['item_id'])}</code></td><td>{_e(r['text'])}{inj}</td>"
             f"<td>{_e(r['pred_label'])}</td><td>{_e(r.get('proposed_label'))}</td><td>{_e(r['verdict'])}</td>"
-            f"<td>kNN: {_e(r.get('knn_label'))} (quality {r['model_free_score']:.3f}{', cleanlab issue' if r.get('model_free_issue') else ''})<br>{llm}</td>"
+            f"<td>model-free: {_e(r.get('knn_label'))} (quality {r['model_free_score']:.3f}{', cleanlab issue' if r.get('model_free_issue') else ''})<br>{llm}</td>"
             f"<td>{_e(r.get('explanation'))}<ul>{cites}</ul></td></tr>")
 
 def report_html(reviews: pd.DataFrame, run: dict | None = None, ref_text: dict | None = None, top: int = 200) -> str:

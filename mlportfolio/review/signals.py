@@ -1,6 +1,7 @@
 """The reviewer's independent signal: out-of-sample class probabilities from the nearest labelled neighbours
-of each audited text (MiniLM embeddings, FAISS), turned into label-issue flags and label-quality scores by
-cleanlab; and a heuristic that flags audited texts that try to instruct the reviewer.
+of each audited text (MiniLM embeddings, FAISS) and from logistic regressions fitted on the labelled
+reference set only, turned into label-issue flags and label-quality scores by cleanlab; and a heuristic
+that flags audited texts that try to instruct the reviewer.
 
 Docs: https://mlportfolio.github.io/mlportfolio/review_signals.html.md"""
 
@@ -17,14 +18,15 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings
-from ..core.embed import encode
+from ..core.embed import blas_limit, encode
 from ..core.errors import InputError
 from ..core.io import read_table
 from ..core.taxonomy import Taxonomy, load_taxonomy
 
 # %% auto #0
 __all__ = ['INJECTION_RULES', 'review_dir', 'default_reference_path', 'check_labels', 'load_reference', 'knn_probabilities',
-           'self_exclusions', 'label_issues', 'ModelFreeSignal', 'injection_flags']
+           'self_exclusions', 'label_issues', 'ReferenceClassifier', 'fold_of', 'cross_fitted_proba', 'ModelFreeSignal',
+           'injection_flags']
 
 # %% ../../nbs/50_review_signals.ipynb #c0006
 def review_dir() -> Path:
@@ -100,7 +102,7 @@ def self_exclusions(ref: pd.DataFrame, ids, texts) -> list[set[int]]:
     return [by_id.get(str(i), set()) | by_text.get(_text_key(t), set()) for i, t in zip(ids, texts)]
 
 # %% ../../nbs/50_review_signals.ipynb #c0018
-def label_issues(labels: np.ndarray, pred_probs: np.ndarray, min_per_class: int = 5) -> pd.DataFrame:
+def label_issues(labels: np.ndarray, pred_probs: np.ndarray, min_per_class: int = 5, filter_by: str = 'prune_by_noise_rate') -> pd.DataFrame:
     "Per item: `quality` (cleanlab label-quality score), `issue` (cleanlab `find_label_issues`), `knn_label_id`, `knn_prob`, `method`."
     from cleanlab.rank import get_label_quality_scores
     from cleanlab.filter import find_label_issues
@@ -108,36 +110,109 @@ def label_issues(labels: np.ndarray, pred_probs: np.ndarray, min_per_class: int 
     quality = get_label_quality_scores(labels, pred_probs, method='self_confidence')
     counts = np.bincount(labels, minlength=pred_probs.shape[1])
     if len(labels) and counts.min() >= min_per_class:
-        issue, method = find_label_issues(labels, pred_probs, filter_by='prune_by_noise_rate'), 'cleanlab'
+        issue, method = find_label_issues(labels, pred_probs, filter_by=filter_by), 'cleanlab'
     else:  # confident learning needs a few items of every class; tiny batches use the plain rule
         issue, method = (pred_probs.argmax(1) != labels) & (quality < 0.5), 'rule'
     return pd.DataFrame(dict(quality=quality, issue=np.asarray(issue, bool), knn_label_id=pred_probs.argmax(1),
                              knn_prob=pred_probs.max(1), method=method))
 
+# %% ../../nbs/50_review_signals.ipynb #c0019b
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+class ReferenceClassifier(ClassifierMixin, BaseEstimator):
+    "Logistic regressions on MiniLM vectors and on word 1-2-gram TF-IDF of labelled texts; `predict_proba` averages the two."
+    def __init__(self, C: float = 10.0, max_iter: int = 2000, min_df: int = 2):
+        self.C, self.max_iter, self.min_df = C, max_iter, min_df
+
+    def _tfidf(self, texts):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        kw = dict(ngram_range=(1, 2), sublinear_tf=True)
+        try: return TfidfVectorizer(min_df=self.min_df, **kw).fit(texts)
+        except ValueError: return TfidfVectorizer(min_df=1, **kw).fit(texts)   # too few texts for min_df
+
+    def fit(self, texts, y, vecs: np.ndarray | None = None):
+        from sklearn.linear_model import LogisticRegression
+        texts, y = [str(t) for t in texts], np.asarray(y)
+        vecs = encode(texts) if vecs is None else np.asarray(vecs)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2: raise InputError(f'the reference classifier needs at least 2 labels, got {len(self.classes_)}')
+        self.tfidf_ = self._tfidf(texts)
+        with blas_limit():   # one BLAS thread: many threads on a busy box made these fits 20x slower
+            self.emb_lr_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(vecs, y)
+            self.tfidf_lr_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(self.tfidf_.transform(texts), y)
+        return self
+
+    def predict_proba(self, texts, vecs: np.ndarray | None = None) -> np.ndarray:
+        texts = [str(t) for t in texts]
+        vecs = encode(texts) if vecs is None else np.asarray(vecs)
+        with blas_limit(): return (self.emb_lr_.predict_proba(vecs) + self.tfidf_lr_.predict_proba(self.tfidf_.transform(texts))) / 2
+
+    def predict(self, texts, vecs: np.ndarray | None = None) -> np.ndarray:
+        return self.classes_[self.predict_proba(texts, vecs).argmax(1)]
+
+    def full_proba(self, texts, vecs: np.ndarray | None, n_classes: int) -> np.ndarray:
+        "`predict_proba` with one column per class id `0..n_classes-1` (zero for a class the training rows lacked)."
+        out = np.zeros((len(texts), n_classes))
+        out[:, self.classes_.astype(int)] = self.predict_proba(texts, vecs)
+        return out
+
+# %% ../../nbs/50_review_signals.ipynb #c0019e
+def fold_of(texts, n_folds: int = 5) -> np.ndarray:
+    "The fold (`0..n_folds-1`) of each text, from a hash of its normalised form: copies of a text share a fold."
+    return np.array([int(_text_key(t)[:8], 16) % n_folds for t in texts], dtype=int)
+
+def cross_fitted_proba(full_model, make_model, ref_texts, ref_vecs, ref_labels, texts, vecs, exclude: list[set[int]],
+                       n_classes: int, n_folds: int = 5) -> np.ndarray:
+    "Class probabilities of `texts`: `full_model` where `exclude[i]` is empty, else a model fitted without the folds of `exclude[i]`."
+    out = np.zeros((len(texts), n_classes))
+    groups: dict[frozenset, list[int]] = {}
+    folds = fold_of(ref_texts, n_folds) if any(exclude) else None
+    for i, e in enumerate(exclude): groups.setdefault(frozenset(int(folds[j]) for j in e) if e else frozenset(), []).append(i)
+    ref_texts, ref_labels = list(ref_texts), np.asarray(ref_labels)
+    for fs, rows in groups.items():
+        model = full_model
+        if fs:
+            keep = np.flatnonzero(~np.isin(folds, list(fs)))
+            if len(np.unique(ref_labels[keep])) < 2: out[rows] = 1.0 / n_classes; continue
+            model = make_model().fit([ref_texts[j] for j in keep], ref_labels[keep], ref_vecs[keep])
+        out[rows] = model.full_proba([texts[i] for i in rows], vecs[rows], n_classes)
+    return out
+
 # %% ../../nbs/50_review_signals.ipynb #c0021
 class ModelFreeSignal:
-    "kNN over MiniLM embeddings of a labelled reference set, then cleanlab; fit once, score many batches."
-    def __init__(self, reference: pd.DataFrame, taxonomy: Taxonomy | None = None, k: int = 15, temperature: float = 0.05):
+    "kNN over MiniLM embeddings plus a classifier fitted on a labelled reference set, then cleanlab; fit once, score many batches."
+    def __init__(self, reference: pd.DataFrame, taxonomy: Taxonomy | None = None, k: int = 15, temperature: float = 0.05,
+                 classifier: bool = True, knn_weight: float = 1 / 3, filter_by: str = 'prune_by_noise_rate', n_folds: int = 5,
+                 min_per_class: int = 10):
         self.tax = taxonomy or load_taxonomy()
         self.ref, self.k, self.temperature = reference.reset_index(drop=True), k, temperature
+        self.filter_by, self.n_folds = filter_by, n_folds
         self.classes = list(self.tax.intents)
         check_labels(self.ref.label, self.tax, 'reference set')
         self.ref_labels = self.ref.label.map(self.tax.label2id).to_numpy()
         self.vecs = encode(self.ref.text.tolist())
         self.index = _flat_index(self.vecs)
+        enough = np.bincount(self.ref_labels, minlength=len(self.classes)).min() >= min_per_class
+        self.clf = ReferenceClassifier().fit(self.ref.text.tolist(), self.ref_labels, self.vecs) if classifier and enough else None
+        self.knn_weight = knn_weight if self.clf is not None else 1.0
 
     def probabilities(self, ids, texts, vecs: np.ndarray | None = None) -> np.ndarray:
-        "Out-of-sample kNN class probabilities of `texts` (columns in taxonomy order)."
-        vecs = encode(list(texts)) if vecs is None else vecs
-        return knn_probabilities(self.vecs, self.ref_labels, vecs, len(self.classes), self.k,
-                                 self_exclusions(self.ref, ids, texts), self.temperature, index=self.index)
+        "Out-of-sample class probabilities of `texts` (columns in taxonomy order): kNN and the cross-fitted classifier, weighted."
+        texts = list(texts)
+        vecs = encode(texts) if vecs is None else vecs
+        excl = self_exclusions(self.ref, ids, texts)
+        p = knn_probabilities(self.vecs, self.ref_labels, vecs, len(self.classes), self.k, excl, self.temperature, index=self.index)
+        if self.clf is None: return p
+        pc = cross_fitted_proba(self.clf, ReferenceClassifier, self.ref.text.tolist(), self.vecs, self.ref_labels, texts, vecs, excl,
+                                len(self.classes), self.n_folds)
+        return self.knn_weight * p + (1 - self.knn_weight) * pc
 
     def score(self, ids, texts, labels, vecs: np.ndarray | None = None) -> pd.DataFrame:
-        "One row per item: `p_<class>`, `knn_label`, `knn_prob`, `quality` (= model_free_score), `issue`, `method`."
+        "One row per item: `p_<class>`, `knn_label` (the signal's best label), `knn_prob`, `quality` (= model_free_score), `issue`, `method`."
         ids, texts, labels = list(map(str, ids)), list(texts), pd.Series(list(labels), dtype=str)
         check_labels(labels, self.tax, 'predictions')
         probs = self.probabilities(ids, texts, vecs)
-        li = label_issues(labels.map(self.tax.label2id).to_numpy(), probs)
+        li = label_issues(labels.map(self.tax.label2id).to_numpy(), probs, filter_by=self.filter_by)
         out = pd.DataFrame(probs, columns=[f'p_{c}' for c in self.classes])
         out.insert(0, 'id', ids)
         out['knn_label'] = [self.classes[i] for i in li.knn_label_id]

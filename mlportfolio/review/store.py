@@ -202,7 +202,7 @@ PCC_REVIEWS = TableSpec('pcc_reviews', (
     Column('case_id', S, True), Column('partition_date', D, True, 'The scored day of pcc_inference_output'),
     Column('model_version', S), Column('predicted_label', S, True), Column('review_run_id', S, True),
     Column('verdict', S, True, 'Correct | Incorrect | Uncertain'), Column('proposed_label', S),
-    Column('suspicion', F, True, 'Combined suspicion in [0, 1]'), Column('model_free_score', F, True, 'cleanlab label quality of the kNN signal'),
+    Column('suspicion', F, True, 'Combined suspicion in [0, 1]'), Column('model_free_score', F, True, 'cleanlab label quality of the model-free signal'),
     Column('llm_called', B), Column('explanation', S), Column('cited_ids', S, False, 'JSON list'),
     Column('injection_flagged', B), Column('llm_model', S), Column('llm_backend', S), Column('review_time', T, True),
 ), partition_field='review_time', expiration_days=90, require_partition_filter=True, clustering=('partition_date', 'verdict'),
