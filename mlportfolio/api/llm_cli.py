@@ -81,10 +81,11 @@ def evaluate(n: int = typer.Option(100, '--n', min=1, max=100000, help='Messages
              model: Optional[List[str]] = typer.Option(None, '--model', help='Local LLM to evaluate; repeat it (default smollm2-135m)'),
              k: Optional[List[int]] = typer.Option(None, '--k', min=0, max=64, help='Retrieved examples; repeat it (default 0, 4, 8)'),
              set_: Optional[List[str]] = typer.Option(None, '--set', help='test, unseen, realistic; repeat it (default all)'),
+             setfit: bool = typer.Option(True, '--setfit/--no-setfit', help='Also fine-tune MiniLM SetFit-style as a local second opinion (minutes on a CPU, cached)'),
              report: Optional[Path] = typer.Option(None, '--report', help='Also write the Markdown table here')):
     "Run the papermill job `llm_evaluate` and print its table (cached per method under $MLP_HOME/llm_eval)."
     from mlportfolio.core.jobs import run_job
-    params = dict(n=n)
+    params = dict(n=n, setfit=setfit)
     if model: params['models'] = list(model)
     if k: params['ks'] = list(k)
     if set_: params['sets'] = list(set_)

@@ -17,6 +17,7 @@ import pandas as pd
 from .llm_classify import LLMClassifier, _softmax
 from ..core.config import get_settings, ensure_dir
 from ..core.embed import encode
+from ..core.finetune import SetFitClassifier
 from ..core.errors import InputError
 from ..core.obs import get_logger
 from ..core.io import atomic_path
@@ -26,8 +27,8 @@ from ..train.evaluate import classification_metrics, unseen_template_split
 log = get_logger('mlportfolio.api.llm_evaluate')
 
 # %% auto #0
-__all__ = ['log', 'EvalSet', 'stratified_sample', 'evaluation_sets', 'summarize', 'classifier_rows', 'minilm_rows', 'llm_rows',
-           'evaluate_llm', 'report_markdown']
+__all__ = ['log', 'EvalSet', 'stratified_sample', 'evaluation_sets', 'summarize', 'classifier_rows', 'minilm_rows', 'setfit_rows',
+           'llm_rows', 'evaluate_llm', 'report_markdown']
 
 # %% ../../nbs/41_llm_evaluate.ipynb #b5e40fa3
 @dataclass
@@ -97,6 +98,13 @@ def minilm_rows(es: EvalSet, k: int = 15, seed: int = 42) -> list[dict]:
         rows.append(summarize(es.name, name, es.eval['intent'], P, [str(c) for c in est.classes_], [per] * len(P)))
     return rows
 
+# %% ../../nbs/41_llm_evaluate.ipynb #8d2da7ce
+def setfit_rows(es: EvalSet, seed: int = 42, **settings) -> list[dict]:
+    "MiniLM fine-tuned on `es.train` SetFit-style with a logistic head (`core.finetune.SetFitClassifier`) on `es`."
+    clf = SetFitClassifier(seed=seed, **settings).fit(es.train['text'].tolist(), es.train['intent'].tolist())
+    t0 = time.perf_counter(); P = clf.predict_proba(es.eval['text'].tolist()); per = (time.perf_counter() - t0) * 1e3 / max(len(es.eval), 1)
+    return [summarize(es.name, 'minilm_setfit', es.eval['intent'], P, [str(c) for c in clf.classes_], [per] * len(P))]
+
 # %% ../../nbs/41_llm_evaluate.ipynb #2eb2b873
 def llm_rows(es: EvalSet, model: str | None, k: int, seed: int = 42) -> list[dict]:
     "`LLMClassifier(k, model)` on `es`, raw and calibrated."
@@ -119,8 +127,8 @@ def _cached(folder: Path, key: dict, compute) -> list[dict]:
 
 def evaluate_llm(data: pd.DataFrame, n: int = 100, models: Sequence[str | None] = ('smollm2-135m',), ks: Sequence[int] = (0, 4, 8),
                  sets: Sequence[str] = ('test', 'unseen', 'realistic'), classifier=None, classifier_params: dict | None = None,
-                 seed: int = 42, progress: bool = True) -> pd.DataFrame:
-    "The report table (one row per set and method). `classifier`: the registered model, scored on test and realistic."
+                 seed: int = 42, progress: bool = True, setfit: bool = True) -> pd.DataFrame:
+    "The report table (one row per set and method). `classifier`: the registered model, scored on test and realistic; `setfit`: add `minilm_setfit`."
     folder = ensure_dir(get_settings().home/'llm_eval', 'LLM evaluation folder')
     data_hash = hashlib.sha256(pd.util.hash_pandas_object(data[['text', 'intent']], index=False).values.tobytes()).hexdigest()[:16]
     rows = []
@@ -132,6 +140,7 @@ def evaluate_llm(data: pd.DataFrame, n: int = 100, models: Sequence[str | None] 
                 rows += _cached(folder, dict(base, method='classifier', version=str(getattr(classifier, 'version', ''))),
                                 lambda: classifier_rows(es, use, classifier_params, seed))
         rows += _cached(folder, dict(base, method='minilm'), lambda: minilm_rows(es, seed=seed))
+        if setfit: rows += _cached(folder, dict(base, method='setfit'), lambda: setfit_rows(es, seed=seed))
         for model in models:
             for k in ks:
                 if progress: log.info('LLM evaluation: set %s, model %s, k=%d, %d messages', es.name, model, k, len(es.eval))
