@@ -6,6 +6,7 @@ by the tests of this module (or by `make test`'s MLP_EMBED_CACHE_DIR) so the sam
 import json, os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -126,3 +127,38 @@ def test_train_from_the_warehouse(home, dataset, tmp_path):
     assert done['inputs'][0]['name'].endswith('wh.duckdb#train_rows'), done['inputs'][0]
     r = run_mlp('train', 'run', '--data', 'warehouse:missing_rows', env=env)
     assert r.returncode == 2 and "training table 'missing_rows' not found" in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_finetuned_branch_travels_with_the_model(home, dataset, tmp_path):
+    """`features.finetune` on (a few steps on the toy set): the fine-tuned MiniLM folder is logged with the version, so after the
+    training home's copy is deleted `mlp train explain` still loads it, and an exported copy predicts alike in a fresh MLP_HOME."""
+    tiny = ['enabled=true', 'per_class=4', 'n_pairs=8', 'batch_size=4', 'max_seq_length=32']
+    sets = [a for s in tiny for a in ('--set', f'features.finetune.{s}')]
+    r = run_mlp('train', 'run', '--data', dataset, '--mode', 'none', *sets, '--promote', '--json', check=0)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out['version'] == 1 and out['unseen_f1_macro'] is not None
+    folders = sorted((home/'models'/'finetuned').iterdir())
+    assert len(folders) == 2            # the model's (training split) and the unseen-template model's (held-in templates only)
+    from mlportfolio.train.registry import load_model
+    texts = pd.DataFrame({'text': ['Please delete my account and all my data.', 'Unsubscribe me from your newsletter.', 'Where is my refund?']})
+    pyfunc, info = load_model('champion')
+    before = pyfunc.predict(texts)
+    assert info.finetuned_embedding['folder'] in {f.name for f in folders} and info.finetuned_embedding['steps'] == 2
+    dest = tmp_path/'bucket'
+    run_mlp('registry', 'export', 'champion', '--to', dest, check=0)
+    exported = next((dest/'pcc-models').iterdir())
+    assert (exported/'model'/'artifacts'/info.finetuned_embedding['folder']/'finetune.json').is_file()
+
+    import shutil
+    shutil.rmtree(home/'models'/'finetuned')           # only the copies inside the MLflow artifacts remain
+    r = run_mlp('train', 'explain', texts.text[0], check=0, env={'COLUMNS': '200'})
+    assert f"predicted `{before.predicted_label[0]}`" in r.stdout
+    code = ('import sys, pandas as pd; from mlportfolio.train.registry import load_model; '
+            'm, _ = load_model(sys.argv[1]); print(m.predict(pd.read_json(sys.stdin)).to_json())')
+    import subprocess, sys
+    res = subprocess.run([sys.executable, '-c', code, str(exported)], input=texts.to_json(), capture_output=True, text=True,
+                         env={**os.environ, 'MLP_HOME': str(tmp_path/'fresh-home')}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    after = pd.read_json(__import__('io').StringIO(res.stdout.strip().splitlines()[-1]))
+    assert list(after.predicted_label) == list(before.predicted_label)
+    assert np.allclose(after.confidence.to_numpy(), before.confidence.to_numpy(), atol=1e-6)

@@ -17,9 +17,10 @@ from ..core.errors import ConfigError, printable
 from ..core.resources import load_yaml, resource_path
 
 # %% auto #0
-__all__ = ['DEFAULT_CONFIG', 'PARAM_KEYS', 'Section', 'DataConfig', 'CurationConfig', 'FeaturesConfig', 'ClassifierConfig',
-           'SearchConfig', 'UnseenTemplatesConfig', 'RealisticConfig', 'EvaluationConfig', 'CalibrationConfig',
-           'OODConfig', 'RegistryConfig', 'TrainConfig', 'merge_config', 'dotted', 'load_train_config']
+__all__ = ['DEFAULT_CONFIG', 'PARAM_KEYS', 'Section', 'DataConfig', 'CurationConfig', 'FinetuneConfig', 'FeaturesConfig',
+           'ClassifierConfig', 'SearchConfig', 'UnseenTemplatesConfig', 'RealisticConfig', 'EvaluationConfig',
+           'CalibrationConfig', 'OODConfig', 'RegistryConfig', 'TrainConfig', 'merge_config', 'dotted',
+           'load_train_config']
 
 # %% ../../nbs/20a_train_config.ipynb #7f8abc57
 DEFAULT_CONFIG = 'train/train.yaml'
@@ -44,6 +45,16 @@ class CurationConfig(Section):
     near_duplicates: Literal['drop', 'group', 'keep']
     imbalance_warn_ratio: float = Field(gt=0)
 
+class FinetuneConfig(Section):
+    "`features.finetune`: MiniLM fine-tuned SetFit-style (`core.finetune.finetune_embedder`) on the training split, for the embedding branch."
+    enabled: bool
+    per_class: int = Field(ge=2)
+    n_pairs: int = Field(ge=2)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=2)
+    lr: float = Field(gt=0, lt=1)
+    max_seq_length: int = Field(ge=8)
+
 class FeaturesConfig(Section):
     embed_model: Optional[str]
     emb_weight: float = Field(ge=0, le=10)
@@ -52,6 +63,7 @@ class FeaturesConfig(Section):
     tfidf_max_features: int = Field(ge=1)
     ngram_max: int = Field(ge=1)
     svd_components: int = Field(ge=1)
+    finetune: FinetuneConfig
 
 class ClassifierConfig(Section):
     kind: Literal['logreg', 'svm']

@@ -11,6 +11,8 @@ require_extra('train', 'the training system')  # one clear line, naming the extr
 from pathlib import Path
 from typing import Any, Sequence
 
+from fastcore.basics import patch
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
@@ -225,3 +227,22 @@ def _fit_intent_model(texts, labels, subtypes, p: dict, seed: int) -> IntentMode
                 from sklearn.dummy import DummyClassifier
                 sub_clf = DummyClassifier(strategy='most_frequent').fit(F, ys)
     return IntentModel(pipe, sub_clf, p)
+
+# %% ../../nbs/20_train_model.ipynb #286960b5
+def _embed_step(model: IntentModel) -> EmbeddingTransformer:
+    return model.features.transformer_list[0][1].named_steps['embed']
+
+@patch
+def embed_folder(self: IntentModel) -> Path | None:
+    "The local folder of a fine-tuned embedding model (`core.finetune`, with its `finetune.json`) the branch reads, else None."
+    ref = _embed_step(self).model
+    return Path(ref) if ref and (Path(ref)/'finetune.json').is_file() else None
+
+@patch
+def use_embed_folder(self: IntentModel, path: str | Path) -> IntentModel:
+    "Point the embedding branch at `path` (a copy of the fine-tuned folder, e.g. inside the model's MLflow artifact)."
+    if not (Path(path)/'finetune.json').is_file():
+        raise InputError(f'{path} is not a fine-tuned embedding folder (no finetune.json); write one with core.finetune.finetune_embedder')
+    _embed_step(self).model = str(path)
+    self.params['embed_model'] = str(path)
+    return self

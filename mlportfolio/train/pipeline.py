@@ -38,10 +38,10 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
-           'TrainResult', 'prediction_metrics', 'unseen_template_eval', 'realistic_predictions', 'calibrate_model',
-           'attach_ood', 'export_train_metrics', 'embed_texts', 'curate_rows', 'search_params', 'fit_model',
-           'Evaluation', 'evaluate_model', 'run_metadata', 'write_artifacts', 'run_metrics', 'register_version',
-           'train_run', 'train_and_register']
+           'TrainResult', 'prediction_metrics', 'finetune_embedding', 'finetuned_record', 'unseen_template_eval',
+           'realistic_predictions', 'calibrate_model', 'attach_ood', 'export_train_metrics', 'embed_texts',
+           'curate_rows', 'finetuned_embeddings', 'search_params', 'fit_model', 'Evaluation', 'evaluate_model',
+           'run_metadata', 'write_artifacts', 'run_metrics', 'register_version', 'train_run', 'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
@@ -148,6 +148,20 @@ def prediction_metrics(pred: pd.DataFrame, classes, bins: int = 15) -> dict:
     if 'ood_score' in pred and pred['ood_score'].notna().any(): m['ood_share'] = float((pred['ood_score'] > 1).mean())
     return m
 
+def finetune_embedding(rows: pd.DataFrame, cfg: TrainConfig, progress: bool | None = None) -> Path | None:
+    "With `features.finetune` on: `features.embed_model` (default MiniLM) fine-tuned on `rows` (`core.finetune`, cached by content); else None."
+    f = cfg.features.finetune
+    if not f.enabled: return None
+    from mlportfolio.core.finetune import finetune_embedder
+    return finetune_embedder(rows[cfg.data.text_col].tolist(), rows[cfg.data.label_col].astype(str).tolist(), per_class=f.per_class,
+                             n_pairs=f.n_pairs, epochs=f.epochs, batch_size=f.batch_size, lr=f.lr, max_seq_length=f.max_seq_length,
+                             seed=cfg.seed, base_model=cfg.features.embed_model, progress=progress)
+
+def finetuned_record(embed_model: str | None) -> dict | None:
+    "What `core.finetune` recorded about a fine-tuned embedding folder (base model, settings, steps, seconds, loss), else None."
+    p = Path(embed_model)/'finetune.json' if embed_model else None
+    return {'folder': Path(embed_model).name, **json.loads(p.read_text())} if p is not None and p.is_file() else None
+
 def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     "`(predictions, metrics, held_templates)` of a model refitted without a share of each intent's templates (raw probabilities)."
     from mlportfolio.train.evaluate import predictions_frame, unseen_template_split
@@ -157,6 +171,8 @@ def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     if not u.enabled or dc.template_col not in fit_df.columns: return None, None, []
     u_tr, u_ho, held = unseen_template_split(fit_df, u.fraction, seed, u.min_templates, L, dc.template_col)
     if not held or u_tr[L].nunique() < 2: return None, None, held
+    ft = finetune_embedding(u_tr, cfg)               # fine-tuned on the held-in templates only, so the figure stays honest
+    if ft is not None: params = {**params, 'embed_model': str(ft)}
     m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc.subtype_col), params, seed)
     pred = predictions_frame(m_u, u_ho, T, L, dc.subtype_col)
     pred['template_id'] = u_ho[dc.template_col].astype(str).to_numpy()
@@ -245,6 +261,11 @@ def curate_rows(df: pd.DataFrame, emb: np.ndarray, cfg: TrainConfig) -> tuple[pd
     return cur, emb, report, train
 
 # %% ../../nbs/25_train_pipeline.ipynb #2e999351
+def finetuned_embeddings(cur: pd.DataFrame, train: np.ndarray, cfg: TrainConfig, progress: bool | None = None) -> tuple[np.ndarray, Path]:
+    "Stage finetune (`features.finetune` on): fine-tune on the training split's rows, then `(every row's embedding from it, its folder)`."
+    ft = finetune_embedding(cur[train], cfg, progress)
+    return get_embedder(str(ft)).encode(cur[cfg.data.text_col].tolist(), progress=progress), ft
+
 def search_params(cur: pd.DataFrame, emb: np.ndarray, train: np.ndarray, cfg: TrainConfig, progress: bool | None = None) -> SearchResult:
     "Stage search (`train.search.run_search`) on the training split; CV folds grouped by `search.group_by` or by near-duplicate group."
     dc, by = cfg.data, cfg.search.group_by
@@ -307,6 +328,7 @@ def run_metadata(cfg: TrainConfig, embedder, data_hash: str, uri: str, search: S
     "What the registry stores with the version (and the model card shows)."
     cv = dict(scoring=search.scoring, best_score=search.best_score, best_std=search.best_std)
     return dict(model_name=cfg.registry.model_name, embedding_model=embedder.model_id, embed_backend=embedder.kind,
+                finetuned_embedding=finetuned_record(search.best_params.get('embed_model')),
                 data_hash=data_hash, data_uri=uri, params=search.best_params, fit_on=cfg.data.fit_on, n_train=int(len(fit_df)),
                 seed=cfg.seed, cv=cv, search=dict(mode=search.mode, n_trials=len(search.trials), n_folds=search.n_folds, **cv),
                 test_metrics=ev.test, validation_metrics=ev.validation, unseen_metrics=ev.unseen, subtype_metrics=ev.subtype,
@@ -397,7 +419,10 @@ def train_run(data=None, config=None, overrides: dict | None = None, register: b
             with stage('validate'): df = check_training_frame(df, dc.text_col, dc.label_col, dc.subtype_col, dc.split_col, seed=cfg.seed)
             with stage('embed'): emb, embedder, embed_stats = embed_texts(df, cfg, progress)
             with stage('curate'): cur, emb, report, train = curate_rows(df, emb, cfg)
+            if cfg.features.finetune.enabled:
+                with stage('finetune'): emb, ft = finetuned_embeddings(cur, train, cfg, progress)
             with stage('search'): search = search_params(cur, emb, train, cfg, progress)
+            if cfg.features.finetune.enabled: search.best_params['embed_model'] = str(ft)
             warnings = [*report.warnings, *search.warnings]
             with stage('fit'): model, fit_df = fit_model(cur, search.best_params, cfg)
             with stage('evaluate'): ev = evaluate_model(model, cur, fit_df, search.best_params, cfg, warnings)

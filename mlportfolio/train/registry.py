@@ -80,6 +80,7 @@ class PrivacyIntentPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import joblib
         self.model = joblib.load(context.artifacts['intent_model'])
+        if 'embed_model' in context.artifacts: self.model.use_embed_folder(context.artifacts['embed_model'])   # a fine-tuned branch
 
     def predict(self, context, model_input, params=None):
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -121,7 +122,9 @@ def register_model(model, metadata: dict, example_texts: list[str], model_name: 
         warnings.filterwarnings('ignore', message='.*type hints.*')
         path = Path(d)/'intent_model.joblib'
         joblib.dump(model, path)
-        info = mlflow.pyfunc.log_model(name='model', python_model=PrivacyIntentPyfunc(), artifacts={'intent_model': str(path)},
+        artifacts = {'intent_model': str(path)}
+        if model.embed_folder() is not None: artifacts['embed_model'] = str(model.embed_folder())   # its weights travel with it
+        info = mlflow.pyfunc.log_model(name='model', python_model=PrivacyIntentPyfunc(), artifacts=artifacts,
                                        signature=model_signature(model, example_texts[:3]),
                                        input_example=pd.DataFrame({'text': example_texts[:3]}),
                                        metadata=meta, pip_requirements=reqs)
