@@ -15,6 +15,7 @@ Prints, on this machine:
   - realism: the domain-classifier AUC and MMD between 800 generated messages and the realistic calibration half.
 
 Usage: python bench/train.py [--n 10000] [--n-iter 20] [--cv 5] [--repeats 1] [--baseline-trials 3] [--final] [--quality-only]
+                             [--set features.finetune.enabled=true ...]
 Figures are recorded by hand in bench/RESULTS.md (## train).
 """
 import argparse, json, os, statistics, sys, tempfile, time
@@ -34,6 +35,8 @@ def main():
     ap.add_argument('--skip-cold', action='store_true', help='Reuse MLP_EMBED_CACHE_DIR instead of embedding cold')
     ap.add_argument('--final', action='store_true', help="Also score the realistic set's final half (the final figure: take it once)")
     ap.add_argument('--quality-only', action='store_true', help='Skip the embedding and search timings; only train_run and the quality figures')
+    ap.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE',
+                    help='Training config override for train_run, e.g. --set features.finetune.enabled=true (repeatable)')
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix='bench-train-')
@@ -112,7 +115,10 @@ def quality(data, df, args):
     from mlportfolio.train.pipeline import train_run
     from mlportfolio.data.realistic import realism_scores
     t = time.perf_counter()
-    over = {'search.n_iter': args.n_iter, 'search.cv': args.cv, 'evaluation.realistic.report_final': bool(args.final)}
+    import yaml
+    over = {'search.n_iter': args.n_iter, 'search.cv': args.cv, 'evaluation.realistic.report_final': bool(args.final),
+            **{k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.sets)}}
+    print('overrides:', json.dumps(over))
     out = train_run(data, overrides=over, promote=True, progress=False)
     t_run = time.perf_counter() - t
     u = out.unseen_metrics or {}
@@ -122,6 +128,9 @@ def quality(data, df, args):
           f'unseen templates f1_macro {u.get("f1_macro", float("nan")):.4f} (n={u.get("n")}, {u.get("templates_held_out")} templates); '
           f'subtype f1_macro {out.subtype_metrics.get("f1_macro", float("nan")):.4f}')
     print('best params:', json.dumps(out.params))
+    if out.model is not None and out.model.embed_folder() is not None:
+        rec = json.loads((out.model.embed_folder()/'finetune.json').read_text())
+        print(f"fine-tuned embedding: {out.model.embed_folder().name}, {rec['steps']} steps in {rec['seconds']}s, loss {rec['loss_first']:.3f} -> {rec['loss_last']:.3f}")
     print('per class (test):', json.dumps({c: round(v['f1'], 4) for c, v in out.test_metrics['per_class'].items()}))
     print('curation:', json.dumps({k: v for k, v in out.curation.items() if k != 'balance'}))
     print('warnings:', out.warnings)
