@@ -177,6 +177,8 @@ def _reliability_lines(evals, info: dict) -> list[str]:
 def model_card(info: dict) -> str:
     "A Markdown model card from the run's figures: data, metrics on both evaluations, per-class scores, limitations."
     t, u = info.get('test_metrics') or {}, info.get('unseen_metrics') or {}
+    ft = info.get('finetuned_embedding') or {}
+    tuned = f", fine-tuned SetFit-style on {ft.get('texts')} training texts in {ft.get('steps')} steps, `{ft.get('folder')}`" if ft else ''
     lines = [f"# Model card: {info.get('model_name', 'privacy-intent')} {('v' + str(info['version'])) if info.get('version') else ''}".rstrip(), '',
              f"Classifies a message into one of {', '.join(info.get('classes', []))}; for `privacy_request` also a subtype "
              f"({', '.join(info.get('subtypes', []))}).", '',
@@ -187,7 +189,7 @@ def model_card(info: dict) -> str:
              f"{info.get('curation', {}).get('near_duplicates_dropped')}, cross-split near-duplicates dropped {info.get('curation', {}).get('cross_split_dropped')})",
              f"- Fitted on: {info.get('fit_on')} ({info.get('n_train')} rows)", '',
              '## Model', '',
-             f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}` + TF-IDF/SVD, standardised and weighted)",
+             f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD, standardised and weighted)",
              f"- Hyperparameters: `{info.get('params')}`",
              f"- Search: {info.get('search', {}).get('mode')} over {info.get('search', {}).get('n_trials')} trial(s), "
              f"{info.get('search', {}).get('n_folds')}-fold CV {info.get('search', {}).get('scoring')} "
