@@ -1,8 +1,9 @@
 """Harder perception benchmark (issue 20): proposals on hard scenes, the CNN on hard held-out scenes, the CoGenT split.
 
 - Proposals: recall and precision at box IoU 0.5 against every ground-truth instance (objects and distractors)
-  of `--proposal-scenes` hard scenes with up to 2 distractors, for `propose_instances` and for the
-  connected-components baseline (`propose`), plus images/s of each (median of 3), measured in the same run.
+  of `--proposal-scenes` hard scenes with up to 2 distractors, for `propose_instances` (shape fitting, then the
+  watershed), `propose_instances(shapes=False)` (watershed only) and the connected-components baseline (`propose`),
+  plus images/s of each (median of 3), measured in the same run.
 - Hard scenes: the CNN trained on `--train-scenes` hard scenes (all options on, no distractors), attribute and
   QA accuracy on `--test-scenes` held-out hard scenes.
 - CoGenT: `cogent_experiment` (baseline, colour-invariant and factorised CNN trained on condition A, tested on A and B).
@@ -11,7 +12,7 @@
 
 Run: `.venv/bin/python bench/perception_hard.py [--out results.json]` (one torch thread; prints JSON and the load average).
 """
-import argparse, json, os, statistics, tempfile, time
+import argparse, functools, json, os, statistics, tempfile, time
 
 os.environ.setdefault('MLP_HOME', tempfile.mkdtemp(prefix='mlp-bench-perception-hard-'))
 os.environ.setdefault('MLP_PROGRESS', 'false')
@@ -57,8 +58,9 @@ def main():
 def proposal_figures(n_scenes):
     scenes = make_hard_scenes(n_scenes, seed=500, options=HardOptions(distractors=2))
     images = [sc.image for sc in scenes[:30]]
-    return {name: {**proposal_scores(scenes, fn), 'images_per_s': round(images_per_second(fn, images), 1)}
-            for name, fn in (('instances', propose_instances), ('connected_components', propose))}
+    proposers = (('instances', propose_instances), ('instances_watershed_only', functools.partial(propose_instances, shapes=False)),
+                 ('connected_components', propose))
+    return {name: {**proposal_scores(scenes, fn), 'images_per_s': round(images_per_second(fn, images), 1)} for name, fn in proposers}
 
 
 def hard_cnn(n_train, n_test, epochs):
