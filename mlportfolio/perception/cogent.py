@@ -21,7 +21,8 @@ from .scenes import ATTRIBUTES
 from .programs import execute, make_questions, InputError as _ProgramInputError
 from .cnn import CNNPerceiver, train_cnn, attribute_accuracy
 from .hardscenes import HardOptions, make_hard_scenes
-from .instances import labelled_instance_crops, perceive_instances
+from .instances import labelled_instance_crops, perceive_instances, propose_instances
+from .proposals import labelled_crops
 
 PERMUTATIONS = torch.tensor(list(itertools.permutations(range(3))))
 
@@ -100,11 +101,11 @@ def qa_on_graphs(items: list[dict], graphs: list[dict]) -> float:
         except _ProgramInputError: right.append(False)
     return float(np.mean(right)) if right else float('nan')
 
-def evaluate_hard(perceiver, scenes, questions_per_scene: int = 8, seed: int = 0) -> dict:
-    "Attribute accuracy on matched crops and QA accuracy on perceived graphs, for hard scenes."
-    x, y = labelled_instance_crops(scenes)
+def evaluate_hard(perceiver, scenes, questions_per_scene: int = 8, seed: int = 0, proposer: Callable = propose_instances) -> dict:
+    "Attribute accuracy on matched crops and QA accuracy on perceived graphs, for hard scenes (proposals from `proposer`)."
+    x, y = labelled_crops(scenes, proposer=proposer)
     items = make_questions([sc.graph for sc in scenes], per_scene=questions_per_scene, seed=seed)
-    graphs = perceive_instances([sc.image for sc in scenes], perceiver)
+    graphs = perceive_instances([sc.image for sc in scenes], perceiver, proposer)
     return dict(attributes=attribute_accuracy(perceiver, x, y), qa=qa_on_graphs(items, graphs), n_questions=len(items))
 
 # %% ../../nbs/83a_perception_cogent.ipynb #73bd9a8f

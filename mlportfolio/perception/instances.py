@@ -1,4 +1,4 @@
-"""Object proposals that survive lighting gradients, textured backgrounds, touching and occluding objects: a fitted background, colour-aware labelling, and a distance-transform watershed; scored by recall and precision at IoU 0.5 against the generator's instance masks.
+"""Object proposals that survive lighting gradients, textured backgrounds, touching and occluding objects: a fitted background, colour-aware labelling, vocabulary shapes fitted to each colour blob (a distance-transform watershed where they do not fit); scored by recall and precision at IoU 0.5 against the generator's instance masks.
 
 Docs: https://mlportfolio.github.io/mlportfolio/perception_instances.html.md"""
 
@@ -135,6 +135,12 @@ def shape_templates(image_size: int = 128, step: int = 4) -> tuple[np.ndarray, l
                 meta.append((shape, size, angle))
     return np.stack(masks), meta
 
+@lru_cache(maxsize=8)
+def _template_spectra(image_size: int, h: int, w: int) -> np.ndarray:
+    "Conjugate 2-D spectra of the templates at FFT size `(h, w)`, kept for the next blob of the same size."
+    from scipy import fft
+    return np.conj(fft.rfft2(shape_templates(image_size)[0].astype(np.float32), (h, w)))
+
 def fit_shapes(blob: np.ndarray, other: np.ndarray, image_size: int = 128, max_outside: float = 0.1,
                min_new: float = 0.3, max_objects: int = 4) -> tuple[np.ndarray, int, float]:
     "Explain `blob` (padded by half a template) as vocabulary shapes, top first: `(labels 0..k, pixels no shape explains, largest share of a placed shape on background)`."
@@ -142,8 +148,8 @@ def fit_shapes(blob: np.ndarray, other: np.ndarray, image_size: int = 128, max_o
     T, _ = shape_templates(image_size)
     n, side, _ = T.shape
     H, W = blob.shape
-    size = (fft.next_fast_len(H + side), fft.next_fast_len(W + side))
-    FT = np.conj(fft.rfft2(T.astype(np.float32), size))
+    size = (32*-(-(H + side)//32), 32*-(-(W + side)//32))   # a few sizes, so the spectra are reused
+    FT = _template_spectra(image_size, *size)
     area = T.reshape(n, -1).sum(1).astype(np.float32)[:, None, None]
     corr = lambda m: fft.irfft2(FT*fft.rfft2(m.astype(np.float32), size)[None], size)[:, :H, :W]/area  # share of each placed template on m
     outside = corr(~blob & ~other)
