@@ -22,7 +22,7 @@ from .programs import execute, make_questions, InputError as _ProgramInputError
 from .cnn import CNNPerceiver, train_cnn, attribute_accuracy
 from .hardscenes import HardOptions, make_hard_scenes
 from .instances import labelled_instance_crops, perceive_instances, propose_instances
-from .proposals import labelled_crops
+from .proposals import labelled_crops, foreground_pixels
 
 PERMUTATIONS = torch.tensor(list(itertools.permutations(range(3))))
 
@@ -54,10 +54,7 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 def color_features(crops: np.ndarray, threshold: float = 40) -> np.ndarray:
     "Per crop: quantiles of its foreground pixels per channel and per chromaticity channel (no spatial information)."
     out = []
-    for c in crops.astype(np.float32):
-        bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
-        px = c.reshape(-1, 3)[np.abs(c - bg).max(2).reshape(-1) > threshold]
-        if len(px) == 0: px = c.reshape(-1, 3)
+    for px in map(foreground_pixels, crops, [threshold]*len(crops)):
         chroma = px/np.maximum(px.sum(1, keepdims=True), 1)
         out.append(np.concatenate([np.quantile(px, QUANTILES, axis=0).ravel()/255, np.quantile(chroma, QUANTILES, axis=0).ravel()]))
     return np.asarray(out, np.float32)

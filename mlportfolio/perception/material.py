@@ -14,7 +14,7 @@ import numpy as np
 
 from .scenes import ATTRIBUTES
 from .hardscenes import MATERIALS, HardScene
-from .proposals import labelled_crops
+from .proposals import labelled_crops, foreground_pixels
 from .instances import propose_instances
 
 # %% auto #0
@@ -27,10 +27,7 @@ MATERIAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 def material_features(crops: np.ndarray, threshold: float = 30) -> np.ndarray:
     "Per crop: quantiles of the foreground's brightest channel, darkest channel and chroma (0-1), and its brightness spread."
     out = []
-    for c in crops.astype(np.float32):
-        bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
-        px = c.reshape(-1, 3)[np.abs(c - bg).max(2).reshape(-1) > threshold]
-        if len(px) == 0: px = c.reshape(-1, 3)
+    for px in map(foreground_pixels, crops, [threshold]*len(crops)):
         hi, lo = px.max(1)/255, px.min(1)/255
         q = np.quantile(np.stack([hi, lo, hi - lo], 1), MATERIAL_QUANTILES, axis=0).ravel()
         out.append(np.concatenate([q, [hi.std()/max(hi.mean(), 1e-3)]]))

@@ -23,7 +23,8 @@ CROP = 32  # classifier input size in pixels
 
 # %% auto #0
 __all__ = ['CROP', 'MAX_PIXELS', 'MAX_SIDE', 'load_image', 'Proposal', 'background_color', 'propose', 'iou', 'match',
-           'proposal_recall', 'crop', 'crops_of', 'labelled_crops', 'build_graph', 'perceive', 'annotate']
+           'proposal_recall', 'crop', 'crops_of', 'foreground_pixels', 'labelled_crops', 'build_graph', 'perceive',
+           'annotate']
 
 # %% ../../nbs/82_perception_proposals.ipynb #1383daaf
 MAX_PIXELS = 25_000_000   # 5000 x 5000: well below Pillow's own bomb limit (about 89 million), refused with one line
@@ -135,6 +136,13 @@ def crops_of(image, proposals: list[Proposal]) -> np.ndarray:
     if not proposals: return np.zeros((0, CROP, CROP, 3), np.uint8)
     arr = np.asarray(load_image(image)); bg = background_color(arr)
     return np.stack([crop(arr, p, bg=bg) for p in proposals])
+
+def foreground_pixels(crop: np.ndarray, threshold: float = 40) -> np.ndarray:
+    "`(n, 3)` float pixels of a crop that differ from its border's median colour by more than `threshold` (all pixels if none do)."
+    c = crop.astype(np.float32)
+    bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
+    px = c.reshape(-1, 3)[np.abs(c - bg).max(2).reshape(-1) > threshold]
+    return px if len(px) else c.reshape(-1, 3)
 
 def labelled_crops(scenes: Sequence[Scene], min_iou: float = 0.5, proposer: Callable | None = None,
                    attributes: dict[str, Sequence[str]] = ATTRIBUTES) -> tuple[np.ndarray, dict[str, np.ndarray]]:
