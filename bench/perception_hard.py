@@ -6,7 +6,7 @@
   plus images/s of each (median of 3), measured in the same run.
 - Hard scenes: the CNN trained on `--train-scenes` hard scenes (all options on, no distractors), attribute and
   QA accuracy on `--test-scenes` held-out hard scenes; the material head trained on the same crops, its accuracy
-  on the held-out crops.
+  on the held-out crops, and QA of the CNN plus the material head on questions that also name and ask materials.
 - CoGenT: `cogent_experiment` (baseline, colour-invariant and factorised CNN trained on condition A, tested on A and B).
 
 `--parts proposals,hard,hard_watershed,cogent` picks what runs (`hard_watershed`: the hard-scene CNN again, with
@@ -22,7 +22,7 @@ os.environ.setdefault('MLP_PROGRESS', 'false')
 from mlportfolio.perception.hardscenes import HardOptions, make_hard_scenes
 from mlportfolio.perception.instances import proposal_scores, propose_instances
 from mlportfolio.perception.proposals import propose
-from mlportfolio.perception.material import material_crops, train_material_head, material_accuracy
+from mlportfolio.perception.material import material_crops, train_material_head, material_accuracy, with_material
 from mlportfolio.perception.cnn import train_cnn
 from mlportfolio.perception.cogent import cogent_experiment, evaluate_hard
 
@@ -76,7 +76,9 @@ def hard_cnn(n_train, n_test, epochs, proposer=propose_instances, material=True)
     res = {'train_seconds': round(time.perf_counter() - t0, 1), 'n_crops': len(x), **evaluate_hard(cnn, tests, proposer=proposer)}
     if material:   # the material head (perception.material) on the same crops, scored on the held-out scenes' crops
         xt, yt = material_crops(tests, proposer=proposer)
-        res['material_accuracy'] = material_accuracy(train_material_head(x, y['material']), xt, yt['material'])
+        head = train_material_head(x, y['material'])
+        res['material_accuracy'] = material_accuracy(head, xt, yt['material'])
+        res['qa_with_material_questions'] = evaluate_hard(with_material(cnn, head), tests, proposer=proposer, materials=True)['qa']
     return res
 
 

@@ -98,10 +98,11 @@ def qa_on_graphs(items: list[dict], graphs: list[dict]) -> float:
         except _ProgramInputError: right.append(False)
     return float(np.mean(right)) if right else float('nan')
 
-def evaluate_hard(perceiver, scenes, questions_per_scene: int = 8, seed: int = 0, proposer: Callable = propose_instances) -> dict:
-    "Attribute accuracy on matched crops and QA accuracy on perceived graphs, for hard scenes (proposals from `proposer`)."
+def evaluate_hard(perceiver, scenes, questions_per_scene: int = 8, seed: int = 0, proposer: Callable = propose_instances,
+                  materials: bool = False) -> dict:
+    "Attribute accuracy on matched crops and QA accuracy on perceived graphs, for hard scenes (proposals from `proposer`; `materials`: questions about materials too)."
     x, y = labelled_crops(scenes, proposer=proposer)
-    items = make_questions([sc.graph for sc in scenes], per_scene=questions_per_scene, seed=seed)
+    items = make_questions([sc.graph for sc in scenes], per_scene=questions_per_scene, seed=seed, materials=materials)
     graphs = perceive_instances([sc.image for sc in scenes], perceiver, proposer)
     return dict(attributes=attribute_accuracy(perceiver, x, y), qa=qa_on_graphs(items, graphs), n_questions=len(items))
 
