@@ -1,5 +1,6 @@
-"""Perception on hard scenes across processes (issue 20): `mlp perceive ask --hard` and `mlp perceive evaluate --hard`
-perceive through the instance proposals, which separate the touching objects the connected components merge."""
+"""Perception on hard scenes across processes (issue 20): `mlp perceive train --hard` trains a CNN and a material head
+on instance proposals; `mlp perceive ask --hard` and `mlp perceive evaluate --hard` perceive through the instance
+proposals, which separate the touching objects the connected components merge, and answer questions about materials."""
 import json
 
 from mlportfolio.perception.hardscenes import HardOptions, make_hard_scenes
@@ -21,12 +22,17 @@ def test_ask_and_evaluate_hard_use_instance_proposals(mlp_home, mlp, tmp_path):
     ds = tmp_path/'ds'
     mlp('perceive', 'generate', '--hard', '--out', ds, '--scenes', '6', '--questions', '2', '--seed', '7', check=0)
     k, graph = _merged_scene(ds)
-    mlp('perceive', 'train', '--model', 'cnn', '--scenes', '20', '--epochs', '1', '--device', 'cpu', check=0)
+    res = mlp('perceive', 'train', '--model', 'cnn', '--hard', '--scenes', '15', '--epochs', '1', '--device', 'cpu', check=0)
+    assert 'material' in res.stdout   # a material head trained beside the CNN, with its validation accuracy
     image = ds/graph['image']
     n = len(graph['objects'])
     flat = json.loads(mlp('perceive', 'ask', image, 'how many things are there?', '--json', check=0).stdout)
     hard = json.loads(mlp('perceive', 'ask', image, 'how many things are there?', '--json', '--hard', check=0).stdout)
     assert int(flat['answer']) < n and hard['answer'] == str(n), (flat['answer'], hard['answer'], n)
+    shiny = json.loads(mlp('perceive', 'ask', image, 'How many shiny things are there?', '--json', '--hard', check=0).stdout)
+    assert shiny['program'][1] == {'op': 'filter_material', 'arg': 'metallic', 'inputs': [0]}
+    assert all(o['material'] in ('matte', 'metallic') for o in shiny['graph']['objects'])
+    assert shiny['answer'] == str(sum(o['material'] == 'metallic' for o in graph['objects'])), (shiny['answer'], graph['objects'])
 
     report = tmp_path/'report.json'
     res = mlp('perceive', 'evaluate', '--models', 'cnn', '--hard', '--scenes', '4', '--questions', '3', '--out', report, check=0)

@@ -25,6 +25,7 @@ from .proposals import (load_image, propose, crops_of, build_graph, labelled_cro
 from .freeform import parse_free
 from .hardscenes import HardOptions, make_hard_scenes
 from .instances import propose_instances, perceive_instances, labelled_instance_crops, instance_boxes
+from .material import material_crops, train_material_head, material_accuracy, head_to_dict, head_from_dict, with_material
 
 log = get_logger(__name__)
 EXPERIMENT = 'perception'
@@ -71,20 +72,24 @@ def train_model(kind: str = 'cnn', n_scenes: int = 400, seed: int = 0, epochs: i
     setup_torch(None, device)  # a bad or missing device fails before any data is made
     t0 = time.perf_counter()
     make = (lambda n, s: make_hard_scenes(n, s, HardOptions(noise=noise))) if hard else (lambda n, s: make_scenes(n, s, noise=noise))
-    crops = labelled_instance_crops if hard else labelled_crops
+    crops = material_crops if hard else labelled_crops   # hard scenes: the material labels ride along
     scenes = load_dataset(data)[0] if data else make(n_scenes, seed)
+    if hard and any('material' not in o for sc in scenes for o in sc.graph['objects']):
+        raise InputError(f'--hard needs hard scenes (objects with a material); {data} holds flat ones: generate it with --hard')
     x, y = crops(scenes)
     xv, yv = crops(make(n_val_scenes, seed + VAL_SEED_OFFSET))
     if kind == 'cnn':
         from mlportfolio.perception.cnn import train_cnn as fit
     else:
         from mlportfolio.perception.clip import train_clip as fit
-    perceiver, history = fit(x, y, epochs=epochs, seed=seed, device=device, progress=progress, **train_kw)
+    perceiver, history = fit(x, {a: y[a] for a in ATTRIBUTES}, epochs=epochs, seed=seed, device=device, progress=progress, **train_kw)
+    head = train_material_head(x, y['material']) if hard else None   # hard scenes: a material head beside the perceiver
     seconds = time.perf_counter() - t0
-    val = attribute_accuracy(perceiver, xv, yv)
+    val = attribute_accuracy(perceiver, xv, yv) | ({'material': material_accuracy(head, xv, yv['material'])} if hard else {})
     params = dict(kind=kind, n_scenes=len(scenes), n_crops=len(x), epochs=len(history), seed=seed, noise=noise, hard=hard,
                   device=getattr(perceiver, 'device', device), data=str(data or ''), **train_kw)
-    version = perceiver.save(store, val_accuracy=val, n_scenes=len(scenes), train_seconds=round(seconds, 2), noise=noise)
+    version = perceiver.save(store, val_accuracy=val, n_scenes=len(scenes), train_seconds=round(seconds, 2), noise=noise,
+                             **({'material_head': head_to_dict(head)} if hard else {}))
     metrics = {**{f'val_{a}_accuracy': v for a, v in val.items()}, 'train_seconds': seconds, 'final_loss': history[-1]['loss']}
     run_id = log_mlflow(f'train-{kind}-{version}', params, metrics, history, tags={'model_version': version}) if mlflow else None
     log.info('trained %s %s in %.1fs: val accuracy %s', kind, version, seconds, val)
@@ -101,10 +106,11 @@ def load_perceiver(kind: str = 'cnn', version: str = 'latest', store: ArtifactSt
         from mlportfolio.perception.clip import ClipPerceiver
         return ClipPerceiver.pretrained(clip_model, clip_weights, device)
     if kind == 'cnn':
-        from mlportfolio.perception.cnn import CNNPerceiver
-        return CNNPerceiver.load(version, store, device)
-    from mlportfolio.perception.clip import ClipPerceiver
-    return ClipPerceiver.load(version, store, device)
+        from mlportfolio.perception.cnn import CNNPerceiver as Perceiver
+    else:
+        from mlportfolio.perception.clip import ClipPerceiver as Perceiver
+    per = Perceiver.load(version, store, device)
+    return with_material(per, head_from_dict(per.meta['material_head'])) if 'material_head' in per.meta else per
 
 # %% ../../nbs/85_perception_eval.ipynb #2921d6a3
 def _highlight(trace: list[dict]) -> list[int]:

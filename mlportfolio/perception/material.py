@@ -18,8 +18,8 @@ from .proposals import labelled_crops, foreground_pixels
 from .instances import propose_instances
 
 # %% auto #0
-__all__ = ['MATERIAL_QUANTILES', 'material_features', 'train_material_head', 'material_crops', 'material_accuracy',
-           'MaterialPerceiver', 'with_material']
+__all__ = ['MATERIAL_QUANTILES', 'material_features', 'train_material_head', 'material_crops', 'head_to_dict', 'head_from_dict',
+           'material_accuracy', 'MaterialPerceiver', 'with_material']
 
 # %% ../../nbs/83b_perception_material.ipynb #afb0be58
 MATERIAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -44,6 +44,24 @@ def train_material_head(crops: np.ndarray, materials: np.ndarray, C: float = 10.
 def material_crops(scenes: Sequence[HardScene], proposer: Callable = propose_instances) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     "Crops of the proposals that match an object, with labels for the attributes and the material."
     return labelled_crops(scenes, proposer=proposer, attributes={**ATTRIBUTES, 'material': MATERIALS})
+
+def head_to_dict(head) -> dict:
+    "The fitted head as plain numbers, to keep in a checkpoint's metadata (JSON, no pickle)."
+    scaler, lr = head[0], head[-1]
+    return dict(mean=scaler.mean_.tolist(), scale=scaler.scale_.tolist(), coef=lr.coef_.tolist(),
+                intercept=lr.intercept_.tolist(), classes=lr.classes_.tolist())
+
+def head_from_dict(d: dict):
+    "The head rebuilt from `head_to_dict`'s numbers; it predicts as the fitted one."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    scaler, lr = StandardScaler(), LogisticRegression()
+    scaler.mean_, scaler.scale_ = np.asarray(d['mean']), np.asarray(d['scale'])
+    scaler.var_, scaler.n_features_in_, scaler.n_samples_seen_ = scaler.scale_**2, len(scaler.mean_), 1
+    lr.coef_, lr.intercept_, lr.classes_ = np.asarray(d['coef']), np.asarray(d['intercept']), np.asarray(d['classes'])
+    lr.n_features_in_ = lr.coef_.shape[1]
+    return make_pipeline(scaler, lr)
 
 def material_accuracy(head, crops: np.ndarray, materials: np.ndarray) -> float:
     "Share of crops whose material the head gets right."
