@@ -129,6 +129,36 @@ def test_wheel_with_every_extra_works_outside_the_source_tree(wheel, tmp_path):
     r = run_in(bin_, work, 'python', '-c', importer, env=env)
     assert r.returncode == 0 and int(r.stdout.strip()) > 40, r.stderr[-3000:]
 
+
+def own_imports(name: str, path: Path, modules: dict) -> set[str]:
+    "The package's modules that module `name` imports anywhere (module level or inside a function)."
+    parts = name.split('.') if path.name == '__init__.py' else name.split('.')[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = '.'.join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else [])) if node.level else (node.module or '')
+            out |= {c for c in (base, *(f'{base}.{a.name}' for a in node.names)) if c in modules}
+        elif isinstance(node, ast.Import): out |= {a.name for a in node.names if a.name in modules}
+    return out - {name, 'mlportfolio'}
+
+def test_no_import_cycle():
+    "No import cycle among our modules, counting function-local imports (they only hide a cycle, they do not break it)."
+    modules = {}
+    for p in (ROOT/'mlportfolio').rglob('*.py'):
+        name = module_name(p)
+        modules[name[:-len('.__init__')] if name.endswith('.__init__') else name] = p
+    graph = {m: own_imports(m, p, modules) for m, p in modules.items()}
+    state, cycles = {}, []
+    def visit(m, stack):
+        state[m] = 'open'; stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 'open': cycles.append(' -> '.join(stack[stack.index(t):] + [t]))
+            elif t not in state: visit(t, stack)
+        stack.pop(); state[m] = 'done'
+    for m in sorted(graph):
+        if m not in state: visit(m, [])
+    assert sum(len(v) for v in graph.values()) > 100 and not cycles, cycles
+
 # a command of each system, and the extra its one-line error must name when installed bare
 SYSTEM_COMMANDS = {
     'embed': ['embed', '{work}/texts.txt', '--out', '{work}/v.npy'],

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .llm_classify import LLMClassifier, _softmax
+from .router import calibrate_threshold, routing_curve
 from ..core.config import get_settings, ensure_dir
 from ..core.embed import encode
 from ..core.finetune import SetFitClassifier
@@ -28,7 +29,7 @@ log = get_logger('mlportfolio.api.llm_evaluate')
 
 # %% auto #0
 __all__ = ['log', 'EvalSet', 'stratified_sample', 'evaluation_sets', 'summarize', 'classifier_rows', 'minilm_rows', 'setfit_rows',
-           'llm_rows', 'evaluate_llm', 'report_markdown']
+           'llm_rows', 'evaluate_llm', 'report_markdown', 'markdown_table', 'routing_summary']
 
 # %% ../../nbs/41_llm_evaluate.ipynb #b5e40fa3
 @dataclass
@@ -63,7 +64,7 @@ def evaluation_sets(data: pd.DataFrame, n: int = 100, seed: int = 42, sets: Sequ
 # %% ../../nbs/41_llm_evaluate.ipynb #de90b732
 def summarize(set_name: str, method: str, y_true, proba: np.ndarray, classes: Sequence[str],
               latencies_ms: Sequence[float] = (), tokens_in: Sequence[int] = ()) -> dict:
-    "One report row: macro-F1, per-class F1, ECE, latency p50/p95 (ms) and prompt tokens per message."
+    "One report row: macro-F1, per-class F1, ECE, latency p50/p95 (ms), prompt tokens per message, and each message's `items` (for routing)."
     m = classification_metrics(list(y_true), proba, list(classes))
     lat = np.asarray(latencies_ms, dtype=float)
     row = dict(set=set_name, method=method, n=m['n'], macro_f1=round(m['f1_macro'], 4), accuracy=round(m['accuracy'], 4),
@@ -72,6 +73,9 @@ def summarize(set_name: str, method: str, y_true, proba: np.ndarray, classes: Se
                p95_ms=round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
                tokens_per_msg=round(float(np.mean(tokens_in)), 1) if len(tokens_in) else None)
     row.update({f'f1_{c}': round(v['f1'], 4) for c, v in m['per_class'].items()})
+    proba = np.asarray(proba, dtype=float)
+    row['items'] = dict(true=[str(v) for v in y_true], pred=[str(classes[j]) for j in proba.argmax(1)],
+                        conf=[round(float(v), 5) for v in proba.max(1)])
     return row
 
 # %% ../../nbs/41_llm_evaluate.ipynb #e99ab8a4
@@ -151,7 +155,31 @@ def evaluate_llm(data: pd.DataFrame, n: int = 100, models: Sequence[str | None] 
 def report_markdown(table: pd.DataFrame) -> str:
     "The report as a Markdown table (macro-F1, per-class F1, ECE, latency, tokens)."
     cols = ['set', 'method', 'n', 'macro_f1', *[c for c in table.columns if c.startswith('f1_')], 'ece', 'p50_ms', 'p95_ms', 'tokens_per_msg']
-    t = table[[c for c in cols if c in table.columns]].fillna('')
-    lines = ['| ' + ' | '.join(t.columns) + ' |', '|' + '---|' * len(t.columns)]
+    return markdown_table(table[[c for c in cols if c in table.columns]])
+
+def markdown_table(table: pd.DataFrame) -> str:
+    "`table` as a Markdown table (missing values blank)."
+    t = table.fillna('')
+    lines = ['| ' + ' | '.join(map(str, t.columns)) + ' |', '|' + '---|' * len(t.columns)]
     lines += ['| ' + ' | '.join(str(v) for v in r) + ' |' for r in t.itertuples(index=False)]
     return '\n'.join(lines)
+
+# %% ../../nbs/41_llm_evaluate.ipynb #748613e6
+def routing_summary(table: pd.DataFrame, budgets: Sequence[float] = (0.1, 0.2, 0.3)) -> pd.DataFrame:
+    "Per set and second opinion: macro-F1 of the classifier alone, with the best threshold, within each LLM-call budget, and the calibrated choice."
+    rows = []
+    for set_name, g in table[table['items'].notna()].groupby('set', sort=False) if 'items' in table else ():
+        clf = g[g.method == 'classifier']
+        if clf.empty: continue
+        base = clf.iloc[0]['items']
+        for r in g[g.method != 'classifier'].itertuples(index=False):
+            if r.items['true'] != base['true']: continue            # another sample of the set: not comparable
+            curve = routing_curve(base['conf'], base['true'], base['pred'], r.items['pred'])
+            best, cal = curve.loc[curve.macro_f1.idxmax()], calibrate_threshold(curve, 'llm_rate', 0.2)
+            row = dict(set=set_name, second_opinion=r.method, n=len(base['true']), classifier_f1=round(float(curve.macro_f1.iloc[0]), 4),
+                       best_f1=round(float(best.macro_f1), 4), best_rate=round(float(best.llm_rate), 3))
+            row.update({f'f1_at_{int(b * 100)}pct': round(float(curve[curve.llm_rate <= b].macro_f1.max()), 4) for b in budgets})
+            row.update(calibrated_threshold=round(cal['threshold'], 3), calibrated_rate=round(cal['llm_rate'], 3),
+                       verdict='send nothing' if cal['llm_rate'] == 0 else 'escalate below the threshold')
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -54,16 +54,26 @@ def routing_curve(confidence: Sequence[float], y_true: Sequence[str], clf_pred: 
 
 # %% ../../nbs/43_api_router.ipynb #755cf574
 def calibrate_threshold(curve: pd.DataFrame, mode: str = 'llm_rate', target: float = 0.1) -> dict:
-    "The threshold meeting `target` in `mode` (`llm_rate`: highest threshold within the call budget; `error_rate`: lowest within the error budget)."
+    """The threshold meeting `target` in `mode` (`llm_rate`: highest threshold within the call budget; `error_rate`: lowest
+    within the error budget). With the second opinion's answers in `curve` (`macro_f1`), a threshold where they lower
+    macro-F1 is never chosen: the best one within the budget, or 0 (nothing escalated) with a `note`."""
     if mode not in MODES: raise InputError(f"calibration mode {mode!r} is not one of: {', '.join(MODES)}")
     if not 0 <= float(target) <= 1: raise InputError(f'calibration target {target} must be between 0 and 1')
     ok = curve[curve.llm_rate <= target] if mode == 'llm_rate' else curve[curve.clf_error_rate <= target]
     if ok.empty: raise InputError(f'no threshold reaches {mode} <= {target}; the smallest on this data is {curve[mode if mode == "llm_rate" else "clf_error_rate"].min():.3f}')
-    best = ok.sort_values('threshold').iloc[-1 if mode == 'llm_rate' else 0]
+    best, note = ok.sort_values('threshold').iloc[-1 if mode == 'llm_rate' else 0], None
+    if 'macro_f1' in curve:   # the second opinion's answers are known: never escalate where they make the answers worse
+        alone = curve.sort_values('threshold').iloc[0]
+        if best.macro_f1 < alone.macro_f1:
+            better = ok[ok.macro_f1 > alone.macro_f1] if mode == 'llm_rate' else ok.iloc[0:0]
+            best = better.sort_values(['macro_f1', 'llm_rate'], ascending=[False, True]).iloc[0] if len(better) else alone
+            if not len(better): note = (f'the second opinion lowers macro-F1 at every threshold within the target '
+                                        f'({alone.macro_f1:.3f} alone): nothing is sent to it')
     out = dict(mode=mode, target=float(target), threshold=float(min(best.threshold, 1.0)), llm_rate=float(best.llm_rate),
                clf_error_rate=float(best.clf_error_rate))
     for k in ('accuracy', 'macro_f1'):
         if k in best and pd.notna(best[k]): out[k] = float(best[k])
+    if note: out['note'] = note
     return out
 
 # %% ../../nbs/43_api_router.ipynb #c62207cc

@@ -277,8 +277,10 @@ def stage_frames(frames: Iterable[pd.DataFrame], wh: Warehouse, spec, dry_run: b
             acc.staged += _retry(lambda: wh.write(batch, spec), 'stage rows', attempts)
         pending.clear()
     for n, out in enumerate(frames, 1):
-        out = out[~out['case_id'].isin(seen)]
-        seen.update(out['case_id'].tolist())
+        ids = out['case_id'].tolist()
+        fresh = np.fromiter((c not in seen for c in ids), bool, len(ids))   # O(chunk): Series.isin(set) re-reads the whole set each chunk
+        if not fresh.all(): out = out[fresh]
+        seen.update(ids)
         dropped = out['drop_reason'].notna()
         acc.reasons.update(out.loc[dropped, 'drop_reason'].tolist())
         rows = out[~dropped]

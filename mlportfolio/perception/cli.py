@@ -57,10 +57,11 @@ def train(model: str = typer.Option('cnn', '--model', '-m', help='cnn or clip'),
           seed: int = typer.Option(0, min=0, max=4294967295, help='Seed of the data and the weights'),
           noise: float = typer.Option(0.0, min=0.0, max=255.0, help='Pixel noise of the generated scenes'),
           data: Optional[Path] = typer.Option(None, help='Train on a folder from `mlp perceive generate` instead'),
+          hard: bool = typer.Option(False, '--hard', help='Train on hard scenes (materials, rotation, occlusion, lighting) and their instance proposals'),
           progress: Optional[bool] = typer.Option(None, help='Show a progress bar (default MLP_PROGRESS)')):
     "Train a perceiver on proposal crops, save a checkpoint version in the artifact store and log the run to MLflow."
     from mlportfolio.perception.eval import train_model
-    r = train_model(model, n_scenes=scenes, seed=seed, epochs=epochs, device=device, noise=noise, data=data, progress=progress)
+    r = train_model(model, n_scenes=scenes, seed=seed, epochs=epochs, device=device, noise=noise, data=data, progress=progress, hard=hard)
     acc = ', '.join(f'{k} {v:.3f}' for k, v in r['val_accuracy'].items())
     console.print(f"trained {model} version {r['version']} in {r['seconds']:.1f}s on {r['n_crops']} crops; "
                   f"validation accuracy: {acc}; MLflow run {r['run_id']}")
@@ -74,20 +75,22 @@ def ask(image: Path = typer.Argument(..., help='A scene image (PNG, JPEG...)'),
         clip_model: Optional[str] = typer.Option(None, help='open_clip architecture of real CLIP weights (with --clip-weights)'),
         clip_weights: Optional[Path] = typer.Option(None, help='Local file of pretrained CLIP weights; nothing is downloaded'),
         device: str = typer.Option('auto', help='auto, cpu or cuda'),
+        hard: bool = typer.Option(False, '--hard', help='A hard scene (lighting, touching or occluding objects): use the instance proposals'),
         out: Optional[Path] = typer.Option(None, '--out', '-o', help='Annotated image (default: IMAGE-stem.annotated.png beside IMAGE)'),
         as_json: bool = typer.Option(False, '--json', help='Print the result as JSON')):
     "Answer QUESTION about IMAGE: prints the answer and the program trace, and writes an annotated image."
     from mlportfolio.perception.freeform import parse_free
     from mlportfolio.perception.proposals import load_image, annotate, propose
+    from mlportfolio.perception.instances import propose_instances
     from mlportfolio.core.guard import check_output
     from mlportfolio.core.store import atomic_path
     parse_free(question)   # an unknown word, a non-image or an empty scene fail before a model loads
     out = check_output(out or image.with_name(f'{image.stem}.annotated.png'), '--out')
     im = load_image(image)
-    if not propose(im): raise InputError(f'no objects found in {image}: the scene is empty (or the objects do not stand out from the background)')
+    if not (propose_instances if hard else propose)(im): raise InputError(f'no objects found in {image}: the scene is empty (or the objects do not stand out from the background)')
     from mlportfolio.perception.eval import load_perceiver, ask as ask_, format_trace
     per = load_perceiver(model, version, device=device, clip_model=clip_model, clip_weights=clip_weights)
-    r = ask_(im, question, per)
+    r = ask_(im, question, per, hard)
     with atomic_path(out, suffix='.png') as tmp: annotate(im, r['graph'], r['highlight']).save(tmp, format='PNG')
     if as_json:
         print(json.dumps({k: r[k] for k in ('question', 'answer', 'program', 'parsed_by', 'trace', 'graph')} | {'annotated': str(out)}))
@@ -106,6 +109,8 @@ def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated percei
              clip_model: Optional[str] = typer.Option(None, help='Evaluate real CLIP: open_clip architecture'),
              clip_weights: Optional[Path] = typer.Option(None, help='Evaluate real CLIP: local weights file'),
              device: str = typer.Option('auto', help='auto, cpu or cuda'),
+             hard: bool = typer.Option(False, '--hard', help='Hard held-out scenes, perceived through the instance proposals'),
+             distractors: int = typer.Option(0, min=0, max=5, help='With --hard: up to this many shapes outside the vocabulary per scene'),
              out: Optional[Path] = typer.Option(None, '--out', '-o', help='Also write the report as JSON here')):
     "Proposal recall, attribute accuracy and QA accuracy per question family: ground truth vs CNN vs CLIP perception."
     from mlportfolio.core.errors import NotFoundError
@@ -122,9 +127,10 @@ def evaluate(models: str = typer.Option('cnn,clip', help='Comma-separated percei
             pers['clip'] = load_perceiver('clip', device=device, clip_model=clip_model, clip_weights=clip_weights); continue
         try: pers[m] = load_perceiver(m, device=device)
         except NotFoundError as e: console.print(f'[yellow]skipping {safe_markup(m)}:[/yellow] {safe_markup(e)}')
-    rep = evaluate_(pers, scenes, seed, questions, noise)
+    if distractors and not hard: raise InputError('--distractors needs --hard')
+    rep = evaluate_(pers, scenes, seed, questions, noise, hard, distractors)
     rep['versions'] = {k: p.meta.get('version', p.meta.get('weights')) for k, p in pers.items()}
-    rep['run_id'] = log_mlflow('evaluate', dict(n_scenes=scenes, seed=seed, questions=questions, noise=noise, **{f'{k}_version': v for k, v in rep['versions'].items()}),
+    rep['run_id'] = log_mlflow('evaluate', dict(n_scenes=scenes, seed=seed, questions=questions, noise=noise, hard=hard, distractors=distractors, **{f'{k}_version': v for k, v in rep['versions'].items()}),
                                report_metrics(rep))
     console.print(report_table(rep), markup=False)
     if out:

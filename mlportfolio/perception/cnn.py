@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..core.config import get_settings
-from ..core.embed import resolve_device
+from ..core.embed import resolve_device, set_torch_threads
 from ..core.errors import InputError, ModelError, NotFoundError
 from ..core.store import ArtifactStore
 from .scenes import ATTRIBUTES
@@ -37,8 +37,8 @@ def setup_torch(seed: int | None = None, device: str = 'auto', threads: int | No
         raise InputError(f'device {device!r} is not one of auto, cpu, cuda, cuda:N')
     if dev.startswith('cuda') and not torch.cuda.is_available():
         raise InputError(f'device {device!r} was asked for but no CUDA GPU is visible; use --device auto or cpu')
-    threads = threads or get_settings().torch_threads or 1  # MLP_TORCH_THREADS
-    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    threads = threads or get_settings().torch_threads or 1  # MLP_TORCH_THREADS; one thread when unset
+    set_torch_threads(max(1, min(threads, os.cpu_count() or 1)))   # the one place in core that pins torch threads
     if seed is not None: torch.manual_seed(seed); np.random.seed(seed % 2**32)
     return dev
 

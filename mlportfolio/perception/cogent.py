@@ -21,7 +21,8 @@ from .scenes import ATTRIBUTES
 from .programs import execute, make_questions, InputError as _ProgramInputError
 from .cnn import CNNPerceiver, train_cnn, attribute_accuracy
 from .hardscenes import HardOptions, make_hard_scenes
-from .instances import labelled_instance_crops, perceive_instances
+from .instances import labelled_instance_crops, perceive_instances, propose_instances
+from .proposals import labelled_crops, foreground_pixels
 
 PERMUTATIONS = torch.tensor(list(itertools.permutations(range(3))))
 
@@ -53,10 +54,7 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 def color_features(crops: np.ndarray, threshold: float = 40) -> np.ndarray:
     "Per crop: quantiles of its foreground pixels per channel and per chromaticity channel (no spatial information)."
     out = []
-    for c in crops.astype(np.float32):
-        bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
-        px = c.reshape(-1, 3)[np.abs(c - bg).max(2).reshape(-1) > threshold]
-        if len(px) == 0: px = c.reshape(-1, 3)
+    for px in map(foreground_pixels, crops, [threshold]*len(crops)):
         chroma = px/np.maximum(px.sum(1, keepdims=True), 1)
         out.append(np.concatenate([np.quantile(px, QUANTILES, axis=0).ravel()/255, np.quantile(chroma, QUANTILES, axis=0).ravel()]))
     return np.asarray(out, np.float32)
@@ -100,11 +98,12 @@ def qa_on_graphs(items: list[dict], graphs: list[dict]) -> float:
         except _ProgramInputError: right.append(False)
     return float(np.mean(right)) if right else float('nan')
 
-def evaluate_hard(perceiver, scenes, questions_per_scene: int = 8, seed: int = 0) -> dict:
-    "Attribute accuracy on matched crops and QA accuracy on perceived graphs, for hard scenes."
-    x, y = labelled_instance_crops(scenes)
-    items = make_questions([sc.graph for sc in scenes], per_scene=questions_per_scene, seed=seed)
-    graphs = perceive_instances([sc.image for sc in scenes], perceiver)
+def evaluate_hard(perceiver, scenes, questions_per_scene: int = 8, seed: int = 0, proposer: Callable = propose_instances,
+                  materials: bool = False) -> dict:
+    "Attribute accuracy on matched crops and QA accuracy on perceived graphs, for hard scenes (proposals from `proposer`; `materials`: questions about materials too)."
+    x, y = labelled_crops(scenes, proposer=proposer)
+    items = make_questions([sc.graph for sc in scenes], per_scene=questions_per_scene, seed=seed, materials=materials)
+    graphs = perceive_instances([sc.image for sc in scenes], perceiver, proposer)
     return dict(attributes=attribute_accuracy(perceiver, x, y), qa=qa_on_graphs(items, graphs), n_questions=len(items))
 
 # %% ../../nbs/83a_perception_cogent.ipynb #73bd9a8f

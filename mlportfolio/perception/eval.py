@@ -23,6 +23,9 @@ from .programs import (FAMILIES, ProgramError, execute, parse_question, make_que
 from .cnn import attribute_accuracy
 from .proposals import (load_image, propose, crops_of, build_graph, labelled_crops, match, annotate)
 from .freeform import parse_free
+from .hardscenes import HardOptions, make_hard_scenes
+from .instances import propose_instances, perceive_instances, labelled_instance_crops, instance_boxes
+from .material import material_crops, train_material_head, material_accuracy, head_to_dict, head_from_dict, with_material
 
 log = get_logger(__name__)
 EXPERIMENT = 'perception'
@@ -53,42 +56,40 @@ def log_mlflow(run_name: str, params: dict, metrics: dict, history: Sequence[dic
         return run.info.run_id
 
 # %% ../../nbs/85_perception_eval.ipynb #3cb2fa0d
-def perceive_many(images: Sequence, perceiver) -> list[dict]:
-    "Scene graphs of many images, predicting all crops in one pass."
-    ims = [load_image(im) for im in images]
-    props = [propose(im) for im in ims]
-    crops = [crops_of(im, p) for im, p in zip(ims, props)]
-    allc = np.concatenate(crops) if crops else np.zeros((0, 32, 32, 3), np.uint8)
-    preds = perceiver.predict(allc) if len(allc) else []
-    out, k = [], 0
-    for im, p in zip(ims, props):
-        out.append(build_graph(im, p, preds[k:k + len(p)], source=getattr(perceiver, 'kind', 'perception'))); k += len(p)
-    return out
+def perceive_many(images: Sequence, perceiver, hard: bool = False) -> list[dict]:
+    "Scene graphs of many images, predicting all crops in one pass; `hard` scenes use the instance proposals (`perception.instances`)."
+    return perceive_instances(images, perceiver, propose_instances if hard else propose)
 
 # %% ../../nbs/85_perception_eval.ipynb #10727f4c
 def train_model(kind: str = 'cnn', n_scenes: int = 400, seed: int = 0, epochs: int | None = None, device: str = 'auto',
                 noise: float = 0.0, data: str | Path | None = None, store: ArtifactStore | None = None,
-                progress: bool | None = None, mlflow: bool = True, n_val_scenes: int = 50, **train_kw) -> dict:
-    "Train a `cnn` or `clip` perceiver, validate it, save a checkpoint version and log the run; returns a summary."
+                progress: bool | None = None, mlflow: bool = True, n_val_scenes: int = 50, hard: bool = False, **train_kw) -> dict:
+    "Train a `cnn` or `clip` perceiver (on `hard` scenes' instance proposals if asked), validate it, save a checkpoint version and log the run; returns a summary."
     if kind not in KINDS: raise InputError(f"unknown model {kind!r}; models: {', '.join(KINDS)}")
     progress = get_settings().progress if progress is None else progress
     epochs = epochs or DEFAULT_EPOCHS[kind]
     from mlportfolio.perception.cnn import setup_torch
     setup_torch(None, device)  # a bad or missing device fails before any data is made
     t0 = time.perf_counter()
-    scenes = load_dataset(data)[0] if data else make_scenes(n_scenes, seed, noise=noise)
-    x, y = labelled_crops(scenes)
-    xv, yv = labelled_crops(make_scenes(n_val_scenes, seed + VAL_SEED_OFFSET, noise=noise))
+    make = (lambda n, s: make_hard_scenes(n, s, HardOptions(noise=noise))) if hard else (lambda n, s: make_scenes(n, s, noise=noise))
+    crops = material_crops if hard else labelled_crops   # hard scenes: the material labels ride along
+    scenes = load_dataset(data)[0] if data else make(n_scenes, seed)
+    if hard and any('material' not in o for sc in scenes for o in sc.graph['objects']):
+        raise InputError(f'--hard needs hard scenes (objects with a material); {data} holds flat ones: generate it with --hard')
+    x, y = crops(scenes)
+    xv, yv = crops(make(n_val_scenes, seed + VAL_SEED_OFFSET))
     if kind == 'cnn':
         from mlportfolio.perception.cnn import train_cnn as fit
     else:
         from mlportfolio.perception.clip import train_clip as fit
-    perceiver, history = fit(x, y, epochs=epochs, seed=seed, device=device, progress=progress, **train_kw)
+    perceiver, history = fit(x, {a: y[a] for a in ATTRIBUTES}, epochs=epochs, seed=seed, device=device, progress=progress, **train_kw)
+    head = train_material_head(x, y['material']) if hard else None   # hard scenes: a material head beside the perceiver
     seconds = time.perf_counter() - t0
-    val = attribute_accuracy(perceiver, xv, yv)
-    params = dict(kind=kind, n_scenes=len(scenes), n_crops=len(x), epochs=len(history), seed=seed, noise=noise,
+    val = attribute_accuracy(perceiver, xv, yv) | ({'material': material_accuracy(head, xv, yv['material'])} if hard else {})
+    params = dict(kind=kind, n_scenes=len(scenes), n_crops=len(x), epochs=len(history), seed=seed, noise=noise, hard=hard,
                   device=getattr(perceiver, 'device', device), data=str(data or ''), **train_kw)
-    version = perceiver.save(store, val_accuracy=val, n_scenes=len(scenes), train_seconds=round(seconds, 2), noise=noise)
+    version = perceiver.save(store, val_accuracy=val, n_scenes=len(scenes), train_seconds=round(seconds, 2), noise=noise,
+                             **({'material_head': head_to_dict(head)} if hard else {}))
     metrics = {**{f'val_{a}_accuracy': v for a, v in val.items()}, 'train_seconds': seconds, 'final_loss': history[-1]['loss']}
     run_id = log_mlflow(f'train-{kind}-{version}', params, metrics, history, tags={'model_version': version}) if mlflow else None
     log.info('trained %s %s in %.1fs: val accuracy %s', kind, version, seconds, val)
@@ -105,10 +106,11 @@ def load_perceiver(kind: str = 'cnn', version: str = 'latest', store: ArtifactSt
         from mlportfolio.perception.clip import ClipPerceiver
         return ClipPerceiver.pretrained(clip_model, clip_weights, device)
     if kind == 'cnn':
-        from mlportfolio.perception.cnn import CNNPerceiver
-        return CNNPerceiver.load(version, store, device)
-    from mlportfolio.perception.clip import ClipPerceiver
-    return ClipPerceiver.load(version, store, device)
+        from mlportfolio.perception.cnn import CNNPerceiver as Perceiver
+    else:
+        from mlportfolio.perception.clip import ClipPerceiver as Perceiver
+    per = Perceiver.load(version, store, device)
+    return with_material(per, head_from_dict(per.meta['material_head'])) if 'material_head' in per.meta else per
 
 # %% ../../nbs/85_perception_eval.ipynb #2921d6a3
 def _highlight(trace: list[dict]) -> list[int]:
@@ -118,11 +120,11 @@ def _highlight(trace: list[dict]) -> list[int]:
         if isinstance(t['output'], int) and t['op'] == 'unique': return [t['output']]
     return []
 
-def ask(image, question: str, perceiver) -> dict:
+def ask(image, question: str, perceiver, hard: bool = False) -> dict:
     "Answer `question` (template or free-form English) about `image`: answer, program, how it was parsed, trace, scene graph and the ids to highlight."
     program, parsed_by = parse_free(question)  # rules first, then the free-form fallback; fails fast before any model runs
     im = load_image(image)
-    graph = perceive_many([im], perceiver)[0]
+    graph = perceive_many([im], perceiver, hard)[0]
     if not graph['objects']:
         raise InputError(f'no objects found in {image if isinstance(image, (str, Path)) else "the image"}: the scene is empty (or the objects do not stand out from the background)')
     try: answer, trace = execute(program, graph)
@@ -138,24 +140,25 @@ def format_trace(result: dict) -> str:
 
 # %% ../../nbs/85_perception_eval.ipynb #cb79a4e8
 def evaluate(perceivers: dict | None = None, n_scenes: int = 100, seed: int = EVAL_SEED, questions_per_scene: int = 10,
-             noise: float = 0.0) -> dict:
-    "Proposal recall, attribute accuracy and QA accuracy per family for ground truth and each perceiver, on held-out scenes."
+             noise: float = 0.0, hard: bool = False, distractors: int = 0) -> dict:
+    "Proposal recall, attribute accuracy and QA accuracy per family for ground truth and each perceiver, on held-out scenes (`hard`: hard scenes and instance proposals)."
     perceivers = perceivers or {}
-    scenes = make_scenes(n_scenes, seed, noise=noise)
+    scenes = make_hard_scenes(n_scenes, seed, HardOptions(noise=noise, distractors=distractors)) if hard else make_scenes(n_scenes, seed, noise=noise)
     gt = [sc.graph for sc in scenes]
     items = make_questions(gt, questions_per_scene, seed)
-    x, y = labelled_crops(scenes)
-    n_obj = sum(len(g['objects']) for g in gt)
-    props = [propose(sc.image) for sc in scenes]
-    found = sum(len(match(g['objects'], p)) for g, p in zip(gt, props))
-    report = dict(n_scenes=n_scenes, seed=seed, noise=noise, n_questions=len(items), n_objects=n_obj,
+    x, y = (labelled_instance_crops if hard else labelled_crops)(scenes)
+    truth = [instance_boxes(sc) if hard else sc.graph['objects'] for sc in scenes]   # distractors count for precision
+    n_obj = sum(map(len, truth))
+    props = [(propose_instances if hard else propose)(sc.image) for sc in scenes]
+    found = sum(len(match(t, p)) for t, p in zip(truth, props))
+    report = dict(n_scenes=n_scenes, seed=seed, noise=noise, hard=hard, n_questions=len(items), n_objects=n_obj,
                   proposal_recall=found/max(n_obj, 1),
                   proposal_precision=found/max(sum(map(len, props)), 1),
                   attributes={}, qa={'ground_truth': qa_accuracy(items, gt)}, images_per_second={})
     for name, per in perceivers.items():
         report['attributes'][name] = attribute_accuracy(per, x, y)
         t0 = time.perf_counter()
-        graphs = perceive_many([sc.image for sc in scenes], per)
+        graphs = perceive_many([sc.image for sc in scenes], per, hard)
         report['images_per_second'][name] = n_scenes/(time.perf_counter() - t0)
         report['qa'][name] = qa_accuracy(items, graphs)
     return report

@@ -14,7 +14,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.resources import resource_path
 from .scenes import SHAPES, COLORS, SIZES
-from .programs import parse_question, build_question, execute, RELATIONS
+from .programs import parse_question, build_question, execute, RELATIONS, MATERIAL_WORDS
 
 # %% auto #0
 __all__ = ['PHRASES', 'WORDS', 'FILLER', 'HEAD_WORDS', 'REL_WORDS', 'normalize', 'sketch', 'paraphrase_sketches',
@@ -47,6 +47,12 @@ def normalize(question: str) -> list[str]:
 HEAD_WORDS = {**{s: s for s in SHAPES}, **{s + 's': s for s in SHAPES}, 'thing': None, 'things': None}
 REL_WORDS = {('left', 'of'): 'left', ('right', 'of'): 'right', ('above',): 'above', ('below',): 'below'}
 
+def _slot(w: str) -> str | None:
+    "The noun-phrase slot a word fills: size, color, material (or None)."
+    return 'size' if w in SIZES else 'color' if w in COLORS else 'material' if w in MATERIAL_WORDS else None
+
+def _fill(np_: dict, w: str) -> None: np_[_slot(w)] = MATERIAL_WORDS.get(w, w)
+
 def sketch(words: list[str]) -> tuple[str, list[dict], list[str], str | None]:
     "`(sketch text, noun phrases, relations, queried attribute)` of normalised words."
     out, nps, rels, attr, i = [], [], [], None, 0
@@ -55,23 +61,22 @@ def sketch(words: list[str]) -> tuple[str, list[dict], list[str], str | None]:
         rel = next((r for ws, r in REL_WORDS.items() if tuple(words[i:i + len(ws)]) == ws), None)
         if rel:
             rels.append(rel); out.append('REL'); i += 2 if rel in ('left', 'right') else 1; continue
-        if w in SIZES or w in COLORS or w in HEAD_WORDS:
+        if _slot(w) or w in HEAD_WORDS:
             np_ = dict(size=None, color=None, shape=None); j = i
-            while j < len(words) and (words[j] in SIZES or words[j] in COLORS) and not (words[j] in SIZES and np_['size']) \
-                    and not (words[j] in COLORS and np_['color']):
-                np_['size' if words[j] in SIZES else 'color'] = words[j]; j += 1
-                if j < len(words) and words[j] == 'and' and j + 1 < len(words) and (words[j+1] in SIZES or words[j+1] in COLORS): j += 1
+            while j < len(words) and _slot(words[j]) and not np_.get(_slot(words[j])):
+                _fill(np_, words[j]); j += 1
+                if j < len(words) and words[j] == 'and' and j + 1 < len(words) and _slot(words[j+1]): j += 1
             if j < len(words) and words[j] in HEAD_WORDS:
                 np_['shape'] = HEAD_WORDS[words[j]]; j += 1
-                if words[j - 1] == 'thing' and not (np_['size'] or np_['color']):   # "anything large and blue"
+                if words[j - 1] == 'thing' and not any(np_.values()):   # "anything large and blue"
                     k = j
-                    while k < len(words) and (words[k] in SIZES or words[k] in COLORS or words[k] == 'and'): k += 1
+                    while k < len(words) and (_slot(words[k]) or words[k] == 'and'): k += 1
                     if k > j and (k == len(words) or words[k] not in HEAD_WORDS):
                         for w2 in words[j:k]:
-                            if w2 != 'and': np_['size' if w2 in SIZES else 'color'] = w2
+                            if w2 != 'and': _fill(np_, w2)
                         j = k
             nps.append(np_); out.append('NP'); i = j; continue
-        if w in ('color', 'shape', 'size') and attr is None: attr = w; out.append('ATTR'); i += 1; continue
+        if w in ('color', 'shape', 'size', 'material') and attr is None: attr = w; out.append('ATTR'); i += 1; continue
         if w not in FILLER: out.append(w)
         i += 1
     return ' '.join(out), nps, rels, attr
@@ -128,7 +133,7 @@ def program_from_sketch(label: str, nps: list[dict], rels: list[str], attr: str 
     if form == 'and_rel': p.update(rel=rels[0], rel2=rels[1])
     elif need_rel: p['rel'] = rels[0]
     if form in ('query', 'query_rel'):
-        if attr is None: raise InputError('a question about an attribute needs color, shape or size')
+        if attr is None: raise InputError('a question about an attribute needs color, shape, size or material')
         p['attr'] = attr
     family = {'count_rel': 'relate', 'exist_rel': 'relate', 'query_rel': 'relate', 'more': 'compare', 'fewer': 'compare',
               'same': 'compare', 'or': 'logic', 'and_rel': 'logic'}.get(form, form)

@@ -1,4 +1,4 @@
-"""Object proposals that survive lighting gradients, textured backgrounds, touching and occluding objects: a fitted background, colour-aware labelling, and a distance-transform watershed; scored by recall and precision at IoU 0.5 against the generator's instance masks.
+"""Object proposals that survive lighting gradients, textured backgrounds, touching and occluding objects: a fitted background, colour-aware labelling, vocabulary shapes fitted to each colour blob (a distance-transform watershed where they do not fit); scored by recall and precision at IoU 0.5 against the generator's instance masks.
 
 Docs: https://mlportfolio.github.io/mlportfolio/perception_instances.html.md"""
 
@@ -8,17 +8,19 @@ Docs: https://mlportfolio.github.io/mlportfolio/perception_instances.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('perception', 'the perception system')  # one clear line, naming the extra, when its dependencies are missing
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .scenes import COLORS, ATTRIBUTES
+from .scenes import COLORS, ATTRIBUTES, SHAPES, SIZES, _radius
 from .proposals import Proposal, load_image, propose, match, crops_of, labelled_crops, CROP
-from .hardscenes import HardScene
+from .hardscenes import HardScene, shape_mask
 
 # %% auto #0
-__all__ = ['PALETTE', 'fit_background', 'foreground', 'color_labels', 'split_component', 'propose_instances', 'instance_boxes',
-           'proposal_scores', 'labelled_instance_crops', 'perceive_instances']
+__all__ = ['PALETTE', 'fit_background', 'foreground', 'color_labels', 'split_component', 'shape_templates', 'fit_shapes',
+           'split_blob', 'propose_instances', 'instance_boxes', 'proposal_scores', 'labelled_instance_crops',
+           'perceive_instances']
 
 # %% ../../nbs/82a_perception_instances.ipynb #51141f3c
 def fit_background(arr: np.ndarray, threshold: float = 40, passes: int = 2) -> np.ndarray:
@@ -36,12 +38,16 @@ def fit_background(arr: np.ndarray, threshold: float = 40, passes: int = 2) -> n
         keep = np.abs(flat - bg).max(1) < threshold
     return bg.reshape(h, w, 3)
 
-def foreground(arr: np.ndarray, threshold: float = 40) -> np.ndarray:
-    "Pixels that differ from the fitted background by more than `threshold`, opened and with holes filled."
+def foreground(arr: np.ndarray, threshold: float = 40, background_hole: float = 0.4) -> np.ndarray:
+    "Pixels that differ from the fitted background by more than `threshold`, opened, with holes filled unless they look like background (a ring's)."
     from scipy import ndimage
-    fg = np.abs(arr.astype(np.float64) - fit_background(arr, threshold)).max(2) > threshold
-    fg = ndimage.binary_opening(fg, np.ones((2, 2)))
-    return ndimage.binary_fill_holes(fg)
+    diff = np.abs(arr.astype(np.float64) - fit_background(arr, threshold)).max(2)
+    fg = ndimage.binary_opening(diff > threshold, np.ones((2, 2)))
+    holes, n = ndimage.label(ndimage.binary_fill_holes(fg) & ~fg)
+    if n:   # a highlight is a hole too, but it differs from the background; the inside of a ring does not
+        bg_like = np.asarray(ndimage.mean(diff, holes, np.arange(1, n + 1))) < background_hole*threshold
+        fg |= (holes > 0) & ~np.concatenate([[True], bg_like])[holes]
+    return fg
 
 # %% ../../nbs/82a_perception_instances.ipynb #dcae0a70
 PALETTE = np.asarray(list(COLORS.values()), np.float64)
@@ -115,24 +121,75 @@ def _merge_small(labels: np.ndarray, min_area: int) -> np.ndarray:
         labels[m] = np.bincount(nb).argmax() if len(nb) else 0
     return labels
 
+# %% ../../nbs/82a_perception_instances.ipynb #21800ab8
+@lru_cache(maxsize=8)
+def shape_templates(image_size: int = 128, step: int = 4) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
+    "Every vocabulary shape at every size and rotation (`step` degrees apart), centred in one `(n, s, s)` boolean stack, and their `(shape, size, angle)`."
+    half = int(np.ceil(max(_radius(s, image_size) for s in SIZES)*1.25)) + 1; side = 2*half + 1
+    masks, meta = [], []
+    for shape in SHAPES:
+        period = {'square': 90, 'triangle': 120}.get(shape)   # a circle has one rotation
+        for size in SIZES:
+            for angle in (range(0, period, step) if period else (0,)):
+                masks.append(shape_mask(shape, half, half, _radius(size, image_size), angle, max(side, 64))[:side, :side])
+                meta.append((shape, size, angle))
+    return np.stack(masks), meta
+
+@lru_cache(maxsize=8)
+def _template_spectra(image_size: int, h: int, w: int) -> np.ndarray:
+    "Conjugate 2-D spectra of the templates at FFT size `(h, w)`, kept for the next blob of the same size."
+    from scipy import fft
+    return np.conj(fft.rfft2(shape_templates(image_size)[0].astype(np.float32), (h, w)))
+
+def fit_shapes(blob: np.ndarray, other: np.ndarray, image_size: int = 128, max_outside: float = 0.1,
+               min_new: float = 0.3, max_objects: int = 4) -> tuple[np.ndarray, int, float]:
+    "Explain `blob` (padded by half a template) as vocabulary shapes, top first: `(labels 0..k, pixels no shape explains, largest share of a placed shape on background)`."
+    from scipy import fft
+    T, _ = shape_templates(image_size)
+    n, side, _ = T.shape
+    H, W = blob.shape
+    size = (32*-(-(H + side)//32), 32*-(-(W + side)//32))   # a few sizes, so the spectra are reused
+    FT = _template_spectra(image_size, *size)
+    area = T.reshape(n, -1).sum(1).astype(np.float32)[:, None, None]
+    corr = lambda m: fft.irfft2(FT*fft.rfft2(m.astype(np.float32), size)[None], size)[:, :H, :W]/area  # share of each placed template on m
+    outside = corr(~blob & ~other)
+    remaining, lab, k, worst = blob.copy(), np.zeros(blob.shape, np.int32), 0, 0.0
+    while k < max_objects and remaining.sum() >= min_new*area.min():
+        new = corr(remaining)
+        score = np.where((outside <= max_outside) & (new >= min_new), (new - 3*outside)*area, -np.inf)
+        t, y, x = np.unravel_index(np.argmax(score), score.shape)
+        if not np.isfinite(score[t, y, x]): break
+        placed = np.zeros_like(blob); placed[y:y + side, x:x + side] = T[t][:H - y, :W - x]
+        k += 1; lab[placed & remaining] = k; remaining &= ~placed; worst = max(worst, float(outside[t, y, x]))
+    return lab, int(remaining.sum()), worst
+
+def split_blob(blob: np.ndarray, other: np.ndarray, image_size: int = 128, max_left: float = 0.1, max_outside_split: float = 0.05) -> np.ndarray:
+    "Labels of one padded colour component: the shapes that explain it (all but `max_left` of its pixels; several shapes only if none pokes out by more than `max_outside_split`), else the watershed's parts."
+    lab, left, worst = fit_shapes(blob, other, image_size)
+    fits = lab.max() == 1 or (lab.max() > 1 and worst <= max_outside_split)
+    return lab if fits and left <= max_left*blob.sum() else split_component(blob)
+
+
 # %% ../../nbs/82a_perception_instances.ipynb #fe7c8bb6
-def propose_instances(image, threshold: float = 40, min_area: int | None = None, split: bool = True) -> list[Proposal]:
+def propose_instances(image, threshold: float = 40, min_area: int | None = None, split: bool = True, shapes: bool = True) -> list[Proposal]:
     "Instance proposals robust to gradients, textures, touching and occluding objects (see the steps above)."
     from scipy import ndimage
     arr = np.asarray(load_image(image))
-    min_area = min_area if min_area is not None else max(8, round(12*(arr.shape[0]/128)**2))
-    fg = foreground(arr, threshold)
-    lab = color_labels(arr, fg)
-    seg = np.zeros(arr.shape[:2], np.int32); nxt = 1
+    size = arr.shape[0]
+    min_area = min_area if min_area is not None else max(8, round(12*(size/128)**2))
+    half = shape_templates(size)[0].shape[1]//2
+    lab = np.pad(color_labels(arr, foreground(arr, threshold)), half, constant_values=-1)   # room for a template at the edge
+    seg = np.zeros(lab.shape, np.int32); nxt = 1
     for c in range(len(PALETTE)):
         comps, n = ndimage.label(lab == c)
         for sl_k, sl in enumerate(ndimage.find_objects(comps), start=1):
             if sl is None: continue
-            m = comps[sl] == sl_k
-            parts = split_component(m) if split else m.astype(np.int32)
+            win = tuple(slice(s.start - half, s.stop + half) for s in sl)
+            m = comps[win] == sl_k
+            parts = (split_blob(m, (lab[win] >= 0) & ~m, size) if shapes else split_component(m)) if split else m.astype(np.int32)
             for p in range(1, parts.max() + 1):
-                seg[sl][parts == p] = nxt; nxt += 1
-    seg = _merge_small(seg, min_area)
+                seg[win][parts == p] = nxt; nxt += 1
+    seg = _merge_small(seg[half:-half, half:-half], min_area)
     out = []
     for k, sl in enumerate(ndimage.find_objects(seg), start=1):
         if sl is None: continue
@@ -160,11 +217,11 @@ def labelled_instance_crops(scenes: Sequence[HardScene], min_iou: float = 0.5) -
     "Crops of the instance proposals that match a ground-truth object, with integer labels per attribute."
     return labelled_crops(scenes, min_iou, proposer=propose_instances)
 
-def perceive_instances(images: Sequence, perceiver) -> list[dict]:
-    "Scene graphs of many images from instance proposals, all crops through the perceiver in one pass."
+def perceive_instances(images: Sequence, perceiver, proposer: Callable = propose_instances) -> list[dict]:
+    "Scene graphs of many images from `proposer`'s proposals (instance proposals by default), all crops through the perceiver in one pass."
     from mlportfolio.perception.proposals import build_graph
     ims = [load_image(im) for im in images]
-    props = [propose_instances(im) for im in ims]
+    props = [proposer(im) for im in ims]
     crops = [crops_of(im, p) for im, p in zip(ims, props)]
     allc = np.concatenate(crops) if crops else np.zeros((0, CROP, CROP, 3), np.uint8)
     preds = perceiver.predict(allc) if len(allc) else []

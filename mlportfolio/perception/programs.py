@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from .scenes import ATTRIBUTES, SHAPES, COLORS, SIZES, make_scenes, check_graph
+from .hardscenes import MATERIALS
 
 RELATIONS = ('left', 'right', 'above', 'below')
 FAMILIES = ('count', 'exist', 'query', 'relate', 'compare', 'logic')
@@ -21,9 +22,9 @@ class ProgramError(InputError):
     "A program cannot run on a scene graph (for example `unique` found 0 or 2 objects)."
 
 # %% auto #0
-__all__ = ['RELATIONS', 'FAMILIES', 'OPS', 'ARITY', 'ARGS', 'REL_WORDS', 'FORMS', 'HEADS', 'FUNCTION_WORDS', 'VOCABULARY',
-           'ProgramError', 'format_answer', 'check_program', 'execute', 'np_words', 'build_question',
-           'generate_questions', 'tokenize', 'parse_question', 'qa_accuracy', 'make_questions']
+__all__ = ['RELATIONS', 'FAMILIES', 'OPS', 'ARITY', 'ARGS', 'REL_WORDS', 'FORMS', 'NP_ATTRS', 'VALUES', 'HEADS', 'FUNCTION_WORDS',
+           'MATERIAL_WORDS', 'VOCABULARY', 'ProgramError', 'format_answer', 'check_program', 'execute', 'np_words',
+           'build_question', 'generate_questions', 'tokenize', 'parse_question', 'qa_accuracy', 'make_questions']
 
 # %% ../../nbs/81_perception_programs.ipynb #5ed4c1ff
 def _objs(v, op):
@@ -38,6 +39,10 @@ def _relate(objs, o, rel):
     key, sign = {'left': ('x', -1), 'right': ('x', 1), 'above': ('y', -1), 'below': ('y', 1)}[rel]
     return [p for p in objs if p is not o and sign*(p[key] - o[key]) > 0]
 
+def _material(o, op):
+    if 'material' not in _obj(o, op): raise ProgramError(f'step {op}: this scene graph has no material (hard scenes have it; a perceiver needs a material head)')
+    return o['material']
+
 def _unique(v, op):
     v = _objs(v, op)
     if len(v) != 1: raise ProgramError(f'unique expected exactly one object, found {len(v)}')
@@ -48,6 +53,7 @@ OPS = {
     'filter_color': lambda g, arg, s: [o for o in _objs(s, 'filter_color') if o['color'] == arg],
     'filter_shape': lambda g, arg, s: [o for o in _objs(s, 'filter_shape') if o['shape'] == arg],
     'filter_size': lambda g, arg, s: [o for o in _objs(s, 'filter_size') if o['size'] == arg],
+    'filter_material': lambda g, arg, s: [o for o in _objs(s, 'filter_material') if _material(o, 'filter_material') == arg],
     'unique': lambda g, arg, s: _unique(s, 'unique'),
     'relate': lambda g, arg, o: _relate(g['objects'], _obj(o, 'relate'), arg),
     'union': lambda g, arg, a, b: [o for o in g['objects'] if any(o is p for p in _objs(a, 'union') + _objs(b, 'union'))],
@@ -57,12 +63,13 @@ OPS = {
     'query_color': lambda g, arg, o: _obj(o, 'query_color')['color'],
     'query_shape': lambda g, arg, o: _obj(o, 'query_shape')['shape'],
     'query_size': lambda g, arg, o: _obj(o, 'query_size')['size'],
+    'query_material': lambda g, arg, o: _material(o, 'query_material'),
     'greater_than': lambda g, arg, a, b: a > b,
     'less_than': lambda g, arg, a, b: a < b,
     'equal_integer': lambda g, arg, a, b: a == b,
 }
 ARITY = {'scene': 0, 'union': 2, 'intersect': 2, 'greater_than': 2, 'less_than': 2, 'equal_integer': 2}
-ARGS = {'filter_color': tuple(COLORS), 'filter_shape': SHAPES, 'filter_size': tuple(SIZES), 'relate': RELATIONS}
+ARGS = {'filter_color': tuple(COLORS), 'filter_shape': SHAPES, 'filter_size': tuple(SIZES), 'filter_material': MATERIALS, 'relate': RELATIONS}
 
 def format_answer(v) -> str:
     "Answers as strings: integers as digits, booleans as yes/no."
@@ -106,16 +113,16 @@ class _Builder:
     def np(self, np_: dict, src: int | None = None) -> int:
         "Filter steps for a noun phrase, from `src` (a new `scene` step when None)."
         i = self.add('scene') if src is None else src
-        for attr in ('size', 'color', 'shape'):
+        for attr in ('size', 'material', 'color', 'shape'):
             if np_.get(attr): i = self.add(f'filter_{attr}', np_[attr], [i])
         return i
     def unique_np(self, np_: dict) -> int: return self.add('unique', None, [self.np(np_)])
     def relate_np(self, rel: str, np_: dict) -> int: return self.add('relate', rel, [self.unique_np(np_)])
 
 def np_words(np_: dict, plural: bool = False) -> str:
-    "`{'size': 'small', 'color': 'red', 'shape': 'circle'}` -> 'small red circle(s)'."
+    "`{'size': 'small', 'color': 'red', 'shape': 'circle'}` -> 'small red circle(s)' (a `material` goes before the colour)."
     head = np_.get('shape') or 'thing'
-    return ' '.join([w for w in (np_.get('size'), np_.get('color')) if w] + [head + ('s' if plural else '')])
+    return ' '.join([w for w in (np_.get('size'), np_.get('material'), np_.get('color')) if w] + [head + ('s' if plural else '')])
 
 REL_WORDS = {'left': 'left of', 'right': 'right of', 'above': 'above', 'below': 'below'}
 
@@ -159,68 +166,74 @@ FORMS = {'count': ['count'], 'exist': ['exist'], 'query': ['query'], 'relate': [
 
 def _matches(o, np_): return all(o[k] == v for k, v in np_.items() if v)
 
-def _random_np(rng, objs, p_from_scene=0.75) -> dict:
+NP_ATTRS = ('size', 'color', 'shape')
+VALUES = {**ATTRIBUTES, 'material': MATERIALS}
+_SUBSETS = ([], ['shape'], ['color'], ['size'], ['color', 'shape'], ['size', 'shape'], ['size', 'color'], ['size', 'color', 'shape'])
+
+def _random_np(rng, objs, p_from_scene=0.75, attrs=NP_ATTRS) -> dict:
     if objs and rng.random() < p_from_scene:
         o = objs[int(rng.integers(len(objs)))]
-        return {k: (o[k] if rng.random() < 0.5 else None) for k in ('size', 'color', 'shape')}
-    return {k: (str(rng.choice(ATTRIBUTES[k])) if rng.random() < 0.4 else None) for k in ('size', 'color', 'shape')}
+        return {k: (o[k] if rng.random() < 0.5 else None) for k in attrs}
+    return {k: (str(rng.choice(VALUES[k])) if rng.random() < 0.4 else None) for k in attrs}
 
-def _unique_np(rng, objs, exclude=()) -> tuple[dict, dict] | None:
+def _unique_np(rng, objs, exclude=(), attrs=NP_ATTRS) -> tuple[dict, dict] | None:
     "A noun phrase naming exactly one object (and that object), or None."
     cands = [o for o in objs if o['id'] not in exclude]
     if not cands: return None
     o = cands[int(rng.integers(len(cands)))]
-    subsets = [s for s in ([], ['shape'], ['color'], ['size'], ['color', 'shape'], ['size', 'shape'], ['size', 'color'],
-                           ['size', 'color', 'shape'])
+    subsets = [s for s in (_SUBSETS + tuple(s + ['material'] for s in _SUBSETS) if 'material' in attrs else _SUBSETS)
                if sum(_matches(p, {k: o[k] for k in s}) for p in objs) == 1]
     if not subsets: return None
     s = subsets[int(rng.integers(len(subsets)))]
-    return {k: (o[k] if k in s else None) for k in ('size', 'color', 'shape')}, o
+    return {k: (o[k] if k in s else None) for k in attrs}, o
 
-def _one(family, rng, objs):
+def _one(family, rng, objs, attrs=NP_ATTRS):
     form = FORMS[family][int(rng.integers(len(FORMS[family])))]
     p: dict[str, Any] = {}
-    if form in ('count', 'exist'): p['a'] = _random_np(rng, objs)
+    queried = ('color', 'shape', 'size') + (('material',) if 'material' in attrs else ())
+    if form in ('count', 'exist'): p['a'] = _random_np(rng, objs, attrs=attrs)
     elif form == 'query':
-        u = _unique_np(rng, objs)
+        u = _unique_np(rng, objs, attrs=attrs)
         if u is None: return None
         p['a'] = u[0]
-        free = [k for k in ('color', 'shape', 'size') if not u[0][k]]
+        free = [k for k in queried if not u[0][k]]
         if not free: return None
         p['attr'] = free[int(rng.integers(len(free)))]
     elif form in ('count_rel', 'exist_rel', 'query_rel'):
-        u = _unique_np(rng, objs)
+        u = _unique_np(rng, objs, attrs=attrs)
         if u is None: return None
         p['b'], p['rel'] = u[0], str(rng.choice(RELATIONS))
         if form == 'query_rel':
             side = _relate(objs, u[1], p['rel'])
-            v = _unique_np(rng, side) if side else None
+            v = _unique_np(rng, side, attrs=attrs) if side else None
             if v is None: return None
             p['a'] = v[0]
-            free = [k for k in ('color', 'shape', 'size') if not v[0][k]]
+            free = [k for k in queried if not v[0][k]]
             if not free: return None
             p['attr'] = free[int(rng.integers(len(free)))]
-        else: p['a'] = _random_np(rng, objs)
+        else: p['a'] = _random_np(rng, objs, attrs=attrs)
     elif form in ('more', 'fewer', 'same', 'or'):
-        p['a'], p['b'] = _random_np(rng, objs), _random_np(rng, objs)
+        p['a'], p['b'] = _random_np(rng, objs, attrs=attrs), _random_np(rng, objs, attrs=attrs)
         if p['a'] == p['b']: return None
     elif form == 'and_rel':
-        u, v = _unique_np(rng, objs), _unique_np(rng, objs)
+        u, v = _unique_np(rng, objs, attrs=attrs), _unique_np(rng, objs, attrs=attrs)
         if u is None or v is None or u[1]['id'] == v[1]['id']: return None
         p['a'], p['b'], p['rel'], p['rel2'] = u[0], v[0], str(rng.choice(RELATIONS)), str(rng.choice(RELATIONS))
     return form, p
 
-def generate_questions(graph: dict, n: int = 10, seed: int = 0, families: tuple = FAMILIES) -> list[dict]:
-    "`n` questions about `graph`, cycling through `families`: dicts of question, program, answer, family, form."
+def generate_questions(graph: dict, n: int = 10, seed: int = 0, families: tuple = FAMILIES, materials: bool = False) -> list[dict]:
+    "`n` questions about `graph`, cycling through `families`: dicts of question, program, answer, family, form; `materials` also names and asks materials."
     bad = [f for f in families if f not in FAMILIES]
     if bad: raise InputError(f"unknown question family {bad[0]!r}; families: {', '.join(FAMILIES)}")
     check_graph(graph)
+    if materials and any('material' not in o for o in graph['objects']): raise InputError('materials=True needs a scene graph whose objects have a material (hard scenes)')
+    attrs = ('size', 'material', 'color', 'shape') if materials else NP_ATTRS
     rng = np.random.default_rng(seed)
     objs, out, seen = graph['objects'], [], set()
     for k in range(n*30):
         if len(out) >= n: break
         family = families[len(out) % len(families)]
-        made = _one(family, rng, objs)
+        made = _one(family, rng, objs, attrs)
         if made is None: continue
         form, p = made
         q, prog = build_question(family, form, **p)
@@ -231,9 +244,10 @@ def generate_questions(graph: dict, n: int = 10, seed: int = 0, families: tuple 
 
 # %% ../../nbs/81_perception_programs.ipynb #11a9c3f4
 HEADS = {**{s: s for s in SHAPES}, **{s + 's': s for s in SHAPES}, 'thing': None, 'things': None, 'object': None, 'objects': None}
-FUNCTION_WORDS = ('how many are there any is a an the what color colour shape size more fewer than same number of '
+FUNCTION_WORDS = ('how many are there any is a an the what color colour shape size material more fewer than same number of '
                   'left right to above below and or').split()
-VOCABULARY = tuple(sorted(set(FUNCTION_WORDS) | set(HEADS) | set(COLORS) | set(SIZES)))
+MATERIAL_WORDS = {'matte': 'matte', 'rubber': 'matte', 'metallic': 'metallic', 'metal': 'metallic', 'shiny': 'metallic'}
+VOCABULARY = tuple(sorted(set(FUNCTION_WORDS) | set(HEADS) | set(COLORS) | set(SIZES) | set(MATERIAL_WORDS)))
 
 def tokenize(question: str) -> list[str]:
     "Lowercased words of a question; an unknown word raises `InputError` listing the vocabulary."
@@ -247,7 +261,7 @@ class _Parser:
     FORMS_HELP = ('how many NP are there | how many NP are REL the NP | how many things are NP or NP | '
                   'how many things are REL the NP and REL the NP | are there any NP [REL the NP] | is there a NP [REL the NP] | '
                   'are there more/fewer NP than NP | are there the same number of NP and NP | '
-                  'what color/shape/size is the NP [REL the NP]')
+                  'what color/shape/size/material is the NP [REL the NP]')
     def __init__(self, question): self.q, self.t, self.i, self.b = question, tokenize(question), 0, _Builder()
     def peek(self, k=0): return self.t[self.i + k] if self.i + k < len(self.t) else None
     def fail(self, why=''):
@@ -263,6 +277,7 @@ class _Parser:
     def np(self) -> dict:
         out = dict(size=None, color=None, shape=None)
         if self.peek() in SIZES: out['size'] = self.peek(); self.i += 1
+        if self.peek() in MATERIAL_WORDS: out['material'] = MATERIAL_WORDS[self.peek()]; self.i += 1
         if self.peek() in COLORS: out['color'] = self.peek(); self.i += 1
         if self.peek() not in HEADS: self.fail('expected a shape, "thing" or "object"')
         out['shape'] = HEADS[self.peek()]; self.i += 1
@@ -312,7 +327,7 @@ class _Parser:
             b.add(op, None, [ia, ic]); return b.steps
         if self.accept('what'):
             attr = self.peek()
-            if attr not in ('color', 'colour', 'shape', 'size'): self.fail('expected color, shape or size')
+            if attr not in ('color', 'colour', 'shape', 'size', 'material'): self.fail('expected color, shape, size or material')
             self.i += 1; attr = 'color' if attr == 'colour' else attr
             self.eat('is', 'the'); a = self.np(); rc = self.rel_clause(); self.end()
             if rc: b.add(f'query_{attr}', None, [b.add('unique', None, [b.np(a, b.relate_np(*rc))])])
@@ -334,7 +349,7 @@ def qa_accuracy(items: list[dict], graphs: list[dict]) -> dict[str, float]:
         right.setdefault(it['family'], []).append(ok); right.setdefault('all', []).append(ok)
     return {k: float(np.mean(v)) for k, v in right.items()}
 
-def make_questions(graphs: list[dict], per_scene: int = 10, seed: int = 0) -> list[dict]:
-    "Questions for many scenes, each tagged with its scene's index."
+def make_questions(graphs: list[dict], per_scene: int = 10, seed: int = 0, materials: bool = False) -> list[dict]:
+    "Questions for many scenes, each tagged with its scene's index (`materials`: about materials too, for hard scenes)."
     return [{**q, 'scene': i} for i, g in enumerate(graphs)
-            for q in generate_questions(g, per_scene, seed=seed*1_000_003 + i)]
+            for q in generate_questions(g, per_scene, seed=seed*1_000_003 + i, materials=materials)]

@@ -23,7 +23,8 @@ CROP = 32  # classifier input size in pixels
 
 # %% auto #0
 __all__ = ['CROP', 'MAX_PIXELS', 'MAX_SIDE', 'load_image', 'Proposal', 'background_color', 'propose', 'iou', 'match',
-           'proposal_recall', 'crop', 'crops_of', 'labelled_crops', 'build_graph', 'perceive', 'annotate']
+           'proposal_recall', 'crop', 'crops_of', 'foreground_pixels', 'labelled_crops', 'build_graph', 'perceive',
+           'annotate']
 
 # %% ../../nbs/82_perception_proposals.ipynb #1383daaf
 MAX_PIXELS = 25_000_000   # 5000 x 5000: well below Pillow's own bomb limit (about 89 million), refused with one line
@@ -136,16 +137,24 @@ def crops_of(image, proposals: list[Proposal]) -> np.ndarray:
     arr = np.asarray(load_image(image)); bg = background_color(arr)
     return np.stack([crop(arr, p, bg=bg) for p in proposals])
 
-def labelled_crops(scenes: Sequence[Scene], min_iou: float = 0.5, proposer: Callable | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def foreground_pixels(crop: np.ndarray, threshold: float = 40) -> np.ndarray:
+    "`(n, 3)` float pixels of a crop that differ from its border's median colour by more than `threshold` (all pixels if none do)."
+    c = crop.astype(np.float32)
+    bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
+    px = c.reshape(-1, 3)[np.abs(c - bg).max(2).reshape(-1) > threshold]
+    return px if len(px) else c.reshape(-1, 3)
+
+def labelled_crops(scenes: Sequence[Scene], min_iou: float = 0.5, proposer: Callable | None = None,
+                   attributes: dict[str, Sequence[str]] = ATTRIBUTES) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Crops of the proposals (`proposer`, default `propose`) that match a ground-truth object, with integer labels per
-    attribute (index into `ATTRIBUTES[attr]`)."""
-    xs, ys = [], {a: [] for a in ATTRIBUTES}
+    attribute (index into `attributes[attr]`, by default `ATTRIBUTES`; hard scenes also have a `material`)."""
+    xs, ys = [], {a: [] for a in attributes}
     for sc in scenes:
         props = (proposer or propose)(sc.image)
         cr = crops_of(sc.image, props)
         for i, j in match(sc.graph['objects'], props, min_iou):
             xs.append(cr[j])
-            for a, vals in ATTRIBUTES.items(): ys[a].append(vals.index(sc.graph['objects'][i][a]))
+            for a, vals in attributes.items(): ys[a].append(list(vals).index(sc.graph['objects'][i][a]))
     x = np.stack(xs) if xs else np.zeros((0, CROP, CROP, 3), np.uint8)
     return x, {a: np.asarray(v, dtype=np.int64) for a, v in ys.items()}
 
@@ -153,8 +162,9 @@ def labelled_crops(scenes: Sequence[Scene], min_iou: float = 0.5, proposer: Call
 def build_graph(image, proposals: list[Proposal], predictions: list[dict], source: str = 'perception') -> dict:
     "A scene graph from proposals and per-crop predictions (`{'color': 'red', 'color_conf': 0.99, ...}`)."
     im = load_image(image)
-    objs = [dict(id=i, **{a: pred[a] for a in ATTRIBUTES},
-                 confidence={a: round(float(pred.get(f'{a}_conf', 1.0)), 4) for a in ATTRIBUTES},
+    attrs = [a for a in (*ATTRIBUTES, 'material') if a in (predictions[0] if predictions else {})]   # material: when a head predicts it
+    objs = [dict(id=i, **{a: pred[a] for a in attrs},
+                 confidence={a: round(float(pred.get(f'{a}_conf', 1.0)), 4) for a in attrs},
                  x=p.x, y=p.y, bbox=[int(v) for v in p.bbox])
             for i, (p, pred) in enumerate(zip(proposals, predictions))]
     return dict(image_size=list(im.size), source=source, objects=objs)

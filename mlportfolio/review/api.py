@@ -22,6 +22,7 @@ from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
 from ..core.http import BodyLimit, install_error_handlers, observe_requests
 from ..core.obs import counter, get_logger, histogram
+from .agents import CombineRule
 from .run import VISIBLE, Reviewer, check_predictions, review_run
 from .store import AuditLog
 
@@ -187,11 +188,13 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
 
     return app
 
-def serve(host: str = '127.0.0.1', port: int = 8750, llm: str = 'auto', reference: str | Path | None = None, log_level: str = 'info') -> None:
+def serve(host: str = '127.0.0.1', port: int = 8750, llm: str = 'auto', reference: str | Path | None = None, log_level: str = 'info',
+          llm_reliability: float = 0.0) -> None:
     "Build the reviewer (reference set, index, LLM chain), then serve the API with uvicorn."
     import uvicorn
     if llm not in ('auto', 'never'): raise InputError(f"--llm {llm!r} for the server; allowed: auto, never")
-    reviewer = Reviewer(reference, llm=llm)
+    if not 0 <= llm_reliability <= 1: raise InputError(f'--llm-reliability {llm_reliability!r} must be between 0 and 1')
+    reviewer = Reviewer(reference, llm=llm, rule=CombineRule(llm_reliability=llm_reliability))
     from mlportfolio.core.embed import encode
     encode(['warm up'], progress=False)   # load the embedding model now, not on the first request
     uvicorn.run(create_app(reviewer), host=host, port=port, log_level=log_level)

@@ -103,12 +103,13 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind'),
           port: int = typer.Option(8750, min=1, max=65535, help='TCP port'),
           llm: str = typer.Option('auto', '--llm', help='auto or never (always is for evaluation runs)'),
           reference: Optional[Path] = typer.Option(None, '--reference', help='Labelled reference set (default: the training data)'),
+          llm_reliability: float = typer.Option(0.0, '--llm-reliability', min=0.0, max=1.0, help="The LLM's measured reliability (mlp review evaluate --llm-sample prints it); 0 (default): its answers are stored but never change a verdict"),
           log_level: str = typer.Option('info', help='uvicorn log level')):
     "Serve the reviewer's HTTP API: POST /review, GET /reviews, GET /reviews/{id}, GET /stats, /metrics, /health."
     from mlportfolio.review.api import serve as _serve
     from mlportfolio.core.guard import check_bind
     host, log_level = check_bind(host, log_level)
-    _serve(host=host, port=port, llm=llm, reference=reference, log_level=log_level)
+    _serve(host=host, port=port, llm=llm, reference=reference, log_level=log_level, llm_reliability=llm_reliability)
 
 @app.command()
 def evaluate(n: int = typer.Option(600, min=1, max=1000000, help='Clean labelled items audited (the generator test split, sampled)'),
