@@ -13,8 +13,10 @@
   it on the same condition-A crops as `cogent_experiment` and scores the same A and B scenes. The epochs of each are
   chosen among `--clip-epoch-grid` on `--val-scenes` validation scenes (seed 2000; condition A for CoGenT), never on
   the test scenes; the model trained with the chosen epochs is the one scored on the test scenes.
+  `clip_cogent_permuted`: the same, trained with `augment='color_permutation'` (colour-permuted crops with
+  colour-free captions; shape and size read from the colour-free prompts).
 
-`--parts proposals,hard,hard_watershed,cogent,clip_hard,clip_cogent` picks what runs (`hard_watershed`: the
+`--parts proposals,hard,hard_watershed,cogent,clip_hard,clip_cogent,clip_cogent_permuted` picks what runs (`hard_watershed`: the
 hard-scene CNN again, with the watershed-only proposals for training and evaluation, the state before shape fitting).
 
 Run: `.venv/bin/python bench/perception_hard.py [--out results.json]` (one torch thread; prints JSON and the load average).
@@ -50,7 +52,7 @@ def main():
     ap.add_argument('--train-scenes', type=int, default=300)
     ap.add_argument('--test-scenes', type=int, default=80)
     ap.add_argument('--epochs', type=int, default=8)
-    ap.add_argument('--parts', default='proposals,hard,cogent', help='comma-separated: proposals, hard, hard_watershed, cogent, clip_hard, clip_cogent')
+    ap.add_argument('--parts', default='proposals,hard,cogent', help='comma-separated: proposals, hard, hard_watershed, cogent, clip_hard, clip_cogent, clip_cogent_permuted')
     ap.add_argument('--val-scenes', type=int, default=60)
     ap.add_argument('--clip-epoch-grid', default='10,20', help='comma-separated CLIP epoch counts tried on the validation scenes')
     ap.add_argument('--out', default=None)
@@ -65,6 +67,8 @@ def main():
     grid = [int(e) for e in a.clip_epoch_grid.split(',')]
     if 'clip_hard' in parts: res['hard_clip'] = hard_clip(a.train_scenes, a.test_scenes, a.val_scenes, grid)
     if 'clip_cogent' in parts: res['cogent_clip'] = cogent_clip(a.train_scenes, a.test_scenes, a.val_scenes, grid)
+    if 'clip_cogent_permuted' in parts:
+        res['cogent_clip_permuted'] = cogent_clip(a.train_scenes, a.test_scenes, a.val_scenes, grid, augment='color_permutation')
     res['loadavg_end'] = open('/proc/loadavg').read().split()[:3]
     text = json.dumps(res, indent=1)
     print(text)
@@ -95,12 +99,12 @@ def hard_cnn(n_train, n_test, epochs, proposer=propose_instances, material=True)
     return res
 
 
-def clip_chosen_on_validation(x, y, val_scenes, grid):
+def clip_chosen_on_validation(x, y, val_scenes, grid, augment=None):
     "Train the CLIP with each epoch count of `grid` (seed 0); the one with the best validation QA, and every validation figure."
     tried = []
     for epochs in grid:
         t0 = time.perf_counter()
-        clip, _ = train_clip(x, y, epochs=epochs, seed=0, device='cpu')
+        clip, _ = train_clip(x, y, epochs=epochs, seed=0, device='cpu', augment=augment)
         seconds = round(time.perf_counter() - t0, 1)
         tried.append((clip, seconds, {'epochs': epochs, 'train_seconds': seconds, **evaluate_hard(clip, val_scenes)}))
         print('clip validation', tried[-1][2], open('/proc/loadavg').read().split()[:3], flush=True)
@@ -115,11 +119,11 @@ def hard_clip(n_train, n_test, n_val, grid):
     return {'n_crops': len(x), **chosen, **evaluate_hard(clip, make_hard_scenes(n_test, seed=1000))}
 
 
-def cogent_clip(n_train, n_test, n_val, grid, seed=0):
+def cogent_clip(n_train, n_test, n_val, grid, seed=0, augment=None):
     "The CLIP on `cogent_experiment`'s condition-A crops, scored on the same A and B held-out scenes; epochs chosen on A only."
     opts = {c: replace(HardOptions(), cogent=c) for c in 'AB'}
     x, y = labelled_instance_crops(make_hard_scenes(n_train, seed, opts['A']))
-    clip, chosen = clip_chosen_on_validation(x, y, make_hard_scenes(n_val, seed + 2000, opts['A']), grid)
+    clip, chosen = clip_chosen_on_validation(x, y, make_hard_scenes(n_val, seed + 2000, opts['A']), grid, augment)
     res = {c: evaluate_hard(clip, make_hard_scenes(n_test, seed + 1000, opts[c]), seed=seed) for c in 'AB'}
     return {'n_train_crops': len(x), **chosen, **res, 'gap_qa': res['A']['qa'] - res['B']['qa'],
             'gap_shape': res['A']['attributes']['shape'] - res['B']['attributes']['shape']}
