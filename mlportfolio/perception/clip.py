@@ -23,15 +23,18 @@ from ..core.resources import resource_path
 from ..core.store import ArtifactStore
 from .scenes import ATTRIBUTES
 from .cnn import fit_epochs, setup_torch, to_tensor, save_checkpoint, load_checkpoint, _decode
+from .cogent import permute_colors
 
 TINY_MODEL = 'mlp-clip-tiny'
 TEMPLATE = 'a {size} {color} {shape}'
 PRETRAINED_TEMPLATE = 'a photo of a {size} {color} {shape}.'
 COMBOS = [dict(size=s, color=c, shape=h) for s, c, h in product(ATTRIBUTES['size'], ATTRIBUTES['color'], ATTRIBUTES['shape'])]
+SHAPE_TEMPLATE = 'a {size} {shape}'   # the colour-free captions of colour-permuted crops (augment='color_permutation')
+SHAPE_COMBOS = [dict(size=s, shape=h) for s, h in product(ATTRIBUTES['size'], ATTRIBUTES['shape'])]
 
 # %% auto #0
-__all__ = ['TINY_MODEL', 'TEMPLATE', 'PRETRAINED_TEMPLATE', 'COMBOS', 'register_config', 'captions', 'ClipPerceiver', 'clip_loss',
-           'train_clip']
+__all__ = ['TINY_MODEL', 'TEMPLATE', 'PRETRAINED_TEMPLATE', 'COMBOS', 'SHAPE_TEMPLATE', 'SHAPE_COMBOS', 'register_config',
+           'captions', 'ClipPerceiver', 'clip_loss', 'train_clip']
 
 # %% ../../nbs/84_perception_clip.ipynb #a25fb10a
 @contextlib.contextmanager
@@ -74,7 +77,7 @@ class ClipPerceiver:
                  preprocess=None, meta: dict | None = None):
         self.model, self.tokenizer, self.model_name, self.device = model.to(device).eval(), tokenizer, model_name, device
         self.template, self.preprocess, self.meta = template, preprocess, meta or {}
-        self._text = None
+        self._text = self._shape_text = None
 
     def images(self, crops: np.ndarray) -> torch.Tensor:
         "Crops -> model input: our [-1, 1] tensors for the tiny model, the model's own transform for real CLIP."
@@ -90,20 +93,32 @@ class ClipPerceiver:
         return self._text
 
     @torch.no_grad()
-    def probabilities(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        "Softmax over the 36 prompts, `(n, 36)`."
-        t, out = self.text_features(), []
+    def shape_text_features(self) -> torch.Tensor:
+        "Embeddings of the 6 colour-free prompts 'a {size} {shape}' (for models trained with `augment='color_permutation'`)."
+        if self._shape_text is None:
+            toks = self.tokenizer([SHAPE_TEMPLATE.format(**c) for c in SHAPE_COMBOS]).to(self.device)
+            self._shape_text = F.normalize(self.model.encode_text(toks).float(), dim=-1)
+        return self._shape_text
+
+    @torch.no_grad()
+    def probabilities(self, crops: np.ndarray, batch_size: int = 256, shape_prompts: bool = False) -> np.ndarray:
+        "Softmax over the 36 prompts, `(n, 36)`; over the 6 colour-free prompts, `(n, 6)`, with `shape_prompts`."
+        t, out = (self.shape_text_features() if shape_prompts else self.text_features()), []
         scale = float(self.model.logit_scale.exp()) if hasattr(self.model, 'logit_scale') else 100.0
         for i in range(0, len(crops), batch_size):
             f = F.normalize(self.model.encode_image(self.images(crops[i:i + batch_size]).to(self.device)).float(), dim=-1)
             out.append((scale*f @ t.T).softmax(-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(COMBOS)), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, len(t)), np.float32)
 
     def predict(self, crops: np.ndarray) -> list[dict]:
-        "For each crop the value and confidence of each attribute, marginalised over the prompts."
+        """For each crop the value and confidence of each attribute, marginalised over the prompts; a model trained with
+        `augment='color_permutation'` reads shape and size from the colour-free prompts, colour from the 36."""
+        def marginal(p, combos, a): return np.stack([p[:, [k for k, c in enumerate(combos) if c[a] == v]].sum(1) for v in ATTRIBUTES[a]], 1)
         p = self.probabilities(crops)
-        marg = {a: np.stack([p[:, [k for k, c in enumerate(COMBOS) if c[a] == v]].sum(1) for v in vals], 1)
-                for a, vals in ATTRIBUTES.items()}
+        marg = {a: marginal(p, COMBOS, a) for a in ATTRIBUTES}
+        if self.meta.get('augment') == 'color_permutation':
+            q = self.probabilities(crops, shape_prompts=True)
+            marg.update({a: marginal(q, SHAPE_COMBOS, a) for a in ('shape', 'size')})
         return _decode(marg)
 
     def save(self, store: ArtifactStore | None = None, **meta) -> str:
@@ -164,10 +179,13 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, cap_idx: torch.Tensor, scale
 
 def train_clip(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 10, batch_size: int = 128, lr: float = 2e-3,
                seed: int = 0, device: str = 'auto', progress: bool = False, model_name: str = TINY_MODEL,
-               on_epoch: Callable[[int, ClipPerceiver, dict], bool | None] | None = None) -> tuple[ClipPerceiver, list[dict]]:
-    "Train a CLIP from scratch on labelled crops and their captions; `on_epoch` may return True to stop early."
+               on_epoch: Callable[[int, ClipPerceiver, dict], bool | None] | None = None,
+               augment: str | None = None) -> tuple[ClipPerceiver, list[dict]]:
+    """Train a CLIP from scratch on labelled crops and their captions; `on_epoch` may return True to stop early.
+    `augment='color_permutation'` adds each batch's crops again, colour-permuted (`permute_colors`), with colour-free captions."""
     if len(x) == 0: raise InputError('no training crops: the scenes gave no objects')
     if epochs < 1: raise InputError(f'epochs {epochs} must be >= 1')
+    if augment not in (None, 'color_permutation'): raise InputError(f"augment {augment!r} is not one of None, 'color_permutation'")
     dev = setup_torch(seed, device)
     p = ClipPerceiver.new(model_name, dev)
     model, tok = p.model, p.tokenizer
@@ -175,16 +193,22 @@ def train_clip(x: np.ndarray, y: dict[str, np.ndarray], epochs: int = 10, batch_
     vocab = sorted(set(caps))
     cap_ids = torch.tensor([vocab.index(c) for c in caps], device=dev)
     tokens = tok(vocab).to(dev)
+    shape_vocab = [SHAPE_TEMPLATE.format(**c) for c in SHAPE_COMBOS]
+    shape_ids = torch.tensor([shape_vocab.index(c) for c in captions(y, SHAPE_TEMPLATE)], device=dev)
+    shape_tokens, gen = tok(shape_vocab).to(dev), torch.Generator().manual_seed(seed + 1)
     xt = to_tensor(x).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs*((len(xt) + batch_size - 1)//batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    def caption_loss(images, ids, toks):
+        present, local = torch.unique(ids, return_inverse=True)
+        return clip_loss(model.encode_image(images), model.encode_text(toks[present]), local, model.logit_scale.exp().clamp(max=100))
     def loss_of(idx):
-        present, local = torch.unique(cap_ids[idx], return_inverse=True)
-        img = model.encode_image(xt[idx]); txt = model.encode_text(tokens[present])
-        return clip_loss(img, txt, local, model.logit_scale.exp().clamp(max=100))
-    def forget_text(): p._text = None    # cached caption embeddings are stale after an epoch
+        loss = caption_loss(xt[idx], cap_ids[idx], tokens)
+        if augment: loss = loss + caption_loss(permute_colors(xt[idx], gen), shape_ids[idx], shape_tokens)
+        return loss
+    def forget_text(): p._text = p._shape_text = None    # cached caption embeddings are stale after an epoch
     history = fit_epochs(model, opt, len(xt), loss_of, epochs=epochs, batch_size=batch_size, seed=seed, device=dev,
                          desc='clip epochs', progress=progress, step_sched=sched, after_epoch=forget_text, on_epoch=on_epoch, perceiver=p)
-    p.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size)
+    p.meta = dict(epochs=len(history), seed=seed, n_train=len(x), lr=lr, batch_size=batch_size, **({'augment': augment} if augment else {}))
     return p, history
