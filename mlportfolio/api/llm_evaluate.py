@@ -168,7 +168,8 @@ def markdown_table(table: pd.DataFrame) -> str:
 def routing_summary(table: pd.DataFrame, budgets: Sequence[float] = (0.1, 0.2, 0.3)) -> pd.DataFrame:
     "Per set and second opinion: macro-F1 of the classifier alone, with the best threshold, within each LLM-call budget, and the calibrated choice."
     rows = []
-    for set_name, g in table[table['items'].notna()].groupby('set', sort=False) if 'items' in table else ():
+    if 'items' not in table: return pd.DataFrame(rows)   # rows cached before answers were kept
+    for set_name, g in table[table['items'].notna()].groupby('set', sort=False):
         clf = g[g.method == 'classifier']
         if clf.empty: continue
         base = clf.iloc[0]['items']

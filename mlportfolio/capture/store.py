@@ -423,7 +423,6 @@ class NoteStore:
     def hnsw_threshold(self) -> int: return self.sync.hnsw_threshold
     def catch_up(self) -> int: return self.sync.catch_up()
     def save_index(self) -> None: self.sync.save()
-    def rebuild_index(self) -> None: self.sync.rebuild()
     def agrees(self) -> bool: return self.sync.agrees()
     def _vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]: return self.sync.vectors(ids)
 
