@@ -32,7 +32,9 @@ request = function()
                              math.random(1, 1000000000), counter)
   return wrk.format(nil, nil, nil, body)
 end
-delay = function() return DELAY_MS end
+-- exponential think time (mean DELAY_MS): connections drift apart, so arrivals approach a Poisson stream instead of
+-- 16 connections answered in one batch and sent again together, in lockstep
+delay = function() return math.floor(-math.log(1 - math.random()) * DELAY_MS) end
 '''
 
 
@@ -115,7 +117,8 @@ def main():
     if not shutil.which('wrk'): raise SystemExit('wrk is not installed (Debian package wrk)')
     tmp = Path(tempfile.mkdtemp(prefix='api-bench-'))
     os.environ['MLP_EMBED_CACHE_DIR'] = str(tmp/'direct-cache')
-    print(f'load average before: {loadavg()}', flush=True)
+    print(f'load average before: {loadavg()}; embedding backend {os.environ.get("MLP_EMBED_BACKEND", "torch")} '
+          f'(MLP_EMBED_BACKEND; the champion must have been trained with it), {os.environ["MLP_TORCH_THREADS"]} torch thread(s)', flush=True)
     direct = direct_p50(a.model)
     print(f'direct in-process predict, one cold text: p50 {direct:.1f} ms', flush=True)
     res, loads = {}, {}
@@ -144,10 +147,13 @@ def main():
 def write_results(res, loads, direct, ratio, overhead, a):
     import platform
     lines = ['## api', '',
-             f'`python bench/api.py --duration {a.duration:g} --write` on {platform.node() or "this machine"} ({os.cpu_count()} CPUs, shared with other '
+             f'`python bench/api.py --duration {a.duration:g} --write`, {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, on '
+             f'{platform.node() or "this machine"} ({os.cpu_count()} CPUs, shared with other '
              'engineers\' jobs: the load average is beside each figure). Real uvicorn on loopback, the registered champion '
              f'({a.model}), load from `wrk` with a different text in every request and an empty embedding cache (cold texts); '
-             'one text per request, route=classifier.', '',
+             f'one text per request, route=classifier; embedding backend `{os.environ.get("MLP_EMBED_BACKEND", "torch")}`, '
+             f'{os.environ["MLP_TORCH_THREADS"]} torch thread(s) per process. The paced run gives each of 16 connections an exponential think '
+             'time, so arrivals approach a Poisson stream (fixed delays kept all 16 in lockstep: one batch of 16 at a time).', '',
              '| batching | concurrency | req/s | p50 ms | p99 ms | errors | load avg (1, 5, 15 min) |', '| --- | --- | --- | --- | --- | --- | --- |']
     for mode in ('off', 'on'):
         for c in (1, 8, 32):

@@ -127,12 +127,28 @@ def validation_lines(error: ValidationError, model=None, name=None, show_values:
     return lines
 
 # %% ../../nbs/01_config.ipynb #b70028e7
+_SETTINGS_CACHE: dict[tuple, Settings] = {}
+
+def _environment_key() -> tuple | None:
+    "What the settings are read from: every `MLP_*` variable, `HOME` (for `~`) and the working folder (for relative paths)."
+    try: cwd = os.getcwd()
+    except OSError: return None   # the working folder was removed: read afresh
+    return (tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith('MLP_'))), os.environ.get('HOME'), cwd)
+
 def get_settings(**overrides) -> Settings:
-    "Read the settings now (environment changes are seen at once); `overrides` win over the environment."
-    try: return Settings(**overrides)
+    """Read the settings now (environment changes are seen at once); `overrides` win over the environment.
+    Without overrides, the object read for the same environment is reused: building it costs about 1.5 ms, and hot
+    paths (one embedding per request) ask for it several times."""
+    key = None if overrides else _environment_key()
+    if key is not None and key in _SETTINGS_CACHE: return _SETTINGS_CACHE[key]
+    try: s = Settings(**overrides)
     except ValidationError as e:
         env_name = lambda loc: 'MLP_' + '_'.join(map(str, loc)).upper()
         raise ConfigError(f"invalid setting: {'; '.join(validation_lines(e, Settings, env_name, show_values=False))}") from None
+    if key is not None:
+        if len(_SETTINGS_CACHE) > 64: _SETTINGS_CACHE.clear()   # tests and notebooks switch homes; keep it small
+        _SETTINGS_CACHE[key] = s
+    return s
 
 # %% ../../nbs/01_config.ipynb #63b25a27
 def ensure_dir(path: Path | str, what: str = 'folder') -> Path:

@@ -164,13 +164,22 @@ class NearestNeighbourOOD:
         self.scale_ = 1.0
         return self
 
+    def _reference64(self) -> np.ndarray:
+        "The reference rows in float64, converted once per process (not pickled: it doubles the reference's size)."
+        ref = self.__dict__.get('_ref64')
+        if ref is None or len(ref) != len(self.reference_): ref = self.__dict__['_ref64'] = self.reference_.astype(np.float64)
+        return ref
+
+    def __getstate__(self) -> dict: return {k: v for k, v in self.__dict__.items() if k != '_ref64'}
+
     def neighbours(self, F, k: int | None = None, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         "`(distances, indices)` of the `k` nearest reference rows of each row, nearest first."
         X, k = self._x(F), min(k or self.k, len(self.reference_))
+        ref = self._reference64()
         D, I = np.empty((len(X), k)), np.empty((len(X), k), dtype=int)
         for lo in range(0, len(X), batch):
             x = X[lo:lo + batch].astype(np.float64)
-            d2 = np.maximum((x ** 2).sum(1)[:, None] + self.ref_sq_[None, :] - 2 * x @ self.reference_.T.astype(np.float64), 0)
+            d2 = np.maximum((x ** 2).sum(1)[:, None] + self.ref_sq_[None, :] - 2 * x @ ref.T, 0)
             idx = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(x), 1))
             dd = np.take_along_axis(d2, idx, 1)
             o = np.argsort(dd, 1)
