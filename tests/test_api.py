@@ -34,7 +34,7 @@ def home(tmp_path_factory):
         else: os.environ[k] = v
 
 
-def register_toy(classes=None, alias='champion', test_predictions=False) -> int:
+def register_toy(classes=None, alias='champion', test_predictions=False, unseen=None) -> int:
     "Register pcc's toy TF-IDF model (classes outside the taxonomy make it fail the compatibility check) and give it `alias`."
     import mlflow, pandas as pd
     from mlflow.models import infer_signature
@@ -58,6 +58,12 @@ def register_toy(classes=None, alias='champion', test_predictions=False) -> int:
             with tempfile.TemporaryDirectory() as d:
                 f = Path(d)/'predictions_test.parquet'
                 out.assign(text=texts, true_label=truth).to_parquet(f)
+                mlflow.log_artifact(str(f), 'evaluation')
+        if unseen is not None:   # rows of held-out templates, predicted by this model, as the pipeline saves them
+            with tempfile.TemporaryDirectory() as d:
+                f = Path(d)/'predictions_unseen_templates.parquet'
+                out = m.predict(None, pd.DataFrame({'text': unseen['text'].tolist()}))
+                out.assign(text=unseen['text'].tolist(), true_label=unseen['intent'].tolist(), template_id=unseen['template_id'].astype(str).tolist()).to_parquet(f)
                 mlflow.log_artifact(str(f), 'evaluation')
     mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME)
     client.set_registered_model_alias(registry.MODEL_NAME, alias, mv.version)
@@ -430,3 +436,39 @@ def test_calibrate_cli_writes_the_routing_curve(home):
     assert curve.llm_rate.is_monotonic_increasing and 'plotly' in (folder/'routing_curve.html').read_text()
     r = run_mlp('api', 'calibrate', '--version', v, '--mode', 'cost', env={'MLP_HOME': str(home)})
     assert r.returncode == 2 and 'not one of' in r.stderr
+
+
+def test_setfit_second_opinion_calibrated_and_served(home, tmp_path):
+    """`mlp api calibrate --second-opinion setfit` fine-tunes MiniLM on the train split without the held-out templates,
+    chooses the threshold on its answers, saves it beside the calibration; the service then sends `route: auto`
+    escalations to it (`decision: setfit`), and says so in /model."""
+    import pandas as pd
+    from mlportfolio.train.evaluate import unseen_template_split
+    data = tmp_path/'gen.parquet'
+    run_mlp('data', 'generate', '-n', 400, '--seed', 3, '-o', data, check=0, env={'MLP_HOME': str(home)})
+    df = pd.read_parquet(data)
+    unseen = unseen_template_split(df, 0.2, 42)[1].groupby('intent').head(15)
+    v = register_toy(alias='setfit-test', unseen=unseen)
+    r = run_mlp('api', 'calibrate', '--version', v, '--second-opinion', 'setfit', '--data', data, '--setfit-pairs', 16,
+                '--setfit-per-class', 4, '--target', 1.0, '--no-log', check=0, env={'MLP_HOME': str(home)})
+    assert 'unseen_templates:' in r.stdout and 'routed through setfit' in r.stdout, r.stdout
+    folder = home/'models'/'api'/f'v{v}'
+    cal = json.loads((folder/'calibration.json').read_text())
+    kept = df[(df.split == 'train') & ~df.template_id.astype(str).isin(set(unseen.template_id.astype(str))) & ~df.text.isin(set(unseen.text))]
+    assert cal['second_opinion'] == 'setfit' and cal['setfit_train_rows'] == len(kept)      # held-out templates were not fitted on
+    assert (folder/'setfit'/'setfit.json').is_file()
+    bad = run_mlp('api', 'calibrate', '--version', v, '--second-opinion', 'gpt', '--no-log', env={'MLP_HOME': str(home)})
+    assert bad.returncode == 2 and 'not one of' in bad.stderr and 'Traceback' not in bad.stderr
+    s = Server(home, '--model', v, '--reload-seconds', 0, env={'MLP_API_LLM_WARM': 'false'}).wait_ready()
+    try:
+        assert httpx.get(f'{s.url}/model', headers=H, timeout=10).json()['second_opinion'] == 'setfit'
+        texts = ['please erase every record you keep about me', 'where is my parcel, it is two weeks late']
+        p = httpx.post(f'{s.url}/predict', json={'texts': texts, 'threshold': 1.0, 'max_llm_rate': 1.0}, headers=H, timeout=60).json()['predictions']
+        assert [x['decision'] for x in p] == ['setfit', 'setfit'] and p[0]['backend'] == 'setfit', p
+        from mlportfolio.core.finetune import load_setfit
+        assert [x['label'] for x in p] == load_setfit(folder/'setfit').predict(texts).tolist()   # the saved classifier answered
+        assert p[0]['latency']['llm_ms'] is not None
+        p = httpx.post(f'{s.url}/predict', json={'text': texts[0], 'route': 'classifier'}, headers=H, timeout=60).json()['predictions']
+        assert p[0]['decision'] == 'classifier'
+    finally:
+        s.stop()

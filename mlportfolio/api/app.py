@@ -28,7 +28,7 @@ from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Predictio
                                      ErrorResponse, LabelInfo, LabelsResponse, ModelResponse, BackendState, HealthResponse,
                                      ReadyResponse, MAX_BODY_BYTES)
 from .batching import MicroBatcher, ServiceOverloaded, BatchResult
-from .router import EscalationWindow, LLMTier, LLMFailure, plan_routes, read_calibration
+from .router import EscalationWindow, LLMTier, LLMFailure, SetFitTier, calibration_dir, plan_routes, read_calibration
 
 log = get_logger(__name__)
 
@@ -62,6 +62,7 @@ class Serving:
     threshold: float
     threshold_source: str
     calibrated_rate: float | None
+    second_opinion: SetFitTier | None = None   # where `route: auto` escalates when the calibration chose one; else the LLM chain
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))
 
     @property
@@ -93,8 +94,17 @@ class ModelHolder:
 
     def _serving(self, m: LoadedModel, target: str) -> Serving:
         cal = read_calibration(m.version)
-        if cal: return Serving(m, target, float(cal['threshold']), 'calibrated', float(cal['llm_rate']))
+        if cal: return Serving(m, target, float(cal['threshold']), 'calibrated', float(cal['llm_rate']), self._second_opinion(m.version, cal))
         return Serving(m, target, self.default_threshold, 'default', None)
+
+    def _second_opinion(self, version: str, cal: dict) -> SetFitTier | None:
+        "The SetFit second opinion the calibration of `version` chose, loaded and warm; None (logged) when it cannot load."
+        if cal.get('second_opinion') != 'setfit': return None
+        tier = SetFitTier(calibration_dir(version)/'setfit')
+        try: tier.warm(); return tier
+        except Exception as e:
+            log.warning('version %s: its SetFit second opinion did not load (%s: %s); escalations go to the LLM chain',
+                        version, type(e).__name__, str(e)[:200]); return None
 
     def _swap(self, new: Serving) -> None:
         old, self.current = self.current, new
@@ -149,22 +159,22 @@ def classifier_answer(r: BatchResult, escalation: str | None = None, decision: s
                       decision=decision, backend='classifier', escalation=escalation, fallback_path=path or ['classifier'],
                       model_version=r.version, latency=Latency(queue_ms=r.queue_s * 1e3, classifier_ms=r.inference_s * 1e3, llm_ms=llm_ms))
 
-def llm_answer(r: BatchResult, row: dict, escalation: str, llm_ms: float) -> Prediction:
-    "The LLM's answer for one escalated text (or the classifier's, degraded, when its row has no label)."
+def llm_answer(r: BatchResult, row: dict, escalation: str, llm_ms: float, tier: str = 'llm') -> Prediction:
+    "The second opinion's answer for one escalated text (`tier`: llm or setfit), or the classifier's, degraded, when its row has no label."
     label = _none(row.get('predicted_label'))
     if label is None:
-        return classifier_answer(r, escalation, 'degraded', ['classifier', 'llm:invalid'], llm_ms)
+        return classifier_answer(r, escalation, 'degraded', ['classifier', f'{tier}:invalid'], llm_ms)
     return Prediction(label=str(label), subtype=_none(row.get('subtype_label')),
                       confidence=min(1.0, max(0.0, float(_none(row.get('confidence')) or 0.0))), probabilities=_probabilities(row),
-                      decision='llm', backend=str(_none(row.get('backend')) or 'llm'), escalation=escalation,
-                      fallback_path=['classifier', f"llm:{_none(row.get('backend')) or 'llm'}"], model_version=r.version,
+                      decision=tier, backend=str(_none(row.get('backend')) or tier), escalation=escalation,
+                      fallback_path=['classifier', f"{tier}:{_none(row.get('backend')) or tier}"], model_version=r.version,
                       latency=Latency(queue_ms=r.queue_s * 1e3, classifier_ms=r.inference_s * 1e3, llm_ms=llm_ms))
 
 # %% ../../nbs/44_api_app.ipynb #2b569b50
 _LLM_POOL = ThreadPoolExecutor(8, thread_name_prefix='mlp-api-llm')
 
-async def escalate(tier: LLMTier, texts: list[str], deadline_s: float) -> tuple[pd.DataFrame | None, str | None, float]:
-    "Call the LLM tier for `texts` within `deadline_s`: `(frame, None, ms)` or `(None, failure reason, ms)`."
+async def escalate(tier: LLMTier | SetFitTier, texts: list[str], deadline_s: float) -> tuple[pd.DataFrame | None, str | None, float]:
+    "Call the second-opinion tier (the LLM chain, or a SetFit classifier) for `texts` within `deadline_s`: `(frame, None, ms)` or `(None, failure reason, ms)`."
     t0 = time.perf_counter()
     loop = asyncio.get_running_loop()
     try:
@@ -177,8 +187,8 @@ async def escalate(tier: LLMTier, texts: list[str], deadline_s: float) -> tuple[
     return None, reason, (time.perf_counter() - t0) * 1e3
 
 async def answer_texts(texts: list[str], results: list[BatchResult], route: str, threshold: float, max_llm_rate: float,
-                       window: EscalationWindow, tier: LLMTier, deadline_s: float) -> list[Prediction]:
-    "The predictions of one request: the classifier's, or the LLM's for escalated texts, degraded when it fails."
+                       window: EscalationWindow, tier: LLMTier | SetFitTier, deadline_s: float) -> list[Prediction]:
+    "The predictions of one request: the classifier's, or `tier`'s for escalated texts, degraded when it fails."
     plan = plan_routes([float(r.row['confidence']) for r in results], route, threshold, max_llm_rate, window)
     ESCALATION_RATE.set(window.rate)
     out: list[Prediction] = [classifier_answer(r, e if e == 'rate_limited' else None) for r, e in zip(results, plan)]
@@ -191,10 +201,10 @@ async def answer_texts(texts: list[str], results: list[BatchResult], route: str,
     for k, i in enumerate(idx):
         if frame is None:
             FALLBACKS.labels(reason).inc()
-            out[i] = classifier_answer(results[i], plan[i], 'degraded', ['classifier', f'llm:{reason}'], ms)
+            out[i] = classifier_answer(results[i], plan[i], 'degraded', ['classifier', f'{tier.name}:{reason}'], ms)
         else:
             row = frame.iloc[k].to_dict()
-            out[i] = llm_answer(results[i], row, plan[i], float(_none(row.get('latency_ms')) or ms))
+            out[i] = llm_answer(results[i], row, plan[i], float(_none(row.get('latency_ms')) or ms), tier.name)
             if out[i].decision == 'degraded': FALLBACKS.labels('invalid').inc()
     return out
 
@@ -252,7 +262,7 @@ def _lifespan(state: _State):
 # %% ../../nbs/44_api_app.ipynb #e40c9c90
 def _predict_route(app, state: _State) -> None:
     @app.post('/predict', response_model=PredictResponse, responses=PREDICT_ERRORS,
-              summary='Classify one text or up to 64 texts (classifier first, the LLM below the confidence threshold)')
+              summary='Classify one text or up to 64 texts (classifier first; below the confidence threshold, the calibrated second opinion or the LLM)')
     async def predict(body: PredictRequest) -> Any:
         texts, s = body.items(), state.settings
         if s.log_bodies: log.info('predict %d texts: %r', len(texts), texts)
@@ -263,7 +273,8 @@ def _predict_route(app, state: _State) -> None:
         cur = state.holder.current
         threshold = body.threshold if body.threshold is not None else (cur.threshold if cur else s.threshold)
         max_rate = body.max_llm_rate if body.max_llm_rate is not None else s.max_llm_rate
-        preds = await answer_texts(texts, results, body.route, threshold, max_rate, state.window, state.tier, s.llm_deadline_ms / 1e3)
+        tier = cur.second_opinion if cur is not None and cur.second_opinion is not None and body.route == 'auto' else state.tier
+        preds = await answer_texts(texts, results, body.route, threshold, max_rate, state.window, tier, s.llm_deadline_ms / 1e3)
         return PredictResponse(predictions=preds)
 
 # %% ../../nbs/44_api_app.ipynb #97c4cc69
@@ -285,7 +296,8 @@ def _info_routes(app, state: _State) -> None:
         meta = json.loads(json.dumps({k: v for k, v in dict(m.info).items() if k not in ('reference',)}, default=str))
         return ModelResponse(version=m.version, alias=state.holder.ref, source=m.source, classes=m.classes, loaded_at=cur.loaded_at,
                              threshold=cur.threshold, threshold_source=cur.threshold_source,
-                             calibrated_escalation_rate=cur.calibrated_rate, fallback_reason=m.fallback_reason, metadata=meta)
+                             calibrated_escalation_rate=cur.calibrated_rate, fallback_reason=m.fallback_reason, metadata=meta,
+                             second_opinion=cur.second_opinion.name if cur.second_opinion is not None else 'llm')
 
     @app.get('/health', response_model=HealthResponse, summary='Liveness: the process answers')
     def health(): return HealthResponse(status='ok')

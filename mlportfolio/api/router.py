@@ -16,6 +16,7 @@ import pandas as pd
 from ..core.config import get_settings, ensure_dir
 from ..core.errors import InputError, NotFoundError, MLPError, LLMUnavailableError
 from ..core.embed import encode
+from ..core.finetune import SetFitClassifier, load_setfit
 from .schemas import CALIBRATION_MODES
 from ..core.llm import get_chain
 from ..core.taxonomy import load_taxonomy
@@ -27,9 +28,10 @@ log = get_logger(__name__)
 MODES = CALIBRATION_MODES   # re-exported: the CLI reads it from schemas without the heavy imports
 
 # %% auto #0
-__all__ = ['log', 'MODES', 'routing_curve', 'calibrate_threshold', 'calibration_dir', 'write_curve', 'read_calibration',
+__all__ = ['log', 'MODES', 'HELDOUT_SETS', 'SECOND_OPINIONS', 'routing_curve', 'calibrate_threshold', 'calibration_dir',
+           'write_curve', 'read_calibration', 'heldout_predictions', 'setfit_training_rows', 'per_set_routing',
            'calibrate_version', 'EscalationWindow', 'plan_routes', 'LLMFailure', 'failure_reason', 'taxonomy_examples',
-           'LLMTier']
+           'checked_answers', 'LLMTier', 'SetFitTier']
 
 # %% ../../nbs/43_api_router.ipynb #b41235a9
 def routing_curve(confidence: Sequence[float], y_true: Sequence[str], clf_pred: Sequence[str],
@@ -103,18 +105,68 @@ def read_calibration(version: str) -> dict | None:
     except (OSError, json.JSONDecodeError): return None
 
 # %% ../../nbs/43_api_router.ipynb #9362de73
-def calibrate_version(version: str | int = 'champion', mode: str = 'llm_rate', target: float = 0.1,
-                      llm_predict=None, log_to_run: bool = True) -> dict:
-    "Calibrate the threshold of a registered version on its held-out test predictions; returns the calibration with file paths."
+HELDOUT_SETS = ('unseen_templates', 'realistic_calibration')
+SECOND_OPINIONS = ('llm', 'setfit')
+
+def heldout_predictions(version) -> pd.DataFrame:
+    "The held-out predictions saved with `version`, with a `set` column: `HELDOUT_SETS` that exist, else the test split."
     from mlportfolio.train import registry
+    frames = []
+    for name in HELDOUT_SETS:
+        try: frames.append(registry.evaluation_predictions(version, name).assign(set=name))
+        except NotFoundError: pass
+    if not frames: frames = [registry.test_predictions(version).assign(set='test')]
+    return pd.concat(frames, ignore_index=True)
+
+def setfit_training_rows(data, heldout: pd.DataFrame) -> pd.DataFrame:
+    "Rows to fine-tune the SetFit second opinion on: `data`'s `train` split without `heldout`'s templates and texts."
+    from mlportfolio.train.pipeline import read_training_data
+    df = read_training_data(data)[0]
+    missing = sorted({'text', 'intent'} - set(df.columns))
+    if missing: raise InputError(f"the SetFit training data has no column {', '.join(map(repr, missing))}")
+    keep = ~df['text'].astype(str).isin(set(heldout['text'].astype(str))).to_numpy()
+    if 'split' in df: keep &= (df['split'].astype(str) == 'train').to_numpy()
+    if 'template_id' in df and 'template_id' in heldout:
+        keep &= ~df['template_id'].astype(str).isin(set(heldout['template_id'].dropna().astype(str))).to_numpy()
+    rows = df[keep]
+    if rows['intent'].nunique() < 2: raise InputError(f'the SetFit second opinion needs at least 2 intents in its training rows; got {len(rows)} rows')
+    return rows
+
+# %% ../../nbs/43_api_router.ipynb #eb63d64d
+def per_set_routing(pred: pd.DataFrame, threshold: float, second: Sequence[str] | None) -> dict:
+    "Per held-out set at `threshold`: rows, share escalated, and macro-F1 of the classifier alone and (with `second`) routed."
+    from sklearn.metrics import f1_score
+    out, esc = {}, pred['confidence'].to_numpy(float) < threshold
+    f1 = lambda y, p: round(float(f1_score(y, p, average='macro', zero_division=0)), 4)
+    for name, idx in pred.groupby('set', sort=False).indices.items():
+        y, clf = pred['true_label'].astype(str).to_numpy()[idx], pred['predicted_label'].astype(str).to_numpy()[idx]
+        row = dict(n=int(len(idx)), llm_rate=round(float(esc[idx].mean()), 4), classifier_macro_f1=f1(y, clf))
+        if second is not None: row['routed_macro_f1'] = f1(y, np.where(esc[idx], np.asarray(second, dtype=object)[idx], clf))
+        out[name] = row
+    return out
+
+def calibrate_version(version: str | int = 'champion', mode: str = 'llm_rate', target: float = 0.1, llm_predict=None,
+                      log_to_run: bool = True, second_opinion: str | None = None, data=None, setfit_settings: dict | None = None) -> dict:
+    "Calibrate the threshold of a registered version on its held-out predictions; returns the calibration with file paths."
+    from mlportfolio.train import registry
+    if second_opinion not in (None, *SECOND_OPINIONS): raise InputError(f"second opinion {second_opinion!r} is not one of: {', '.join(SECOND_OPINIONS)}")
     mv = registry.resolve_version(version)
-    pred = registry.test_predictions(int(mv.version))
-    conf = pred['confidence'] if 'confidence' in pred else pred.filter(like='prob_').max(axis=1)
+    pred = heldout_predictions(int(mv.version))
+    if 'confidence' not in pred: pred['confidence'] = pred.filter(like='prob_').max(axis=1)
+    setfit = None
+    if second_opinion == 'setfit':
+        rows = setfit_training_rows(data, pred)
+        setfit = SetFitClassifier(**(setfit_settings or {})).fit(rows['text'].astype(str).tolist(), rows['intent'].astype(str).tolist())
+        llm_predict = setfit.predict
     llm = None if llm_predict is None else list(llm_predict(pred['text'].astype(str).tolist()))
-    curve = routing_curve(conf, pred['true_label'].astype(str), pred['predicted_label'].astype(str), llm)
+    curve = routing_curve(pred['confidence'], pred['true_label'].astype(str), pred['predicted_label'].astype(str), llm)
     cal = calibrate_threshold(curve, mode, target)
-    cal.update(version=str(mv.version), n=len(pred), with_llm=llm is not None)
-    paths = write_curve(curve, cal, calibration_dir(str(mv.version)))
+    cal.update(version=str(mv.version), n=len(pred), with_llm=llm is not None, second_opinion=second_opinion if llm is not None else None,
+               per_set=per_set_routing(pred, cal['threshold'], llm))
+    folder = ensure_dir(calibration_dir(str(mv.version)), 'calibration folder')
+    if setfit is not None:
+        setfit.save(folder/'setfit'); cal['setfit_train_rows'] = int(len(rows))
+    paths = write_curve(curve, cal, folder)
     if log_to_run:
         client = registry.mlflow_client()
         for p in paths.values(): client.log_artifact(mv.run_id, str(p), artifact_path='routing')
@@ -168,8 +220,19 @@ def taxonomy_examples() -> tuple[list[str], list[str]]:
     return [t for t, _ in pairs], [l for _, l in pairs]
 
 # %% ../../nbs/43_api_router.ipynb #78a4c2f1
+def checked_answers(call, n: int, deadline_s: float, what: str) -> pd.DataFrame:
+    "`call()`'s frame of `n` answers, or `LLMFailure`: it raised, it answered after `deadline_s`, or with another row count."
+    t0 = time.monotonic()
+    try: out = call()
+    except Exception as e:
+        raise LLMFailure(failure_reason(e), f'{what} failed: {type(e).__name__}: {str(e)[:200]}') from None
+    if time.monotonic() - t0 > deadline_s: raise LLMFailure('deadline', f'{what} answered after its deadline of {deadline_s:.1f} s')
+    if len(out) != n: raise LLMFailure('error', f'{what} returned {len(out)} rows for {n} texts')
+    return out.reset_index(drop=True)
+
 class LLMTier:
     "The LLM classifier behind the router: fitted once, called with a deadline, failures as `LLMFailure`, backend states for `/ready`."
+    name = 'llm'
     def __init__(self, backends: Sequence[str] | None = None):
         self.backends = list(backends) if backends else None
         self._clf, self._lock = None, threading.Lock()
@@ -192,14 +255,7 @@ class LLMTier:
 
     def classify(self, texts: list[str], deadline_s: float) -> pd.DataFrame:
         "The LLM classifier's frame for `texts` (`predicted_label`, `confidence`, `prob_<class>`, `backend`...), or `LLMFailure`."
-        t0 = time.monotonic()
-        try:
-            out = self.classifier().predict_frame(texts, deadline=deadline_s)
-        except Exception as e:
-            raise LLMFailure(failure_reason(e), f'the LLM failed: {type(e).__name__}: {str(e)[:200]}') from None
-        if time.monotonic() - t0 > deadline_s: raise LLMFailure('deadline', f'the LLM answered after its deadline of {deadline_s:.1f} s')
-        if len(out) != len(texts): raise LLMFailure('error', f'the LLM returned {len(out)} rows for {len(texts)} texts')
-        return out.reset_index(drop=True)
+        return checked_answers(lambda: self.classifier().predict_frame(texts, deadline=deadline_s), len(texts), deadline_s, 'the LLM')
 
     def status(self) -> list[dict]:
         "Each LLM backend's name, model and breaker state."
@@ -208,3 +264,31 @@ class LLMTier:
             log.warning('LLM chain unavailable: %s', e); return []
         return [dict(name=str(b['name']), model=b.get('model'), breaker_state=str(b['breaker_state']))
                 for b in states if self.backends is None or b['name'] in self.backends]
+
+# %% ../../nbs/43_api_router.ipynb #1a59d868
+class SetFitTier:
+    "The fine-tuned MiniLM second opinion saved in `folder` (`core.finetune.SetFitClassifier.save`): loaded once, called with a deadline."
+    name = 'setfit'
+    def __init__(self, folder: str | Path):
+        self.folder, self._clf, self._lock = Path(folder), None, threading.Lock()
+
+    def classifier(self) -> SetFitClassifier:
+        with self._lock:
+            if self._clf is None: self._clf = load_setfit(self.folder)
+            return self._clf
+
+    @property
+    def fitted(self) -> bool: return self._clf is not None
+
+    def warm(self) -> None:
+        "Load the classifier and embed one text now (the first request should not pay for it)."
+        self.classifier().predict(['warm up'])
+
+    def classify(self, texts: list[str], deadline_s: float) -> pd.DataFrame:
+        "The SetFit classifier's frame for `texts`, with `backend` and `latency_ms`, or `LLMFailure`."
+        t0 = time.perf_counter()
+        out = checked_answers(lambda: self.classifier().predict_frame(texts), len(texts), deadline_s, 'the SetFit second opinion')
+        return out.assign(backend=self.name, latency_ms=(time.perf_counter() - t0) * 1e3)
+
+    def status(self) -> list[dict]:
+        return [dict(name=self.name, model=self._clf.model_path_.name if self._clf is not None else self.folder.name, breaker_state='closed')]

@@ -15,7 +15,7 @@ MAX_TEXTS = 64
 MAX_TEXT_CHARS = 5_000
 MAX_BODY_BYTES = 512 * 1024
 Route = Literal['auto', 'classifier', 'llm']
-Decision = Literal['classifier', 'llm', 'degraded']
+Decision = Literal['classifier', 'llm', 'setfit', 'degraded']
 CALIBRATION_MODES = ('llm_rate', 'error_rate')   # what `mlp api calibrate --mode` targets: the LLM share, or the error rate
 
 # %% auto #0
@@ -81,7 +81,7 @@ class Prediction(BaseModel):
     subtype: Optional[str] = Field(None, description='Subtype, for privacy_request')
     confidence: float = Field(..., ge=0, le=1)
     probabilities: dict[str, float] = Field(..., description='Per-class probabilities of the backend that answered')
-    decision: Decision = Field(..., description='classifier; llm (escalated and answered by the LLM); degraded (escalation failed or timed out: the classifier answered)')
+    decision: Decision = Field(..., description='classifier; llm (escalated and answered by the LLM); setfit (escalated and answered by the version\'s fine-tuned MiniLM second opinion); degraded (escalation failed or timed out: the classifier answered)')
     backend: str = Field(..., description='The backend that produced the label (classifier, or an LLM backend name)')
     escalation: Optional[str] = Field(None, description='Why the text was sent to the LLM (low_confidence, requested) or not (rate_limited)')
     fallback_path: list[str] = Field(..., description='Steps tried, in order, e.g. ["classifier", "llm:timeout"]')
@@ -118,6 +118,7 @@ class ModelResponse(BaseModel):
     threshold_source: str = Field(..., description='calibrated (from held-out data) or default')
     calibrated_escalation_rate: Optional[float] = None
     fallback_reason: Optional[str] = None
+    second_opinion: str = Field('llm', description='Where `route: auto` escalates: setfit (calibrated with `mlp api calibrate --second-opinion setfit`) or llm (the LLM chain)')
     metadata: dict = Field(default_factory=dict, description='Registry metadata (data hash, metrics, embedding model...)')
 
 class BackendState(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from fastcore.basics import patch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -25,7 +26,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'sample_per_class', 'contrastive_pairs', 'finetuned_folder', 'train_pairs', 'finetune_embedder',
-           'SetFitClassifier']
+           'SetFitClassifier', 'load_setfit']
 
 # %% ../../nbs/04a_finetune.ipynb #076d7d92
 def sample_per_class(labels: Sequence, per_class: int, seed: int = 42) -> np.ndarray:
@@ -85,7 +86,7 @@ def train_pairs(model, texts: list[str], pairs: np.ndarray, epochs: int = 1, bat
                 target = torch.as_tensor(b[:, 2], dtype=ea.dtype, device=ea.device)
                 loss = torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(ea, eb), target)
                 opt.zero_grad(); loss.backward(); opt.step()
-                losses.append(float(loss)); bar.update(1)
+                losses.append(float(loss.detach())); bar.update(1)
     model.eval()
     return losses
 
@@ -159,3 +160,33 @@ class SetFitClassifier(ClassifierMixin, BaseEstimator):
     def predict_frame(self, X):
         "The project's prediction frame (`predicted_label`, `subtype_label`, `confidence`, `prob_<class>`)."
         return prediction_frame(self.predict_proba(X), self.classes_)
+
+# %% ../../nbs/04a_finetune.ipynb #38d3d2e4
+@patch
+def save(self: SetFitClassifier, folder: str | Path) -> Path:
+    "Write a self-contained copy into `folder` (the fine-tuned model, the head, `setfit.json`), atomically; returns `folder`."
+    import joblib, shutil
+    check_is_fitted(self, 'head_')
+    folder, model = Path(folder), Path(self.model_path_)
+    with atomic_dir(folder) as tmp:
+        shutil.copytree(model, tmp/model.name)
+        joblib.dump(self.head_, tmp/'head.joblib')
+        (tmp/'setfit.json').write_text(json.dumps(dict(model_folder=model.name, classes=[str(c) for c in self.classes_],
+                                                        params=self.get_params()), indent=1))
+    return folder
+
+def load_setfit(folder: str | Path) -> SetFitClassifier:
+    "The classifier `SetFitClassifier.save` wrote into `folder`; one clear error when it is missing or incomplete."
+    import joblib
+    folder = Path(folder)
+    try:
+        record = json.loads((folder/'setfit.json').read_text())
+        head = joblib.load(folder/'head.joblib')
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f'no saved SetFit classifier in {folder} ({type(e).__name__})') from None
+    model = folder/record['model_folder']
+    if not (model/'finetune.json').is_file(): raise InputError(f'the saved SetFit classifier in {folder} has no model folder {model.name}')
+    params = {k: v for k, v in record.get('params', {}).items() if k in SetFitClassifier().get_params()}
+    clf = SetFitClassifier(**params)
+    clf.model_path_, clf.head_, clf.classes_ = model, head, head.classes_
+    return clf

@@ -57,6 +57,7 @@ class AdaptiveSVD(TruncatedSVD):
     dense_limit = 4_000_000  # inputs up to this many cells get an exact SVD (faster than randomized when small)
 
     def fit_transform(self, X, y=None):
+        self.__dict__.pop('_components_t', None)   # refitting: the transposed copy is stale
         k = max(1, min(self.n_components, X.shape[0] - 1, X.shape[1] - 1))
         with blas_limit():
             if X.shape[0] * X.shape[1] <= self.dense_limit: self._fit_exact(X, k)
@@ -78,6 +79,21 @@ class AdaptiveSVD(TruncatedSVD):
         self.explained_variance_ = Xt.var(axis=0)
         self.explained_variance_ratio_ = self.explained_variance_ / max(A.var(axis=0).sum(), 1e-300)
         self.singular_values_ = S[:k]
+
+    def transform(self, X):
+        """X projected on the components. The transposed components are kept C-contiguous (once per process): sklearn
+        multiplies a sparse X by `components_.T`, a strided view that scipy copies on every call (about 6 ms for one
+        text with a 20k-term vocabulary; 0.01 ms without the copy)."""
+        from sklearn.utils.extmath import safe_sparse_dot
+        from sklearn.utils.validation import check_is_fitted, validate_data
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=['csr', 'csc'], reset=False)
+        ct = self.__dict__.get('_components_t')
+        if ct is None or ct.shape != self.components_.shape[::-1]: ct = self.__dict__['_components_t'] = np.ascontiguousarray(self.components_.T)
+        return safe_sparse_dot(X, ct)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__(); state.pop('_components_t', None); return state
         self.n_features_in_ = A.shape[1]
 
 def build_text_branch(p: dict, seed: int = 42) -> Pipeline:
@@ -201,7 +217,8 @@ class IntentModel:
                     subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
         out = prediction_frame(proba, self.classes, subtype)
         if case_ids is not None: out.insert(0, 'case_id', list(case_ids))
-        out['ood_score'] = self.ood.score(F).astype(float) if self.ood is not None and F is not None else np.nan
+        with blas_limit():   # a (1 x 384) @ (384 x 5000) product: 1.7 ms on one BLAS thread, 11 ms on a busy box's default pool
+            out['ood_score'] = self.ood.score(F).astype(float) if self.ood is not None and F is not None else np.nan
         return out
 
 

@@ -34,7 +34,7 @@ HISTORY_TAG = 'mlp.champion_history'
 __all__ = ['log', 'MODEL_NAME', 'EXPERIMENT', 'CHAMPION', 'CHALLENGER', 'HISTORY_TAG', 'EXPORT_PREFIX', 'check_tracking_server',
            'mlflow_client', 'ensure_experiment', 'PrivacyIntentPyfunc', 'model_signature', 'library_versions',
            'register_model', 'resolve_version', 'recorded_digest', 'load_model', 'list_versions', 'show_version',
-           'test_predictions', 'promote', 'rollback', 'export_model']
+           'evaluation_predictions', 'test_predictions', 'promote', 'rollback', 'export_model']
 
 # %% ../../nbs/24_train_registry.ipynb #3aad5a39
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -246,17 +246,22 @@ def _history(client, model_name) -> list[int]:
 def _set_history(client, model_name, hist: list[int]) -> None:
     client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(hist[-50:]))
 
-def test_predictions(version, model_name: str = MODEL_NAME) -> pd.DataFrame:
-    "The test-split predictions file saved by the training run of `version` (text, true_label, predicted_label, probabilities)."
+def evaluation_predictions(version, name: str = 'test', model_name: str = MODEL_NAME) -> pd.DataFrame:
+    """A predictions file saved by the training run of `version`: `test`, `validation`, `unseen_templates`,
+    `realistic_calibration` or `realistic_final` (text, true_label, predicted_label, probabilities)."""
     client = mlflow_client()
     mv = resolve_version(version, model_name)
     run_id = (mv.tags or {}).get('run_id') or mv.run_id
     try:
         with tempfile.TemporaryDirectory() as d:
-            p = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path='evaluation/predictions_test.parquet', dst_path=d)
+            p = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f'evaluation/predictions_{name}.parquet', dst_path=d)
             return pd.read_parquet(p)
     except (MlflowException, OSError) as e:
-        raise NotFoundError(f'version {mv.version} has no test predictions in run {run_id} ({type(e).__name__}); retrain it with `mlp train run`') from None
+        raise NotFoundError(f'version {mv.version} has no {name} predictions in run {run_id} ({type(e).__name__}); retrain it with `mlp train run`') from None
+
+def test_predictions(version, model_name: str = MODEL_NAME) -> pd.DataFrame:
+    "The test-split predictions file saved by the training run of `version` (text, true_label, predicted_label, probabilities)."
+    return evaluation_predictions(version, 'test', model_name)
 
 def _f1(y_true, y_pred) -> float:
     from sklearn.metrics import f1_score
