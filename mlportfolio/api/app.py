@@ -21,7 +21,7 @@ from ..core.extras import require_extra
 require_extra('serve', 'the inference API')  # one clear line, naming the extra, when its dependencies are missing
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
-from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests, status_of
+from ..core.http import BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
 from ..pcc.model import LoadedModel, resolve_scoring_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
@@ -239,7 +239,8 @@ async def _reload_loop(state: _State) -> None:
     every = state.settings.reload_seconds
     while True:
         await asyncio.sleep(every if state.holder.current is not None else min(every, 2.0))
-        try: await asyncio.to_thread(state.holder.reload)
+        try:
+            if await asyncio.to_thread(state.holder.reload) == 'swapped': await asyncio.to_thread(freeze_heap, True)   # free the old model's cycles once
         except Exception as e: log.error('reload check failed: %s: %s', type(e).__name__, str(e)[:200])
 
 def _lifespan(state: _State):
@@ -247,6 +248,7 @@ def _lifespan(state: _State):
     async def lifespan(app):
         await state.batcher.start()
         outcome = await asyncio.to_thread(state.holder.reload)
+        log.info('start-up heap frozen in %.0f ms (full collections skip it)', freeze_heap())
         warm = asyncio.create_task(asyncio.to_thread(state.tier.warm) if state.settings.llm_warm else asyncio.sleep(0))   # off the event loop
         if state.holder.current is None: log.error('no model loaded at start (%s): %s', outcome, state.holder.last_error)
         task = asyncio.create_task(_reload_loop(state)) if state.settings.reload_seconds > 0 else None

@@ -16,7 +16,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers', 'key_matches',
-           'observe_requests']
+           'observe_requests', 'freeze_heap']
 
 # %% ../../nbs/06c_http.ipynb #bcca7671
 def json_error(status: int, message: str, kind: str, headers: dict | None = None):
@@ -114,3 +114,13 @@ def observe_requests(app, requests, seconds, api_key: str | None, guarded: tuple
         count(request, route, str(resp.status_code)); seconds.labels(route).observe(took)
         if route != '/metrics': (logger or log).debug('%s %s -> %d in %.1f ms', request.method, route, resp.status_code, took * 1e3)
         return resp
+
+# %% ../../nbs/06c_http.ipynb #7eca1334
+def freeze_heap(refresh: bool = False) -> float:
+    "Collect, then move every live object into the permanent generation (`refresh`: unfreeze first); returns the milliseconds it took."
+    import gc
+    t0 = time.perf_counter()
+    if refresh: gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    return (time.perf_counter() - t0) * 1e3
