@@ -15,7 +15,7 @@ Prints, on this machine:
   - realism: the domain-classifier AUC and MMD between 800 generated messages and the realistic calibration half.
 
 Usage: python bench/train.py [--n 10000] [--n-iter 20] [--cv 5] [--repeats 1] [--baseline-trials 3] [--final] [--quality-only]
-                             [--set features.finetune.enabled=true ...]
+                             [--set features.finetune.enabled=true ...] [--gen p_email=0.1 ...] [--realism-only]
 Figures are recorded by hand in bench/RESULTS.md (## train).
 """
 import argparse, json, os, statistics, sys, tempfile, time
@@ -37,6 +37,9 @@ def main():
     ap.add_argument('--quality-only', action='store_true', help='Skip the embedding and search timings; only train_run and the quality figures')
     ap.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE',
                     help='Training config override for train_run, e.g. --set features.finetune.enabled=true (repeatable)')
+    ap.add_argument('--gen', dest='gens', action='append', default=[], metavar='KEY=VALUE',
+                    help='generate_dataset override, e.g. --gen p_context=0.2 or a shape probability --gen p_email=0.1 (repeatable)')
+    ap.add_argument('--realism-only', action='store_true', help='Only generate the data and print its realism (domain AUC, MMD)')
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix='bench-train-')
@@ -53,9 +56,15 @@ def main():
     from mlportfolio.train.pipeline import train_run
 
     print(f'machine: {os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ["OMP_NUM_THREADS"]}, load average {os.getloadavg()[0]:.1f}')
-    t = time.perf_counter(); df = generate_dataset(args.n, seed=args.seed); t_gen = time.perf_counter() - t
+    from mlportfolio.data.generate import DEFAULT_SHAPE_PROBS
+    gen = {k: float(v) for k, v in (g.split('=', 1) for g in args.gens)}
+    shapes = {k: v for k, v in gen.items() if k in DEFAULT_SHAPE_PROBS}
+    kw = {k: v for k, v in gen.items() if k not in DEFAULT_SHAPE_PROBS}
+    if shapes: kw['shapes'] = {**DEFAULT_SHAPE_PROBS, **shapes}
+    t = time.perf_counter(); df = generate_dataset(args.n, seed=args.seed, **kw); t_gen = time.perf_counter() - t
     data = os.path.join(home, 'privacy_intent.parquet'); df.to_parquet(data, index=False)
-    print(f'data: {len(df)} rows generated in {t_gen:.1f}s')
+    print(f'data: {len(df)} rows generated in {t_gen:.1f}s' + (f' with {json.dumps(gen)}' if gen else ''))
+    if args.realism_only: return realism(df)
 
     if args.quality_only: return quality(data, df, args)
     texts = df.text.astype(str).tolist()
@@ -139,6 +148,11 @@ def quality(data, df, args):
     _fig('test split', out.test_metrics); _fig('unseen templates (raw)', out.unseen_metrics)
     _fig('unseen templates (calibrated, cross-fitted)', out.unseen_calibrated_metrics)
     for k, v in out.realistic_metrics.items(): _fig(f'realistic {k} half', v)
+    realism(df)
+
+
+def realism(df):
+    from mlportfolio.data.realistic import realism_scores
     r = realism_scores(df['text'])
     print(f"realism: domain-classifier AUC {r['domain_auc']:.3f} (goal <= {r['goal_auc']}), MMD2 {r['mmd2']:.4f} p {r['mmd_p_value']:.3f} "
           f"({r['n_generated']} generated vs {r['n_real']} realistic {r['split']}); load average {os.getloadavg()[0]:.1f}")

@@ -43,7 +43,7 @@ def test_train_run_export_job_promote_rollback(home, dataset, tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out['version'] == 1 and out['promotion']['decision'] == 'promoted'
     assert out['test_f1_macro'] > 0.6 and out['unseen_f1_macro'] is not None      # 300 rows over ~200 templates: a toy model
-    assert out['realistic_cal_f1_macro'] is not None and out['calibration'] in ('heldout', 'selection', 'none')
+    assert out['realistic_cal_f1_macro'] is not None and out['calibration'] in ('heldout', 'heldout_isotonic', 'selection', 'selection_isotonic', 'none')
     from mlportfolio.core.lineage import read_events
     from mlportfolio.core.store import sha256_file
     done = [e for e in read_events(job='mlportfolio.train') if e['eventType'] == 'COMPLETE'][-1]

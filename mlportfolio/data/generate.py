@@ -215,12 +215,16 @@ def shape_message(text: str, u: Sequence[float], var: dict, probs: dict, pii: di
     fmt = dict(pii, first=first, ref=f'{_pick("ABCKMRSTX", u[14])}{_pick("ABCKMRSTX", u[15])}-{1000 + int(u[13] * 90000)}',
                day=_pick(['Monday', 'Tuesday', 'the 3rd', 'the 14th', 'the 21st'], u[12]), service=fill.get('service', 'your company'))
     fmt['subject'] = _pick(var.get('subject') or ['Request'], u[11]).format(**fmt)
-    if 'email' in used or 'letter' in used:                      # the wrapper brings its own greeting
-        for g in var.get('politeness_prefix') or []:
-            if text.startswith(g + ' '): text = text[len(g) + 1:]; break
+    greeting = next((g for g in var.get('politeness_prefix') or [] if text.startswith(g + ' ')), None)
+    if greeting and {'email', 'letter', 'story', 'behalf'} & set(used):   # a wrapper brings its own greeting; a story goes after it
+        text = text[len(greeting) + 1:]
+        if not {'email', 'letter'} & set(used): greeting = f'{greeting} ' if 'chat' not in used else f'{greeting.lower().rstrip(",")} '
+        else: greeting = ''
+    else: greeting = ''
     if 'chat' in used: text = chat_style(text, u[10])
     if 'behalf' in used: text = f"{_pick(var['behalf'], u[9])} {text}"
     if 'story' in used: text = f"{_pick(var['story'], u[8])} {text}"
+    text = greeting + text
     if 'reference' in used: text = f"{text} {_pick(var['reference'], u[7]).format(**fmt)}"
     if 'email' in used:
         head = (f"Subject: {fmt['subject']}\n\n" if u[6] < 0.4 else '') + _pick(var['email_greeting'], u[5]).format(**fmt)
@@ -232,7 +236,7 @@ def shape_message(text: str, u: Sequence[float], var: dict, probs: dict, pii: di
 
 _SHAPE_KEY = dict(chat='politeness_prefix', story='story', behalf='behalf', reference='reference', email='email_greeting',
                   letter='letter_open', forward='forward')
-DEFAULT_SHAPE_PROBS = dict(p_chat=0.12, p_story=0.15, p_behalf=0.04, p_reference=0.12, p_email=0.2, p_letter=0.04, p_forward=0.04)
+DEFAULT_SHAPE_PROBS = dict(p_chat=0.12, p_story=0.15, p_behalf=0.04, p_reference=0.12, p_email=0.1, p_letter=0.02, p_forward=0.02)
 
 # %% ../../nbs/11_data_generate.ipynb #119086f5
 _STYLE_FORMALITY = dict(formal=0.85, technical=0.75, customer_service=0.7, direct=0.5, urgent=0.45, angry=0.2, informal=0.15)
@@ -345,8 +349,8 @@ def _splits(df: pd.DataFrame, core_keys: list[str], group_by: str, threshold: fl
 
 # %% ../../nbs/11_data_generate.ipynb #73df530b
 def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, class_weights: dict | None = None,
-                     p_politeness: float = 0.35, p_urgency: float = 0.10, p_emotion: float = 0.10, p_legal: float = 0.20,
-                     p_typo: float = 0.08, p_pii: float = 0.30, p_context: float = 0.30, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                     p_politeness: float = 0.25, p_urgency: float = 0.10, p_emotion: float = 0.10, p_legal: float = 0.12,
+                     p_typo: float = 0.08, p_pii: float = 0.20, p_context: float = 0.15, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                      group_by: str = 'near_duplicate', near_dup_threshold: float = 0.8, taxonomy: Taxonomy | None = None,
                      templates: TemplateSet | str | Path | None = None, shapes: dict | None = None) -> pd.DataFrame:
     "Generate `n` labelled messages (columns `COLUMNS`), deterministic in `seed`; times end at `end` (default: today 00:00 UTC); `shapes`: `shape_message` probabilities (default `DEFAULT_SHAPE_PROBS`, `{}`: none)."

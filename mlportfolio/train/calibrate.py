@@ -1,4 +1,4 @@
-"""Temperature scaling fitted on held-out phrasings, a nearest-neighbour out-of-distribution score, and the reliability figures that go with them: Brier score, risk-coverage and confident errors.
+"""Temperature scaling or isotonic regression fitted on held-out phrasings, a nearest-neighbour out-of-distribution score, and the reliability figures that go with them: Brier score, risk-coverage and confident errors.
 
 Docs: https://mlportfolio.github.io/mlportfolio/train_calibrate.html.md"""
 
@@ -13,9 +13,9 @@ import pandas as pd
 from ..core.errors import InputError
 
 # %% auto #0
-__all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
-           'reliability_metrics', 'expected_calibration_error', 'crossfit_ece', 'choose_calibration',
-           'NearestNeighbourOOD', 'cross_fit_temperature']
+__all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'CALIBRATORS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
+           'reliability_metrics', 'expected_calibration_error', 'TopLabelIsotonic', 'calibrator_kind', 'crossfit_ece',
+           'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_calibration', 'cross_fit_temperature']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -101,44 +101,86 @@ def expected_calibration_error(y_true, proba: np.ndarray, classes, n_bins: int =
     return float(ece)
 
 
+# %% ../../nbs/26_train_calibrate.ipynb #64e01749
+class TopLabelIsotonic:
+    "Post-hoc calibration: the top probability becomes an isotonic fit of correctness on confidence; the arg-max never changes."
+    def fit(self, proba, y, classes) -> 'TopLabelIsotonic':
+        "Fit on held-out probabilities `proba` (columns in `classes` order) and true labels `y`."
+        from sklearn.isotonic import IsotonicRegression
+        proba, idx = np.asarray(proba, float), _label_index(y, classes)
+        keep = idx >= 0
+        if keep.sum() < 2: raise InputError(f'isotonic calibration needs at least 2 held-out rows with a known label, got {int(keep.sum())}')
+        P, idx = proba[keep], idx[keep]
+        self.iso_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds='clip').fit(P.max(1), (P.argmax(1) == idx).astype(float))
+        self.n_fit_ = int(keep.sum())
+        return self
+
+    def transform(self, proba) -> np.ndarray:
+        "Calibrated probabilities: rows sum to 1 and keep their arg-max."
+        proba = np.asarray(proba, float)
+        if len(proba) == 0 or proba.shape[1] < 2: return proba
+        top, j = proba.max(1), proba.argmax(1)
+        rest = np.clip(1.0 - top, 0.0, None)
+        second = np.sort(proba, 1)[:, -2]
+        floor = np.where(rest > 0, second / np.maximum(rest + second, 1e-12), 1.0 / proba.shape[1]) + 1e-9   # strictly above the runner-up
+        new = np.clip(np.maximum(self.iso_.predict(top), floor), 1.0 / proba.shape[1], 1.0)
+        scale = np.where(rest > 1e-12, (1.0 - new) / np.maximum(rest, 1e-12), 0.0)
+        out = proba * scale[:, None]
+        flat = rest <= 1e-12                              # a one-hot row: the others share what the top gives up equally
+        out[flat] = ((1.0 - new[flat]) / (proba.shape[1] - 1))[:, None]
+        out[np.arange(len(out)), j] = new
+        return out
+
+    def __repr__(self): return f"TopLabelIsotonic(steps={len(getattr(self, 'iso_', None).X_thresholds_) if hasattr(self, 'iso_') else 0})"
+
 # %% ../../nbs/26_train_calibrate.ipynb #8f0d79a3
-CALIBRATION_METHODS = ('auto', 'heldout', 'selection', 'none')
+CALIBRATION_METHODS = ('auto', 'heldout', 'heldout_isotonic', 'selection', 'selection_isotonic', 'none')
+CALIBRATORS = {'temperature': TemperatureScaling, 'isotonic': TopLabelIsotonic}
 
 def _ece(y_true, proba, classes, n_bins: int = 15) -> float:
     return expected_calibration_error(y_true, proba, classes, n_bins)
 
-def crossfit_ece(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: int = 42) -> float:
-    "ECE of temperatures fitted on one random half of the rows and applied to the other (both ways), averaged over `repeats` splits."
+def calibrator_kind(method: str) -> str:
+    "`isotonic` for the `*_isotonic` methods, else `temperature`."
+    return 'isotonic' if method.endswith('_isotonic') else 'temperature'
+
+def crossfit_ece(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: int = 42, kind: str = 'temperature') -> float:
+    "ECE of calibrators (`kind`) fitted on one random half of the rows and applied to the other (both ways), averaged over `repeats` splits."
     proba, y = np.asarray(proba, float), np.asarray(y, dtype=object)
     out = []
     for r in range(repeats):
         idx = np.random.default_rng(seed + r).permutation(len(y)); a, b = idx[:len(y) // 2], idx[len(y) // 2:]
         Q = proba.copy()
-        for f, t in ((a, b), (b, a)): Q[t] = TemperatureScaling().fit(proba[f], y[f], classes).transform(proba[t])
+        for f, t in ((a, b), (b, a)): Q[t] = CALIBRATORS[kind]().fit(proba[f], y[f], classes).transform(proba[t])
         out.append(_ece(y, Q, classes, n_bins))
     return float(np.mean(out))
 
+def _fit_candidates(prefix: str, proba, y, classes) -> dict:
+    return {prefix: TemperatureScaling().fit(proba, y, classes), f'{prefix}_isotonic': TopLabelIsotonic().fit(proba, y, classes)}
+
 def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=None, method: str = 'auto', n_bins: int = 15, seed: int = 42):
-    "`(calibrator or None, comparison)`: none, a temperature on held-out rows, or one on the selection set, by lowest selection ECE (or `method`)."
+    "`(calibrator or None, comparison)`: none, a temperature or isotonic fit on held-out rows or on the selection set, by lowest selection ECE (or `method`)."
     if method not in CALIBRATION_METHODS: raise InputError(f"calibration method {method!r} is not one of: {', '.join(CALIBRATION_METHODS)}")
     has_fit, has_sel = fit_proba is not None and len(fit_proba) >= 2, select_proba is not None and len(select_proba) >= 4
     cands, out = {'none': None}, {}
     if has_fit:
-        cands['heldout'] = TemperatureScaling().fit(fit_proba, fit_y, classes)
+        cands.update(_fit_candidates('heldout', fit_proba, fit_y, classes))
         out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_,
                    fit_ece_raw=_ece(fit_y, fit_proba, classes, n_bins), fit_ece_heldout=_ece(fit_y, cands['heldout'].transform(fit_proba), classes, n_bins))
     if has_sel:
-        cands['selection'] = TemperatureScaling().fit(select_proba, select_y, classes)
-        ece = {'none': _ece(select_y, select_proba, classes, n_bins), 'selection': crossfit_ece(select_proba, select_y, classes, n_bins, seed=seed)}
-        if has_fit: ece['heldout'] = _ece(select_y, cands['heldout'].transform(select_proba), classes, n_bins)
+        cands.update(_fit_candidates('selection', select_proba, select_y, classes))
+        ece = {'none': _ece(select_y, select_proba, classes, n_bins),
+               **{k: crossfit_ece(select_proba, select_y, classes, n_bins, seed=seed, kind=calibrator_kind(k)) for k in ('selection', 'selection_isotonic')}}
+        if has_fit: ece.update({k: _ece(select_y, cands[k].transform(select_proba), classes, n_bins) for k in ('heldout', 'heldout_isotonic')})
         out.update(select_rows=int(len(select_proba)), selection_temperature=cands['selection'].temperature_,
                    **{f'select_ece_{k}': v for k, v in ece.items()})
     else: ece = {'none': out.get('fit_ece_raw', 0.0), **({'heldout': out['fit_ece_heldout']} if has_fit else {})}
     if method == 'auto': chosen = min(ece, key=ece.get)
     elif method in cands: chosen = method
-    else: raise InputError(f'calibration method {method!r} needs ' + ('held-out-template predictions' if method == 'heldout' else 'a selection set'))
+    else: raise InputError(f'calibration method {method!r} needs ' + ('held-out-template predictions' if method.startswith('heldout') else 'a selection set'))
     cal = cands[chosen]
-    out.update(chosen=chosen, temperature=None if cal is None else cal.temperature_,
+    out.update(chosen=chosen, kind=None if cal is None else calibrator_kind(chosen),
+               temperature=cal.temperature_ if isinstance(cal, TemperatureScaling) else None,
                select_ece_raw=ece['none'] if has_sel else None, select_ece_calibrated=ece.get(chosen) if has_sel else None)
     return cal, out
 
@@ -202,14 +244,19 @@ class NearestNeighbourOOD:
         return self.distance(F) / self.scale_
 
 # %% ../../nbs/26_train_calibrate.ipynb #e6c52412
-def cross_fit_temperature(proba, y, classes, groups, seed: int = 42) -> np.ndarray:
-    "Calibrated probabilities of held-out rows, each from a temperature fitted on the other half of the groups (templates)."
+def cross_fit_calibration(proba, y, classes, groups, seed: int = 42, kind: str = 'temperature') -> np.ndarray:
+    "Calibrated probabilities of held-out rows, each from a calibrator (`kind`) fitted on the other half of the groups (templates)."
     proba, groups = np.asarray(proba, float), np.asarray(groups, dtype=object)
+    make = CALIBRATORS[kind]
     uniq = np.array(sorted(set(groups)), dtype=object)
-    if len(uniq) < 2: return TemperatureScaling().fit(proba, y, classes).transform(proba)
+    if len(uniq) < 2: return make().fit(proba, y, classes).transform(proba)
     half = set(uniq[np.random.default_rng(seed).permutation(len(uniq))[:len(uniq) // 2]])
     a = np.array([g in half for g in groups])
     out = proba.copy(); y = np.asarray(y, dtype=object)
     for fit, apply in ((a, ~a), (~a, a)):
-        out[apply] = TemperatureScaling().fit(proba[fit], y[fit], classes).transform(proba[apply])
+        out[apply] = make().fit(proba[fit], y[fit], classes).transform(proba[apply])
     return out
+
+def cross_fit_temperature(proba, y, classes, groups, seed: int = 42) -> np.ndarray:
+    "`cross_fit_calibration` with temperature scaling."
+    return cross_fit_calibration(proba, y, classes, groups, seed, 'temperature')

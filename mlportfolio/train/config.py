@@ -106,7 +106,7 @@ class EvaluationConfig(Section):
     realistic: RealisticConfig
 
 class CalibrationConfig(Section):
-    method: Literal['auto', 'heldout', 'selection', 'none']
+    method: Literal['auto', 'heldout', 'heldout_isotonic', 'selection', 'selection_isotonic', 'none']
 
 class OODConfig(Section):
     enabled: bool

@@ -156,12 +156,17 @@ def write_plots(figs: dict, out_dir: str | Path) -> list[Path]:
 def _fmt(v) -> str:
     return '' if v is None else (f'{v:.4f}' if isinstance(v, float) else str(v))
 
+def _calibrator_words(cal: dict) -> str:
+    "How the chosen calibrator is described in the card."
+    return f"temperature {cal['temperature']:.3f}" if cal.get('temperature') else 'top-label isotonic regression'
+
 def _reliability_lines(evals, info: dict) -> list[str]:
     "The card's confidence section: calibration chosen, Brier, confident errors, risk at coverage, out-of-distribution share."
     cal, ood = info.get('calibration') or {}, info.get('ood') or {}
     lines = ['', '## Confidence', '',
-             f"- Calibration: {cal.get('chosen', 'none')}" + (f" (temperature {cal['temperature']:.3f}, fitted on "
-             + ('the held-out templates' if cal.get('chosen') == 'heldout' else "the realistic set's calibration half") + ')' if cal.get('temperature') else '')
+             f"- Calibration: {cal.get('chosen', 'none')}" + (f" ({_calibrator_words(cal)}, fitted on "
+             + ('the held-out templates' if cal.get('chosen', '').startswith('heldout') else "the realistic set's calibration half") + ')'
+             if cal.get('chosen', 'none') != 'none' else '')
              + (f"; ECE on the realistic calibration half {_fmt(cal.get('select_ece_raw'))} raw -> {_fmt(cal.get('select_ece_calibrated'))}"
                 + (' (cross-fitted estimate)' if cal.get('chosen') == 'selection' else '') if cal.get('select_ece_raw') is not None else ''),
              f"- Out-of-distribution score: mean distance to the {ood.get('k')} nearest of {ood.get('reference_rows')} training rows, divided by its "
@@ -219,7 +224,7 @@ def model_card(info: dict) -> str:
               'templates, and the unseen-template figure holds out further ones; real customer messages are more varied than either, '
               'so expect lower scores in production until the model is trained on real labelled data.',
               '- Mixed-intent messages are labelled `other` by the generator; a real triage policy may want them routed differently.',
-              '- Confidence is calibrated by a temperature fitted on held-out synthetic templates and checked on the hand-written realistic '
-              "set's calibration half (see Confidence); recalibrate on real labelled data before relying on thresholds.",
+              '- Confidence is calibrated (temperature or isotonic, fitted on held-out synthetic templates or on the hand-written realistic '
+              "set's calibration half, chosen on that half; see Confidence); recalibrate on real labelled data before relying on thresholds.",
               '- English only; MiniLM truncates texts beyond 256 word pieces.']
     return '\n'.join(lines) + '\n'

@@ -196,9 +196,9 @@ def realistic_predictions(model, split: str, warnings: list | None = None) -> pd
 
 # %% ../../nbs/25_train_pipeline.ipynb #5034186f
 def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFrame | None, cfg: TrainConfig) -> tuple[dict, dict | None]:
-    "Choose the calibration (`train.calibrate.choose_calibration`: none, a temperature on held-out templates or on the realistic calibration half) and set `model.calibrator`."
+    "Choose the calibration (`train.calibrate.choose_calibration`: none, a temperature or isotonic fit on held-out templates or on the realistic calibration half) and set `model.calibrator`."
     from mlportfolio.core.predictions import prob_column
-    from mlportfolio.train.calibrate import choose_calibration, cross_fit_temperature
+    from mlportfolio.train.calibrate import calibrator_kind, choose_calibration, cross_fit_calibration
     from mlportfolio.train.evaluate import classification_metrics
     bins, classes, seed = cfg.evaluation.calibration_bins, model.classes, cfg.seed
     if pred_unseen is not None and list(pred_unseen.filter(like='prob_').columns) != [prob_column(k) for k in classes]: pred_unseen = None
@@ -209,8 +209,9 @@ def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFr
         return {'chosen': 'none', 'reason': 'no held-out-template predictions and no realistic calibration half'}, None
     model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg.calibration.method, n_bins=bins, seed=seed)
     if model.calibrator is None or pred_unseen is None: return info, None
-    P = (cross_fit_temperature(fit[0], fit[1], classes, pred_unseen['template_id'], seed) if info['chosen'] == 'heldout'
-         else model.calibrator.transform(fit[0]))        # honest: never scored on the rows its temperature was fitted on
+    P = (cross_fit_calibration(fit[0], fit[1], classes, pred_unseen['template_id'], seed, calibrator_kind(info['chosen']))
+         if info['chosen'].startswith('heldout')
+         else model.calibrator.transform(fit[0]))        # honest: never scored on the rows it was fitted on
     return info, classification_metrics(fit[1], P, classes, bins)
 
 def attach_ood(model, fit_df: pd.DataFrame, heldout_df: pd.DataFrame, cfg: TrainConfig) -> dict:
