@@ -1,44 +1,68 @@
-"""QuickCapture benchmark: add-note latency with 10k notes stored, search latency per mode at 100k notes.
+"""QuickCapture benchmark: add-note latency with 10k notes stored, search latency per mode at 100k notes, and the
+recall/latency curve of the vector index settings at 100k notes.
 
-Prints medians and p95 over many calls, the store's size on disk, and ratios to baselines measured in the
+Every note is embedded for real: the 100k notes go through MiniLM (`core.embed`, backend `--backend`, default
+`onnx-int8`) once, in batches, and their vectors stay in the embedding cache under the bench's own home (`--home`,
+default /tmp/mlp-bench-capture; the int8 ONNX export is cached there too), so a re-run only looks them up. The
+embedding is bounded (`--embed-budget-min`): when the budget runs out the script stops, keeping what it embedded,
+and the next run goes on from there. The note store itself is rebuilt from those vectors on each run
+(`<home>/store`, through `QuickCapture.add_many`, as an import does).
+
+Prints medians and p95 over many calls, the store's size on disk, the load average, and ratios measured in the
 same run:
   - add: the embedding of one new note alone (what the rest of the pipeline costs on top of it);
-  - semantic search: an exact numpy scan over every stored vector (what FAISS saves);
-  - keyword search: a SQLite `LIKE` scan over every body (what FTS5 saves).
+  - search: the embedding of the query alone (what the index, SQLite and the fusion cost on top of it), measured
+    interleaved with the searches, one fresh query per call (no query embedding comes from the cache);
+  - semantic search: also an exact numpy scan over every stored vector; keyword search: a SQLite `LIKE` scan.
+The sweep (`--sweep`) builds each index setting over the same 100k vectors and reports its recall@10 against the
+exact scan, its own search time, and semantic and hybrid search p95 with it swapped into the store.
+ONNX Runtime, torch and FAISS use one thread (`--threads`), as `mlp capture serve` does.
 
-The first 10k notes are embedded for real with `core.embed`. The next 90k (to reach 100k) get vectors
-composed from real word embeddings (the normalised mean of their words' MiniLM vectors): embedding 90k texts
-would take most of an hour on two cores, and the index and search cost do not depend on how a vector was made.
-Torch and FAISS use one thread (`--threads`), as `mlp capture serve` does.
-
-Usage: python bench/capture.py [--quick] [--add-notes 10000] [--search-notes 100000] [--queries 200]
+Usage: python bench/capture.py [--quick] [--embed-only] [--home DIR] [--backend onnx-int8] [--sweep SPECS]
+       [--add-notes 10000] [--search-notes 100000] [--queries 200]
+Sweep specs, separated by spaces: `flat`, `hnsw:M:efConstruction:efSearch,efSearch,...`, `ivf:nlist:nprobe,...`.
 """
-import argparse, os, random, re, sys, tempfile, time
+import argparse, os, random, re, shutil, sys, time
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault('MLP_HOME', tempfile.mkdtemp(prefix='capture-bench-'))
+
+def _arg(name: str, default: str) -> str:
+    "A command-line value needed before the library loads (environment set-up)."
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+HOME = Path(_arg('--home', '/tmp/mlp-bench-capture')).resolve()
+os.environ['MLP_HOME'] = str(HOME)
+os.environ['MLP_EMBED_CACHE_DIR'] = str(HOME/'cache'/'embeddings')   # the bench's vectors stay in its own home
+os.environ['MLP_EMBED_BACKEND'] = _arg('--backend', 'onnx-int8')
 os.environ.setdefault('MLP_PROGRESS', 'false')
-_t = sys.argv[sys.argv.index('--threads') + 1] if '--threads' in sys.argv else '1'
-os.environ['OMP_NUM_THREADS'] = _t   # before torch loads: one thread never spin-waits on a shared machine
+_t = _arg('--threads', '1')
+os.environ['OMP_NUM_THREADS'] = _t        # before torch/FAISS load: one thread never spin-waits on a shared machine
+os.environ['MLP_TORCH_THREADS'] = _t      # torch, and ONNX Runtime's intra-op threads (core.embed reads it)
+
+DEFAULT_SWEEP = 'flat hnsw:32:64:64,128,192,256 hnsw:32:200:64,96,128,192 ivf:1024:16,64'
 
 
 def pct(xs, q): return float(np.percentile(np.asarray(xs) * 1000, q))
 
 
+def load() -> str: return '{:.1f} {:.1f} {:.1f}'.format(*os.getloadavg())
+
+
 def row(name, xs, base=None, cpu=None):
     "One line: wall p50/p95 (and CPU-time p50 when given: it barely moves when other work shares the machine)."
     p50, p95 = pct(xs, 50), pct(xs, 95)
-    s = f'{name:<34} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms'
+    s = f'{name:<36} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms'
     if cpu is not None: s += f'   cpu p50 {pct(cpu, 50):7.2f} ms'
-    if base is not None: s += f'   p50 ratio to baseline {p50 / pct(base, 50):6.3f}'
+    if base is not None: s += f'   p50 ratio {p50 / pct(base, 50):6.3f}   p95 ratio {p95 / pct(base, 95):6.3f}'
     print(s, flush=True)
     return p50, p95
 
+
 class clock:
     "Wall and CPU time of a block, appended to two lists."
-    def __init__(self, wall, cpu): self.wall, self.cpu = wall, cpu
+    def __init__(self, wall, cpu=None): self.wall, self.cpu = wall, [] if cpu is None else cpu
     def __enter__(self): self.t, self.c = time.perf_counter(), time.process_time()
     def __exit__(self, *e):
         self.wall.append(time.perf_counter() - self.t); self.cpu.append(time.process_time() - self.c)
@@ -57,97 +81,218 @@ def make_text(rng: random.Random, words: list[str], i: int) -> str:
     return f"{tags}: {' '.join(rng.choices(words, k=rng.randint(6, 14)))} n{i}"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--add-notes', type=int, default=10_000)
-    ap.add_argument('--search-notes', type=int, default=100_000)
-    ap.add_argument('--queries', type=int, default=200)
-    ap.add_argument('--threads', type=int, default=1, help='torch/OpenMP threads (default 1, as the server uses)')
-    ap.add_argument('--quick', action='store_true', help='1k / 5k notes, 50 queries: checks the script runs')
-    a = ap.parse_args()
-    if a.quick: a.add_notes, a.search_notes, a.queries = 1_000, 5_000, 50
-    import torch
+def corpus(n: int, words: list[str]) -> list[str]:
+    "The first `n` notes of one fixed corpus (seed 0): a smaller run reuses a bigger run's vectors."
+    rng = random.Random(0)
+    return [make_text(rng, words, i) for i in range(n)]
+
+
+def embed_corpus(texts: list[str], budget_s: float, chunk: int = 5_000) -> bool:
+    "Embed what the cache lacks, `chunk` notes per batch call (each one cached at once); False when the budget ran out."
+    from mlportfolio.core.embed import get_embedder
+    from mlportfolio.capture.parse import parse_note
+    emb = get_embedder()
+    t0, done = time.perf_counter(), 0
+    print(f'embedding {len(texts):,} notes with {emb.kind} (cache {emb.cache_dir}); load average {load()}', flush=True)
+    for i in range(0, len(texts), chunk):
+        if time.perf_counter() - t0 > budget_s:
+            print(f'embedding budget of {budget_s / 60:.0f} min spent after {i:,} notes; run again to go on', flush=True)
+            return False
+        before = emb.stats['misses']
+        emb.encode([parse_note(t).text_for_embedding for t in texts[i:i + chunk]], progress=True)
+        done += emb.stats['misses'] - before
+    dt = time.perf_counter() - t0
+    print(f'embedded {done:,} new notes in {dt:.1f} s' + (f' ({done / dt:.0f} notes/s, one thread)' if done else ' (all cached)')
+          + f'; load average {load()}', flush=True)
+    return True
+
+
+def add_latency(qc, rng, words, n):
+    "Add latency with the store as it is, and the embedding of one note alone as its baseline."
     from mlportfolio.core.embed import encode
     from mlportfolio.capture.parse import parse_note
-    from mlportfolio.capture.service import QuickCapture, set_torch_threads
-    print(f'machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, cuda {torch.cuda.is_available()}; '
-          f'MLP_HOME={os.environ["MLP_HOME"]}', flush=True)
-    rng = random.Random(0)
-    words = vocabulary()
-    qc = QuickCapture(save_every=5_000, hnsw_threshold=min(50_000, a.search_notes // 2))
-    qc.router
-
-    # --- 1. fill to --add-notes with real embeddings (bulk path)
-    t = time.perf_counter()
-    texts = [make_text(rng, words, i) for i in range(a.add_notes)]
-    qc.add_many(texts)
-    print(f'bulk import of {a.add_notes:,} notes (real embeddings): {time.perf_counter() - t:.1f} s '
-          f'({a.add_notes / (time.perf_counter() - t):.0f} notes/s)', flush=True)
-
-    # --- 2. add latency at --add-notes stored, embedding included, one torch thread
-    n = a.queries
     new = [make_text(rng, words, 10_000_000 + i) + f' unique{rng.getrandbits(40)}' for i in range(2 * n)]
     for t_ in new[:5]: qc.add(t_)                 # warm up
     add_t, emb_t, add_c, emb_c = [], [], [], []
-    for t_ in new[5:n + 5]:
-        with clock(add_t, add_c): qc.add(t_)
-    for t_ in new[n + 5:]:
-        with clock(emb_t, emb_c): encode([parse_note(t_).text_for_embedding], progress=False)
-    print(f'\n== add with {qc.store.count():,} notes stored ({qc.store.index.kind} index); load average {os.getloadavg()[0]:.1f}')
+    for a, b in zip(new[5:n + 5], new[n + 5:]):   # interleaved, so both see the same load
+        with clock(add_t, add_c): qc.add(a)
+        with clock(emb_t, emb_c): encode([parse_note(b).text_for_embedding], progress=False)
+    print(f'\n== add with {qc.store.count():,} notes stored ({qc.store.index.kind} index); load average {load()}')
     row('baseline: embed one new note', emb_t, cpu=emb_c)
-    add = row('add note (parse+embed+route+store)', add_t, emb_t, cpu=add_c)
+    return row('add note (parse+embed+route+store)', add_t, emb_t, cpu=add_c)
 
-    # --- 3. grow to --search-notes with composed vectors
-    extra = a.search_notes - qc.store.count()
-    t = time.perf_counter()
-    wv = dict(zip(words, encode(words, progress=False)))
-    items = []
-    for i in range(extra):
-        txt = make_text(rng, words, 20_000_000 + i)
-        note = parse_note(txt)
-        v = np.mean([wv[w] for w in note.body.split() if w in wv], axis=0)
-        v /= np.linalg.norm(v)
-        items.append((note, None, v.astype(np.float32), None))
-    qc.store.add_many(items, batch=5_000)
-    qc.store.save_index()
-    print(f'\ngrew to {qc.store.count():,} notes with composed vectors in {time.perf_counter() - t:.1f} s; '
-          f'index {qc.store.index.kind}; store on disk {qc.size_on_disk() / 1e6:.1f} MB '
-          f'({qc.size_on_disk() / qc.store.count():.0f} bytes per note)', flush=True)
 
-    # --- 4. search latency per mode at --search-notes
-    def qset(): return [' '.join(rng.sample(words, 3)) + f' {rng.choice(words)} q{rng.getrandbits(30)}' for _ in range(n)]
-    queries = qset()   # a fresh set per measurement, so no query embedding comes from the cache
-    for q in qset()[:5]: qc.search(q, mode='hybrid')
-    res = {}
-    print(f'\n== search at {qc.store.count():,} notes, k=10, {n} distinct queries (query embedding included)')
-    ids, vecs = qc.store._vectors()
+def query_set(rng, words, n):
+    "`n` distinct queries: a fresh set per measurement, so no query embedding comes from the cache."
+    return [' '.join(rng.sample(words, 3)) + f' {rng.choice(words)} q{rng.getrandbits(30)}' for _ in range(n)]
+
+
+def search_rounds(qc, rng, words, n, modes=('keyword', 'semantic', 'hybrid')):
+    "Per round: embed one query alone, then one search per mode, each with a fresh query. Wall and CPU times per name."
+    from mlportfolio.core.embed import encode
+    t = {m: ([], []) for m in ('embed', *modes)}
+    for _ in range(n):
+        qs = query_set(rng, words, 1 + len(modes))
+        with clock(*t['embed']): encode([qs[0]], progress=False)
+        for m, q in zip(modes, qs[1:]):
+            with clock(*t[m]): qc.search(q, mode=m, k=10)
+    return t
+
+
+def search_latency(qc, rng, words, n, vecs):
+    "Search per mode at the store's size with its default index, against the embedding alone and two scans."
+    from mlportfolio.core.embed import encode
+    for q in query_set(rng, words, 5): qc.search(q, mode='hybrid')
+    print(f'\n== search at {qc.store.count():,} notes ({qc.store.index.kind} index), k=10, {n} rounds of distinct queries '
+          f'(query embedding included)')
     base_sem, base_kw, bs_c, bk_c = [], [], [], []
-    for q in qset()[:max(20, n // 5)]:
+    for q in query_set(rng, words, max(20, n // 5)):
         with clock(base_sem, bs_c):
             qv = encode([q], progress=False)[0]
             np.argpartition(-(vecs @ qv), 10)[:10]
-    for q in queries[:max(10, n // 20)]:
+    for q in query_set(rng, words, max(10, n // 20)):
         with clock(base_kw, bk_c):
             qc.store.conn.execute('SELECT id FROM notes WHERE body LIKE ? LIMIT 10', (f'%{q.split()[0]}%{q.split()[1]}%',)).fetchall()
-    print(f'load average {os.getloadavg()[0]:.1f}')
+    t = search_rounds(qc, rng, words, n)
+    print(f'load average {load()}')
     row('baseline: numpy exact scan + embed', base_sem, cpu=bs_c)
     row('baseline: SQLite LIKE scan', base_kw, cpu=bk_c)
-    for mode, base in (('keyword', base_kw), ('semantic', base_sem), ('hybrid', base_sem)):
-        ts, cs = [], []
-        for q in qset():
-            with clock(ts, cs): qc.search(q, mode=mode, k=10)
-        res[mode] = row(f'search {mode}', ts, base, cpu=cs)
-    queries = qset()
-    # recall of the (HNSW) index against the exact scan
-    hits = 0
-    for q in queries[:50]:
-        qv = encode([q], progress=False)[0]
-        exact = set(ids[np.argsort(-(vecs @ qv))[:10]].tolist())
-        got = {i for i, _ in qc.store.index.search(qv, 10)[0]}
-        hits += len(exact & got)
-    print(f'{qc.store.index.kind} recall@10 against the exact scan: {hits / (50 * 10):.3f}')
+    row('baseline: embed the query alone', t['embed'][0], cpu=t['embed'][1])
+    res = {'keyword': row('search keyword', t['keyword'][0], base_kw, cpu=t['keyword'][1])}
+    for m in ('semantic', 'hybrid'): res[m] = row(f'search {m}', t[m][0], t['embed'][0], cpu=t[m][1])
+    return res
+
+
+def exact_top10(Q, ids, vecs) -> list[set]:
+    "The ids of the 10 best inner products of each query row, by an exact numpy scan."
+    return [set(ids[r].tolist()) for r in np.argpartition(-(Q @ vecs.T), 10, axis=1)[:, :10]]
+
+
+def recall_at_10(index, Q, exact: list[set]) -> float:
+    "Mean share of the exact top 10 that the index's top 10 finds."
+    return float(np.mean([len(e & {i for i, _ in g}) / 10 for e, g in zip(exact, index.search(Q, 10))]))
+
+
+def make_index(spec: str, ids, vecs, ef: int | None = None):
+    "A `VectorIndex` over `ids`/`vecs` for one sweep setting (`flat`, `hnsw:M:efC`, `ivf:nlist`), and its build time."
+    import faiss
+    from mlportfolio.capture.store import VectorIndex
+    parts, t = spec.split(':'), time.perf_counter()
+    if parts[0] == 'ivf':
+        nlist = int(parts[1])
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(vecs.shape[1]), vecs.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vecs)
+        idx = VectorIndex(vecs.shape[1], 'flat')
+        idx.kind, idx.main = 'ivf', faiss.IndexIDMap2(ivf)
+    elif parts[0] == 'hnsw':
+        idx = VectorIndex(vecs.shape[1], 'hnsw', hnsw_m=int(parts[1]), ef_construction=int(parts[2]))
+    else: idx = VectorIndex(vecs.shape[1], 'flat')
+    idx.main.add_with_ids(np.ascontiguousarray(vecs), ids)
+    idx._main_ids = set(map(int, ids))
+    return idx, time.perf_counter() - t
+
+
+def set_search_width(idx, spec: str, w: int | None) -> str:
+    "Set efSearch (HNSW) or nprobe (IVF) to `w`; returns the setting's name."
+    import faiss
+    if spec.startswith('hnsw'):
+        faiss.downcast_index(idx.main.index).hnsw.efSearch = idx.ef_search = w
+        return f'HNSW M {spec.split(":")[1]}, efConstruction {spec.split(":")[2]}, efSearch {w}'
+    if spec.startswith('ivf'):
+        faiss.downcast_index(idx.main.index).nprobe = w
+        return f'IVF-Flat {spec.split(":")[1]} lists, nprobe {w}'
+    return 'exact (IndexFlatIP)'
+
+
+def sweep(qc, rng, words, ids, vecs, specs: str, n: int, n_recall: int = 300):
+    "Each index setting: recall@10 against the exact scan, its own search p50/p95, and semantic/hybrid p95 in the store."
+    from mlportfolio.core.embed import encode
+    Q = encode(query_set(rng, words, n_recall), progress=False)
+    exact = exact_top10(Q, ids, vecs)
+    keep, out = qc.store.sync.index, []
+    keep_ef = keep.ef_search
+    print(f'\n== index sweep at {len(ids):,} vectors: recall@10 on {n_recall} queries; index search alone (k=10) and '
+          f'semantic / hybrid search p95 over {n} rounds with the index in the store, ratios to the query embedding alone')
+    try:
+        for spec in specs.split():
+            widths = [int(w) for w in spec.split(':')[-1].split(',')] if spec != 'flat' else [None]
+            graph = dict(hnsw_m=int(spec.split(':')[1]), ef_construction=int(spec.split(':')[2])) if spec.startswith('hnsw') else None
+            if graph and graph == keep.graph: idx, build_s = keep, 0.0   # the store's own graph (built as it grew)
+            else: idx, build_s = make_index(spec.rsplit(':', 1)[0] if spec != 'flat' else spec, ids, vecs)
+            for w in widths:
+                name = set_search_width(idx, spec, w)
+                recall = recall_at_10(idx, Q, exact)
+                it = []
+                for q in Q[:n]:
+                    with clock(it): idx.search(q, 10)
+                qc.store.sync.index = idx
+                t = search_rounds(qc, rng, words, n, modes=('semantic', 'hybrid'))
+                r = dict(setting=name, build_s=build_s, recall=recall, index_p50=pct(it, 50), index_p95=pct(it, 95),
+                         embed_p95=pct(t['embed'][0], 95), semantic_p95=pct(t['semantic'][0], 95), hybrid_p95=pct(t['hybrid'][0], 95),
+                         load=load())
+                r.update(semantic_ratio=r['semantic_p95'] / r['embed_p95'], hybrid_ratio=r['hybrid_p95'] / r['embed_p95'])
+                out.append(r)
+                print(f"{name:<48} build {build_s:6.1f} s  recall@10 {recall:.3f}  index p50 {r['index_p50']:6.2f} / p95 "
+                      f"{r['index_p95']:6.2f} ms  embed p95 {r['embed_p95']:6.2f}  semantic p95 {r['semantic_p95']:6.2f} "
+                      f"({r['semantic_ratio']:.2f}x)  hybrid p95 {r['hybrid_p95']:6.2f} ({r['hybrid_ratio']:.2f}x)  load {r['load']}", flush=True)
+    finally:
+        qc.store.sync.index = keep
+        if keep.kind == 'hnsw': set_search_width(keep, f'hnsw:{keep.hnsw_m}:{keep.ef_construction}', keep_ef)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--home', default=str(HOME), help='the bench home: cached vectors, the ONNX export, the store')
+    ap.add_argument('--backend', default=os.environ['MLP_EMBED_BACKEND'], help='core.embed backend (MLP_EMBED_BACKEND)')
+    ap.add_argument('--add-notes', type=int, default=10_000)
+    ap.add_argument('--search-notes', type=int, default=100_000)
+    ap.add_argument('--queries', type=int, default=200)
+    ap.add_argument('--threads', type=int, default=1, help='ONNX Runtime/torch/OpenMP threads (default 1, as the server uses)')
+    ap.add_argument('--embed-budget-min', type=float, default=45, help='stop embedding after this many minutes (cached so far is kept)')
+    ap.add_argument('--embed-only', action='store_true', help='only embed (and cache) the corpus')
+    ap.add_argument('--sweep', default=DEFAULT_SWEEP, help="index settings to sweep ('' for none)")
+    ap.add_argument('--quick', action='store_true', help='1k / 5k notes, 50 queries, a small sweep: checks the script runs')
+    a = ap.parse_args()
+    if a.quick: a.add_notes, a.search_notes, a.queries, a.sweep = 1_000, 5_000, 50, 'flat hnsw:32:64:64 ivf:64:8'
+    import faiss, torch
+    from mlportfolio.capture.service import QuickCapture
+    from mlportfolio.core.config import get_settings
+    from mlportfolio.core.embed import encode
+    print(f'machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, faiss {faiss.__version__}, '
+          f'cuda {torch.cuda.is_available()}; backend {a.backend}, {a.threads} thread(s); home {HOME}', flush=True)
+    words = vocabulary()
+    texts = corpus(a.search_notes, words)
+    if not embed_corpus(texts, a.embed_budget_min * 60): sys.exit(3)
+    if a.embed_only: return
+    rng = random.Random(1)
+    shutil.rmtree(HOME/'store', ignore_errors=True)
+    qc = QuickCapture(HOME/'store'/'capture.sqlite', save_every=5_000,
+                      hnsw_threshold=min(get_settings().capture_hnsw_threshold, a.search_notes // 2))
+    qc.router
+
+    t = time.perf_counter()   # 1. the first --add-notes notes through the bulk path (vectors from the cache)
+    qc.add_many(texts[:a.add_notes])
+    print(f'\nbulk import of {a.add_notes:,} notes (cached embeddings): {time.perf_counter() - t:.1f} s', flush=True)
+    add = add_latency(qc, rng, words, a.queries)   # 2. add latency at --add-notes stored
+
+    t = time.perf_counter()   # 3. the rest of the corpus, then the index the store chooses at that size
+    qc.add_many(texts[a.add_notes:])
+    qc.store.save_index()
+    print(f'\ngrew to {qc.store.count():,} notes (cached embeddings) in {time.perf_counter() - t:.1f} s; '
+          f'index {qc.store.index.kind}; store on disk {qc.size_on_disk() / 1e6:.1f} MB '
+          f'({qc.size_on_disk() / qc.store.count():.0f} bytes per note)', flush=True)
+
+    ids, vecs = qc.store._vectors()   # 4. search per mode with the default index, queries embedded by each backend
+    res = search_latency(qc, rng, words, a.queries, vecs)
+    Q = encode(query_set(rng, words, 300), progress=False)
+    recall = recall_at_10(qc.store.index, Q, exact_top10(Q, ids, vecs))
+    print(f'default index ({qc.store.index.kind}) recall@10 against the exact scan, 300 queries: {recall:.3f}')
     print(f'\nsummary: add p50 {add[0]:.1f} ms p95 {add[1]:.1f} ms at {a.add_notes:,} notes; search p95 at {qc.store.count():,} notes: '
-          + ', '.join(f'{m} {v[1]:.1f} ms' for m, v in res.items()) + f'; store {qc.size_on_disk() / 1e6:.0f} MB')
+          + ', '.join(f'{m} {v[1]:.1f} ms' for m, v in res.items())
+          + f'; recall@10 {recall:.3f}; store {qc.size_on_disk() / 1e6:.0f} MB', flush=True)
+
+    if a.sweep.strip(): sweep(qc, rng, words, ids, vecs, a.sweep, a.queries)   # 5. the recall/latency curve
     qc.close()
 
 

@@ -230,9 +230,10 @@ class QuickCapture:
         if mode == 'keyword': ranked = kw
         elif mode == 'semantic': ranked = sem
         else: ranked = rrf([i for i, _ in kw], [i for i, _ in sem])
-        return [SearchHit(**dict(self.store.get(i)), score=round(float(s), 6),
+        notes = self.store.get_many(i for i, _ in ranked[:k])   # one query for the page; a note deleted meanwhile drops out
+        return [SearchHit(**notes[i].__dict__, score=round(float(s), 6),
                           scores=HitScores(keyword=kw_s.get(i), semantic=sem_s.get(i), rrf=round(float(s), 6) if mode == 'hybrid' else None),
-                          ranks=HitRanks(keyword=kw_r.get(i), semantic=sem_r.get(i))) for i, s in ranked[:k]]
+                          ranks=HitRanks(keyword=kw_r.get(i), semantic=sem_r.get(i))) for i, s in ranked[:k] if i in notes]
 
     def review_queue_size(self) -> int:
         "Notes waiting for review."
