@@ -21,19 +21,14 @@ VOLATILE_MON = ['run_id', 'runtime_ts', 'ingestion_time', 'processing_duration_s
 
 @pytest.fixture(scope='module')
 def ray_local():
-    "The one local Ray instance of this module (two tries: on a saturated machine Ray's agents can miss its fixed start-up timeout)."
-    for attempt in (1, 2):
-        try:
-            ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception as e:
-            if 'timed out during startup' not in str(e): raise
-            ray.shutdown()
-            if attempt == 2:
-                pytest.skip(f'a local Ray node did not start within its fixed 15 s agent timeout, twice, on this machine '
-                            f'(load average {open("/proc/loadavg").read().split()[0]}): {str(e)[:80]}')
-    yield ray
-    ray.shutdown()
+    "The one local Ray instance of this module, started as `mlp pcc score --engine ray` starts one (`init_ray`: two tries)."
+    from mlportfolio.core.errors import ConfigError
+    from mlportfolio.pcc.engine import init_ray
+    try: started = init_ray(num_cpus=2, object_store_memory=200 * 1024**2)
+    except ConfigError as e:   # Ray 2.60's raylet waits a fixed 15 s for its agents; a saturated machine can miss it twice
+        pytest.skip(f'a local Ray node did not start, twice, on this machine (load average {open("/proc/loadavg").read().split()[0]}): {str(e)[:160]}')
+    yield started
+    started.shutdown()
 
 
 @pytest.fixture(scope='module')
