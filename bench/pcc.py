@@ -8,9 +8,11 @@ champion (trained here on generated rows with `train.pipeline.train_and_register
 
 With `--engines local,ray` each size is also scored with the Ray Data engine (a local Ray instance of `--ray-cpus`
 CPUs started in the worker process, so Ray's start-up is inside the timing and printed apart), and the ratio Ray / local
-is printed. `--backend onnx-int8` sets MLP_EMBED_BACKEND for every measurement.
+is printed, with the rows per second of one Ray worker (one actor per CPU). `--backend onnx-int8` sets
+MLP_EMBED_BACKEND for every measurement (training included). `--no-baseline` skips the `Embedder.encode` baseline
+(half the time when only local vs Ray is wanted).
 
-Usage: python bench/pcc.py [--small N] [--large N] [--repeats R] [--engines local,ray] [--backend onnx-int8] [--toy]
+Usage: python bench/pcc.py [--small N] [--large N] [--repeats R] [--engines local,ray] [--backend onnx-int8] [--no-baseline] [--toy]
 """
 import argparse, datetime as dt, json, os, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -82,6 +84,7 @@ def main():
     ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--train-rows', type=int, default=2000)
     ap.add_argument('--engine', default='local'); ap.add_argument('--engines', default='local', help='local, or local,ray')
     ap.add_argument('--ray-cpus', type=int, default=2); ap.add_argument('--backend', default=None, help='MLP_EMBED_BACKEND for every run')
+    ap.add_argument('--no-baseline', action='store_true', help='skip the Embedder.encode (or --toy: model alone) baseline')
     ap.add_argument('--toy', action='store_true', help='TF-IDF toy model (pcc.testing) instead of the registered MiniLM model; '
                     'baseline = the model alone: measures the pipeline overhead and memory without embedding cost')
     args = ap.parse_args()
@@ -118,36 +121,51 @@ def main():
         reps = args.repeats if n == args.small else 1
         enc, sc = [], []
         for i in range(reps):
-            env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
-            enc.append(run_worker('--worker', base, '--texts', files[n], '--model', model_ref, env=env))
+            if not args.no_baseline:
+                env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
+                enc.append(run_worker('--worker', base, '--texts', files[n], '--model', model_ref, env=env))
             env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
             sc.append(run_worker('--worker', 'score', '--day', days[n], '--model', model_ref, env=env))
+            print(f"{n:>6} cases, local engine: {sc[-1]['seconds']:.1f}s = {n / sc[-1]['seconds']:.0f} rows/s; CPU {sc[-1]['cpu']:.1f}s; "
+                  f"peak RSS {sc[-1]['rss_mb']:.0f} MB; load {open('/proc/loadavg').read().split()[0]}", flush=True)
             for eng in [e for e in args.engines.split(',') if e != 'local']:
                 env = {**os.environ, 'MLP_EMBED_CACHE_DIR': tempfile.mkdtemp(prefix='bench-cache-')}
                 r = run_worker('--worker', 'score', '--day', days[n], '--model', model_ref, '--engine', eng, '--ray-cpus', args.ray_cpus, env=env)
                 engines.setdefault((n, eng), []).append(r)
                 print(f"{n:>6} cases, {eng} engine ({args.ray_cpus} CPUs): {r['seconds']:.1f}s = {n / r['seconds']:.0f} rows/s "
-                      f"(local {sc[-1]['seconds']:.1f}s: ratio {r['seconds'] / sc[-1]['seconds']:.2f}); Ray start-up {r['ray_start']:.1f}s apart; "
-                      f"driver CPU {r['cpu']:.1f}s; load {open('/proc/loadavg').read().split()[0]}", flush=True)
-        e = statistics.median(r['seconds'] for r in enc); s = statistics.median(r['seconds'] for r in sc)
-        ec = statistics.median(r['cpu'] for r in enc); sc_cpu = statistics.median(r['cpu'] for r in sc)
+                      f"= {n / r['seconds'] / args.ray_cpus:.0f} rows/s per worker (local {sc[-1]['seconds']:.1f}s: ratio {r['seconds'] / sc[-1]['seconds']:.2f}); "
+                      f"Ray start-up {r['ray_start']:.1f}s apart; driver CPU {r['cpu']:.1f}s, driver peak RSS {r['rss_mb']:.0f} MB; "
+                      f"load {open('/proc/loadavg').read().split()[0]}", flush=True)
+        med = lambda rs, k: statistics.median(r[k] for r in rs) if rs else float('nan')   # nan: baseline skipped
+        e, s, ec, sc_cpu = med(enc, 'seconds'), med(sc, 'seconds'), med(enc, 'cpu'), med(sc, 'cpu')
         res[n] = dict(encode_s=e, score_s=s, encode_cpu_s=ec, score_cpu_s=sc_cpu, cpu_ratio=sc_cpu / ec, rows_per_s=n / s, encode_rows_per_s=n / e, overhead=s / e - 1,
-                      rss_mb=max(r['rss_mb'] for r in sc), encode_rss_mb=max(r['rss_mb'] for r in enc), runs=reps,
+                      rss_mb=max(r['rss_mb'] for r in sc), encode_rss_mb=max((r['rss_mb'] for r in enc), default=float('nan')), runs=reps,
                       psi=sc[-1]['psi'], drift=sc[-1]['drift'])
         r = res[n]
-        print(f"{n:>6} cases ({reps} run(s), median): score end to end {r['score_s']:.1f}s = {r['rows_per_s']:.0f} rows/s; "
-              f"{'model alone' if args.toy else 'Embedder.encode alone'} {r['encode_s']:.1f}s = {r['encode_rows_per_s']:.0f} rows/s; "
-              f"ratio {r['score_s'] / r['encode_s']:.3f} (overhead {100 * r['overhead']:+.1f}%); "
-              f"CPU seconds {r['score_cpu_s']:.1f} vs {r['encode_cpu_s']:.1f}: ratio {r['cpu_ratio']:.3f}; "
-              f"peak RSS scoring {r['rss_mb']:.0f} MB (baseline {r['encode_rss_mb']:.0f} MB); PSI conf {r['psi']}, drift {r['drift']}")
+        base = (f"; {'model alone' if args.toy else 'Embedder.encode alone'} {r['encode_s']:.1f}s = {r['encode_rows_per_s']:.0f} rows/s; "
+                f"ratio {r['score_s'] / r['encode_s']:.3f} (overhead {100 * r['overhead']:+.1f}%); "
+                f"CPU seconds {r['score_cpu_s']:.1f} vs {r['encode_cpu_s']:.1f}: ratio {r['cpu_ratio']:.3f}") if enc else \
+               f" (no baseline); CPU seconds {r['score_cpu_s']:.1f}"
+        base_rss = f" (baseline {r['encode_rss_mb']:.0f} MB)" if enc else ''
+        print(f"{n:>6} cases ({reps} run(s), median): score end to end {r['score_s']:.1f}s = {r['rows_per_s']:.0f} rows/s{base}; "
+              f"peak RSS scoring {r['rss_mb']:.0f} MB{base_rss}; PSI conf {r['psi']}, drift {r['drift']}")
     a, b = res[args.small], res[args.large]
     print(f"peak RSS {args.large} / {args.small}: {b['rss_mb'] / a['rss_mb']:.2f}x (expect <= 1.3x: memory is flat in the partition size)")
-    marg = (b['score_cpu_s'] - a['score_cpu_s']) / max(b['encode_cpu_s'] - a['encode_cpu_s'], 1e-9)
-    print(f"marginal CPU per extra case, scoring / encoding alone: {marg:.3f} (fixed start-up costs cancel: imports, model "
-          f"resolution and smoke test, table set-up)")
+    extra = args.large - args.small
+    print(f"marginal CPU per extra case, local scoring: {1000 * (b['score_cpu_s'] - a['score_cpu_s']) / extra:.2f} ms "
+          f"(= {extra / max(b['score_cpu_s'] - a['score_cpu_s'], 1e-9):.0f} cases per CPU second; fixed start-up costs cancel)")
+    if not args.no_baseline:
+        marg = (b['score_cpu_s'] - a['score_cpu_s']) / max(b['encode_cpu_s'] - a['encode_cpu_s'], 1e-9)
+        print(f"marginal CPU per extra case, scoring / encoding alone: {marg:.3f} (fixed start-up costs cancel: imports, model "
+              f"resolution and smoke test, table set-up)")
+    for eng in sorted({e for _, e in engines}):
+        ta, tb = (statistics.median(r['seconds'] for r in engines.get((n, eng), [{'seconds': float('nan')}])) for n in (args.small, args.large))
+        print(f"{eng} engine, marginal wall time per extra case: {1000 * (tb - ta) / extra:.2f} ms = {extra / (tb - ta):.0f} cases/s "
+              f"({extra / (tb - ta) / args.ray_cpus:.0f} per worker); local {extra / (b['score_s'] - a['score_s']):.0f} cases/s")
     for (n, eng), rs in engines.items():
         e = statistics.median(r['seconds'] for r in rs)
-        print(f"{eng} engine, {n} cases: median {e:.1f}s = {n / e:.0f} rows/s; local {res[n]['score_s']:.1f}s; ratio {e / res[n]['score_s']:.2f}")
+        print(f"{eng} engine, {n} cases: median {e:.1f}s = {n / e:.0f} rows/s ({n / e / args.ray_cpus:.0f} per worker); "
+              f"local {res[n]['score_s']:.1f}s = {res[n]['rows_per_s']:.0f} rows/s; ratio {eng}/local {e / res[n]['score_s']:.2f}")
     print(json.dumps({str(k): v for k, v in res.items()}))
     print(f'load average at end: {open("/proc/loadavg").read().split()[:3]}')
 

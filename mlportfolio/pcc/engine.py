@@ -35,16 +35,18 @@ def require_ray():
     import ray, ray.data
     return ray
 
-def init_ray(address: str | None = None, num_cpus: int | None = None):
-    "Connect to the Ray cluster at `address` (`auto`, `ray://host:10001`), or start a local instance; an existing connection is reused."
+def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_memory: int | None = None, tries: int = 2):
+    "Connect to the Ray cluster at `address` (`auto`, `ray://host:10001`), or start a local instance (`tries` times); an existing connection is reused."
     ray = require_ray()
     if ray.is_initialized(): return ray
-    try:
-        if address: ray.init(address=address, log_to_driver=False)
-        else: ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ConfigError(f'cannot start or reach Ray at {address or "a local instance"}: {(str(e).splitlines() or [""])[0][:200]}') from None
-    return ray
+    kw = dict(address=address) if address else dict(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False)
+    for attempt in range(1, tries + 1):
+        try: ray.init(log_to_driver=False, **kw); return ray
+        except Exception as e:   # a node that times out during start-up raises a bare Exception
+            ray.shutdown()
+            if address or attempt == tries or 'timed out during startup' not in str(e):
+                raise ConfigError(f'cannot start or reach Ray at {address or "a local instance"}: {(str(e).splitlines() or [""])[0][:200]}') from None
+            log.warning('the local Ray node timed out during start-up (attempt %d of %d); starting it again', attempt, tries)
 
 # %% ../../nbs/35_pcc_engine.ipynb #cfe412db
 def run_local(chunks: Iterable[pd.DataFrame], scorer) -> Iterator[pd.DataFrame]:
@@ -71,6 +73,7 @@ def run_ray(source: Any, scorer_cls: type, scorer_kwargs: dict, out_url: str, ba
         ds = ray.data.read_bigquery(**source) if isinstance(source, dict) else ray.data.read_parquet(source)
         n = workers or max(1, int(ray.cluster_resources().get('CPU', 1)))
         env = {k: v for k, v in os.environ.items() if k.startswith('MLP_')}  # actors see this run's settings
+        env.setdefault('MLP_TORCH_THREADS', '1')   # each actor holds one CPU: one embedding thread, not one per core
         ds = ds.map_batches(scorer_cls, fn_constructor_kwargs=scorer_kwargs, batch_size=batch_size, batch_format='pandas',
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n), runtime_env={'env_vars': env})
         ds.write_parquet(out_url)
