@@ -50,12 +50,12 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
-def start_server(model: str, batch: int, cache_dir: str):
+def start_server(model: str, batch: int, cache_dir: str, max_wait_ms: float = 4.0):
     port = free_port()
     env = {**os.environ, 'MLP_EMBED_CACHE_DIR': cache_dir, 'MLP_PROGRESS': 'false', 'MLP_API_LLM_BACKENDS': 'openai'}
     env.pop('MLP_API_KEY', None)
     p = subprocess.Popen([MLP, 'api', 'serve', '--port', str(port), '--model', model, '--max-batch-size', str(batch),
-                          '--max-queue', '4096', '--reload-seconds', '0', '--log-level', 'warning'],
+                          '--max-queue', '4096', '--reload-seconds', '0', '--log-level', 'warning', '--max-wait-ms', str(max_wait_ms)],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     import httpx
     url = f'http://127.0.0.1:{port}'
@@ -112,6 +112,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--duration', type=int, default=8)
     ap.add_argument('--model', default='champion')
+    ap.add_argument('--max-wait-ms', type=float, default=4.0, help="the server's --max-wait-ms (default 4, as the service)")
     ap.add_argument('--write', action='store_true', help='replace the ## api section of bench/RESULTS.md')
     a = ap.parse_args()
     if not shutil.which('wrk'): raise SystemExit('wrk is not installed (Debian package wrk)')
@@ -123,7 +124,7 @@ def main():
     print(f'direct in-process predict, one cold text: p50 {direct:.1f} ms', flush=True)
     res, loads = {}, {}
     for mode, batch in (('off', 1), ('on', 32)):
-        p, url = start_server(a.model, batch, str(tmp/f'cache-{mode}'))
+        p, url = start_server(a.model, batch, str(tmp/f'cache-{mode}'), a.max_wait_ms)
         try:
             wrk(url, 8, 4, lua_dir=tmp)                                   # warm-up
             for c in (1, 8, 32):
