@@ -35,7 +35,9 @@ def test_registered_classifier_agrees_on_unseen_templates_with_int8_embeddings(h
     from mlportfolio.train.pipeline import train_and_register
     from mlportfolio.train.evaluate import unseen_template_split
     from mlportfolio.train.registry import load_model
-    df = sample_frame(400, seed=3)
+    # 2,000 rows: a model small enough to train here, firm enough to stand for the champion. At 400 rows (after the
+    # generator gained harder templates) one of 87 held-out rows flipped; the 10k-row champion agreed on 1,377 of 1,377.
+    df = sample_frame(2000, seed=3)
     train_and_register(df, promote=True, overrides={'search.mode': 'none'})
     model, info = load_model('champion')
     assert info.get('embed_backend') == 'torch'

@@ -70,8 +70,8 @@ def calibrate(version: str = typer.Option('champion', help='Registry alias or ve
                   help='setfit: fine-tune MiniLM on --data (about 2-3 minutes on a CPU), route the threshold on its answers, and serve it '
                        'for `route: auto` escalations. Default: no second opinion is measured; the LLM chain answers escalations'),
               data: Optional[str] = typer.Option(None, help='Training data for --second-opinion setfit (default: the data pipeline output, $MLP_HOME/data/privacy_intent.parquet)'),
-              setfit_pairs: int = typer.Option(1024, min=2, help='Contrastive pairs for the SetFit fine-tune'),
-              setfit_per_class: int = typer.Option(32, min=2, help='Texts per intent in the SetFit fine-tune'),
+              setfit_pairs: int = typer.Option(1024, min=2, max=1_000_000, help='Contrastive pairs for the SetFit fine-tune'),
+              setfit_per_class: int = typer.Option(32, min=2, max=100_000, help='Texts per intent in the SetFit fine-tune'),
               no_log: bool = typer.Option(False, '--no-log', help='Do not log the curve to the MLflow run')):
     """Calibrate the routing threshold of a version on its held-out predictions (unseen templates and the realistic
     calibration half, or the test split), write the curve as CSV + HTML, and with --second-opinion setfit save the
