@@ -240,7 +240,8 @@ async def _reload_loop(state: _State) -> None:
     while True:
         await asyncio.sleep(every if state.holder.current is not None else min(every, 2.0))
         try:
-            if await asyncio.to_thread(state.holder.reload) == 'swapped': await asyncio.to_thread(freeze_heap, True)   # free the old model's cycles once
+            if await asyncio.to_thread(state.holder.reload) in ('loaded', 'swapped'):   # a model came in after start-up: freeze it too,
+                await asyncio.to_thread(freeze_heap, True)                               # and free the old model's cycles once
         except Exception as e: log.error('reload check failed: %s: %s', type(e).__name__, str(e)[:200])
 
 def _lifespan(state: _State):
