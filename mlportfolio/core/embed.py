@@ -85,15 +85,14 @@ def set_torch_threads(n: int | None = None) -> None:
     if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(int(n))
     else: os.environ['OMP_NUM_THREADS'] = str(int(n))   # read by torch when it loads; no import cost here
 
-_THREADPOOLS: dict = {}
+_THREADPOOLS: list = [None, None]   # (number of loaded modules, ThreadpoolController) of the last inventory
 
 def blas_limit(n: int | None = None):
     """Context manager: at most `n` (default `BLAS_THREADS`) BLAS threads inside the block. The thread-pool inventory is
     taken once per set of loaded modules (taking it costs milliseconds, and this runs once per prediction)."""
     from threadpoolctl import ThreadpoolController
-    key = len(sys.modules)   # a new extension module may bring a new BLAS: take the inventory again
-    if key not in _THREADPOOLS: _THREADPOOLS.clear(); _THREADPOOLS[key] = ThreadpoolController()
-    return _THREADPOOLS[key].limit(limits=n or BLAS_THREADS, user_api='blas')
+    if _THREADPOOLS[0] != len(sys.modules): _THREADPOOLS[:] = [len(sys.modules), ThreadpoolController()]   # a new module may bring a BLAS
+    return _THREADPOOLS[1].limit(limits=n or BLAS_THREADS, user_api='blas')
 
 # %% ../../nbs/04_embed.ipynb #7c28f634
 class EmbeddingCache:

@@ -15,7 +15,7 @@ from ..core.errors import InputError
 # %% auto #0
 __all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'CALIBRATORS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
            'reliability_metrics', 'expected_calibration_error', 'TopLabelIsotonic', 'calibrator_kind', 'crossfit_ece',
-           'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_calibration', 'cross_fit_temperature']
+           'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_calibration']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -256,7 +256,3 @@ def cross_fit_calibration(proba, y, classes, groups, seed: int = 42, kind: str =
     for fit, apply in ((a, ~a), (~a, a)):
         out[apply] = make().fit(proba[fit], y[fit], classes).transform(proba[apply])
     return out
-
-def cross_fit_temperature(proba, y, classes, groups, seed: int = 42) -> np.ndarray:
-    "`cross_fit_calibration` with temperature scaling."
-    return cross_fit_calibration(proba, y, classes, groups, seed, 'temperature')

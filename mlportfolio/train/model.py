@@ -79,6 +79,7 @@ class AdaptiveSVD(TruncatedSVD):
         self.explained_variance_ = Xt.var(axis=0)
         self.explained_variance_ratio_ = self.explained_variance_ / max(A.var(axis=0).sum(), 1e-300)
         self.singular_values_ = S[:k]
+        self.n_features_in_ = A.shape[1]
 
     def transform(self, X):
         """X projected on the components. The transposed components are kept C-contiguous (once per process): sklearn
@@ -94,7 +95,6 @@ class AdaptiveSVD(TruncatedSVD):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__(); state.pop('_components_t', None); return state
-        self.n_features_in_ = A.shape[1]
 
 def build_text_branch(p: dict, seed: int = 42) -> Pipeline:
     "TF-IDF (1..ngram_max grams) -> SVD -> StandardScaler."
