@@ -7,11 +7,12 @@ run, and the cosine of each backend's vectors to plain's (mean and minimum). Wei
 exported) before timing. The load average is printed beside the figures: on a shared machine they move with it.
 
 GPU (`--gpu`, default 200,000 texts): sentence-transformers in fp16 with batch 1024 vs our CUDA path
-(`Embedder(device='cuda')`: fp16, token-budget length buckets, tokenisation on a worker thread, pinned memory),
-median of 3, and the cosine of ours to sentence-transformers'. Without a CUDA GPU it says so and exits 0.
+(`Embedder(device='cuda')`: fp16, token-budget length buckets, tokenisation on worker threads, pinned memory),
+median of 3, and the cosine of ours to sentence-transformers'. Before the runs it times our two stages apart (the CPU
+producer alone, the GPU forward alone on ready batches) and after them one run per `--tokenise-processes` setting. Without a CUDA GPU it says so and exits 0.
 
 Usage: python bench/embed.py [--n 2000] [--runs 3] [--backends torch,onnx,onnx-int8]
-       python bench/embed.py --gpu [--n 200000] [--runs 3]
+       python bench/embed.py --gpu [--n 200000] [--runs 3] [--tokenise-processes 0,6,12]
 """
 import argparse, os, platform, statistics, sys, tempfile, time
 
@@ -84,18 +85,47 @@ def cpu(args):
         print(f'  {k:10s}: {args.n / med[k]:10.1f} sentences/s  ({med[k]:.3f} s)   ratio to plain {med["plain"] / med[k]:8.2f}x{q}')
 
 
+def gpu_stages(ours, texts) -> None:
+    "Where our CUDA path spends its time: the CPU producer alone (tokenise, pad, pin) and the GPU forward alone on ready batches."
+    import torch
+    from mlportfolio.core.embed import mean_pool_normalise
+    enc, items = ours.encoder, []
+    texts = sorted(texts, key=len, reverse=True)                     # as `encode` orders them
+    t_prod, _ = timed(lambda: enc._batches(texts, lambda item: items.append(item) or True))
+    ready = []
+    for _, (ids, lens) in items:
+        ids, lens = ids.to('cuda').long(), lens.to('cuda')
+        ready.append((ids, (torch.arange(ids.shape[1], device='cuda') < lens[:, None]).long()))
+    torch.cuda.synchronize()
+    def forward():
+        with torch.inference_mode():
+            for ids, mask in ready:
+                mean_pool_normalise(enc.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state.float(), mask)
+        torch.cuda.synchronize()
+    forward(); t_fwd, _ = timed(forward)
+    tokens = sum(int(m.sum()) for _, m in ready); cells = sum(m.numel() for _, m in ready)
+    how = f'{enc.tokenise_processes} worker processes' if enc.tokenise_processes else f'{enc.tokenise_threads} threads'
+    print(f'  stages: CPU producer alone (tokenise + pad + pin, {how}, chunk {enc.chunk:,}) '
+          f'{len(texts) / t_prod:,.0f} sentences/s ({t_prod:.2f} s); GPU forward alone on the {len(ready)} ready batches '
+          f'{len(texts) / t_fwd:,.0f} sentences/s ({t_fwd:.2f} s); {tokens:,} tokens, padding {1 - tokens / cells:.1%}', flush=True)
+    del ready, items; torch.cuda.empty_cache()
+
+
 def gpu(args):
     import torch
     if not torch.cuda.is_available():
         print('no CUDA GPU here: the GPU benchmark is skipped (run bench/embed.py --gpu on a machine with one)')
         return
+    import tokenizers
     from sentence_transformers import SentenceTransformer
     from mlportfolio.core.embed import Embedder, packaged_model_path
     texts = make_texts(args.n)
     st = SentenceTransformer(str(packaged_model_path()), device='cuda').half()
     ours = Embedder(cache=False, progress=False, device='cuda')
-    st.encode(texts[:4096], batch_size=1024); ours.encode(texts[:4096])           # warm-up; ours also sizes its token budget
-    print(f'{torch.cuda.get_device_name()}, our token budget {ours.encoder.max_tokens:,} tokens per batch')
+    st.encode(texts[:4096], batch_size=1024); ours.encode(texts[:16384])          # warm-up: ours sizes its token budget, starts its workers
+    print(f'{torch.cuda.get_device_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, tokenizers {tokenizers.__version__}; '
+          f'our token budget {ours.encoder.max_tokens:,} tokens per batch; load average {loadavg()}', flush=True)
+    gpu_stages(ours, texts)
     t_st, t_ours = [], []
     for run in range(args.runs):
         def st_run(): out = st.encode(texts, batch_size=1024, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False); torch.cuda.synchronize(); return out
@@ -106,6 +136,14 @@ def gpu(args):
     print(f'\n{args.n} texts, median of {args.runs} runs, torch {torch.__version__}')
     print(f'  sentence-transformers fp16 batch 1024: {args.n / a:10.0f} sentences/s ({a:.2f} s)')
     print(f'  ours (CUDA path, fp16, pipelined):     {args.n / b:10.0f} sentences/s ({b:.2f} s)   ratio {a / b:.2f}x   {cosines(vec, ref)}')
+    default = ours.encoder.tokenise_processes
+    for procs in args.tokenise_processes:                                          # one run each: how the producer scales
+        ours.encoder.close(); ours.encoder.tokenise_processes = procs
+        ours.encode(texts[:16384])                                                 # starts that many workers
+        t, _ = timed(lambda: ours.encode(texts))
+        how = f'{procs} tokenising processes' if procs else f'no worker process ({ours.encoder.tokenise_threads} threads)'
+        print(f'  ours with {how}: {args.n / t:10.0f} sentences/s ({t:.2f} s), one run', flush=True)
+    print(f'  (the default: {default} worker processes)')
 
 
 def main():
@@ -114,6 +152,8 @@ def main():
     ap.add_argument('--n', type=int, default=None)
     ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--backends', default='torch,onnx,onnx-int8', help='CPU backends to compare with plain')
+    ap.add_argument('--tokenise-processes', default='0,6,12', type=lambda v: [int(x) for x in v.split(',') if x],
+                    help='GPU: after the timed runs, one run of ours with each number of tokenising worker processes (0: threads)')
     args = ap.parse_args()
     args.n = args.n or (200_000 if args.gpu else 2000)
     (gpu if args.gpu else cpu)(args)

@@ -11,6 +11,7 @@ PKG = ROOT/'mlportfolio'
 # module prefix -> the extras it may import from (besides the core dependencies); the longest prefix wins
 MODULE_EXTRAS = {
     'mlportfolio.core.embed': ['embed', 'onnx'],
+    'mlportfolio.core.embed_tokens': ['embed'],
     'mlportfolio.core.finetune': ['embed'],
     'mlportfolio.core.warehouse': ['gcp'],
     'mlportfolio.core.store': ['gcp'],

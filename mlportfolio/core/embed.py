@@ -17,6 +17,7 @@ from fastcore.basics import patch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import get_settings, ensure_dir
+from .embed_tokens import start_worker, tokenise_chunk
 from .errors import InputError, ModelError
 from .extras import missing_distributions
 from .obs import get_logger
@@ -279,8 +280,9 @@ class OnnxEncoder:
 
 # %% ../../nbs/04_embed.ipynb #d331c03a
 class PipelinedEncoder:
-    "The transformer on a torch device (fp16 on CUDA): token-budget length buckets, tokenisation on a worker thread, pinned memory."
-    def __init__(self, load_path: str | Path, device: str = 'cuda', max_tokens: int | None = None, chunk: int = 16384):
+    "The transformer on a torch device (fp16 on CUDA): token-budget length buckets, tokenisation on worker threads (or processes), pinned memory."
+    def __init__(self, load_path: str | Path, device: str = 'cuda', max_tokens: int | None = None, chunk: int = 8192,
+                 tokenise_threads: int = 2, tokenise_processes: int = 0):
         import torch
         from transformers import AutoModel
         self.device = torch.device(device)
@@ -288,6 +290,9 @@ class PipelinedEncoder:
         dtype = torch.float16 if self.cuda else torch.float32
         self.model = AutoModel.from_pretrained(str(load_path), dtype=dtype).to(self.device).eval()
         self.tokenizer, self.max_len, self.chunk = fast_tokenizer(load_path, padding=False), max_seq_length(load_path), chunk
+        self.tokenise_threads = max(1, tokenise_threads)
+        self.tokenise_processes = max(0, tokenise_processes)   # 0: threads in this process (see below)
+        self._pool = None
         self.max_tokens = max_tokens or (self.fit_token_budget() if self.cuda else 8192)
 
     def fit_token_budget(self, start: int = 1 << 20) -> int:
@@ -304,28 +309,68 @@ class PipelinedEncoder:
             finally: torch.cuda.empty_cache()
         raise ModelError(f'not even one sequence of {self.max_len} tokens fits in GPU memory')
 
-# %% ../../nbs/04_embed.ipynb #3b6c3920
+# %% ../../nbs/04_embed.ipynb #008b7676
+@patch
+def _tokeniser_pool(self: PipelinedEncoder):
+    """The worker processes (started once, all at once, and kept for later calls), or None when this encoder tokenises
+    in-process. On Linux they are forked, as PyTorch's DataLoader workers are (they never touch CUDA): no re-import of
+    the caller's `__main__`, so a script without an `if __name__ == '__main__'` guard is safe; elsewhere they are spawned."""
+    if not self.tokenise_processes: return None
+    if self._pool is None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        ctx = mp.get_context('fork' if sys.platform.startswith('linux') else 'spawn')
+        before = os.environ.get('TOKENIZERS_PARALLELISM')
+        os.environ['TOKENIZERS_PARALLELISM'] = 'false'         # seen by the tokenizer's at-fork hook: no warning in each child
+        try:
+            self._pool = ProcessPoolExecutor(self.tokenise_processes, mp_context=ctx, initializer=start_worker,
+                                             initargs=(self.tokenizer.to_str(),))
+            self._pool.submit(int).result()                    # starts every worker now, from this (the calling) thread
+        except Exception as e:
+            if self._pool is not None: self._pool.shutdown(cancel_futures=True); self._pool = None
+            raise ModelError(f'the {self.tokenise_processes} tokenising worker processes did not start ({type(e).__name__}: {e}); '
+                             'PipelinedEncoder(tokenise_processes=0) tokenises in this process') from None
+        finally:
+            if before is None: os.environ.pop('TOKENIZERS_PARALLELISM', None)
+            else: os.environ['TOKENIZERS_PARALLELISM'] = before
+    return self._pool
+
+@patch
+def close(self: PipelinedEncoder) -> None:
+    "Stop the tokenising worker processes, if any were started."
+    if self._pool is not None: self._pool.shutdown(cancel_futures=True); self._pool = None
+
 @patch
 def _batches(self: PipelinedEncoder, texts: list[str], put) -> None:
-    "Worker thread: tokenise chunk by chunk, sort by token length, cut batches within the token budget, pad, pin, `put`."
+    "Producer thread: chunks go to worker processes (or threads for small inputs); padded batches are pinned and `put` in order."
     import torch
-    for start in range(0, len(texts), self.chunk):
-        enc = self.tokenizer.encode_batch(texts[start:start + self.chunk])
-        lens = np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(enc))
-        order, i = np.argsort(-lens, kind='stable'), 0
-        while i < len(order):
-            width = int(lens[order[i]])
-            idx = order[i:i + max(1, self.max_tokens // max(width, 1))]; i += len(idx)
-            ids = np.zeros((len(idx), width), np.int64); mask = np.zeros((len(idx), width), np.int64)
-            for r, j in enumerate(idx): ids[r, :lens[j]] = enc[j].ids; mask[r, :lens[j]] = 1
-            t = (torch.from_numpy(ids), torch.from_numpy(mask))
-            if self.cuda: t = tuple(x.pin_memory() for x in t)
-            if not put((start + idx, t)): return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    pool = self._pool if len(texts) >= 4 * self.chunk else None  # started by `encode`, in the calling thread
+    threads = None if pool is not None else ThreadPoolExecutor(self.tokenise_threads, thread_name_prefix='tokenise')
+    workers, tok = (self.tokenise_processes, None) if pool is not None else (self.tokenise_threads, self.tokenizer)
+    pending, starts = deque(), iter(range(0, len(texts), self.chunk))
+    def submit_next() -> None:
+        s = next(starts, None)
+        if s is not None: pending.append((s, (pool or threads).submit(tokenise_chunk, texts[s:s + self.chunk], self.max_tokens, tok)))
+    try:
+        for _ in range(2 * workers): submit_next()                   # a bounded look-ahead: memory stays a few chunks
+        while pending:
+            start, future = pending.popleft(); batches = future.result(); submit_next()
+            for rows, ids, lens in batches:
+                t = (torch.from_numpy(ids), torch.from_numpy(lens))
+                if self.cuda: t = tuple(x.pin_memory() for x in t)
+                if not put((start + rows, t)): return
+    finally:
+        for _, f in pending: f.cancel()
+        if threads is not None: threads.shutdown(cancel_futures=True)
 
 @patch
 def encode(self: PipelinedEncoder, texts: list[str]) -> np.ndarray:
-    "Vectors of `texts` in input order; the GPU runs batch k while the worker thread prepares batch k+1."
+    "Vectors of `texts` in input order; the GPU runs batch k while the tokenising workers prepare the next ones."
     import queue, torch
+    order = np.argsort([-len(t) for t in texts], kind='stable')        # similar lengths per chunk: batches pad little
+    texts = [texts[i] for i in order]
     q, stop = queue.Queue(maxsize=8), threading.Event()
     def put(item) -> bool:
         while not stop.is_set():
@@ -335,16 +380,18 @@ def encode(self: PipelinedEncoder, texts: list[str]) -> np.ndarray:
     def work():
         try: self._batches(texts, put); put(None)
         except BaseException as e: put(e)
+    if len(texts) >= 4 * self.chunk: self._tokeniser_pool()        # workers start here, not from the producer thread
     worker = threading.Thread(target=work, name='tokenise', daemon=True); worker.start()
     out = torch.empty((len(texts), self.model.config.hidden_size), dtype=torch.float32, device=self.device)
     try:
         with torch.inference_mode():
             while (item := q.get()) is not None:
                 if isinstance(item, BaseException): raise item
-                idx, (ids, mask) = item
-                ids, mask = ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+                idx, (ids, lens) = item
+                ids, lens = ids.to(self.device, non_blocking=True).long(), lens.to(self.device, non_blocking=True)
+                mask = (torch.arange(ids.shape[1], device=self.device) < lens[:, None]).long()
                 h = self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
-                out[torch.from_numpy(idx).to(self.device)] = mean_pool_normalise(h.float(), mask)
+                out[torch.from_numpy(order[idx]).to(self.device)] = mean_pool_normalise(h.float(), mask)
     finally:
         stop.set(); worker.join(5)
     return out.cpu().numpy()

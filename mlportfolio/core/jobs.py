@@ -6,7 +6,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/jobs.html.md"""
 
 # %% ../../nbs/07_jobs.ipynb #b1ab6961
 from __future__ import annotations
-import ast, json, os, shutil, subprocess, sys, tempfile, time, uuid
+import ast, functools, json, os, shutil, subprocess, sys, tempfile, time, uuid
 from dataclasses import dataclass, asdict, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +25,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'JOB_STATUSES', 'UNIX_SOCKET_PATH_MAX', 'jobs_dir', 'list_jobs', 'job_path', 'job_parameter_info',
            'job_parameters', 'check_job_params', 'parse_param', 'load_params_file', 'RunRecord', 'git_sha',
-           'export_run_metrics', 'ipc_kernel_config', 'run_job', 'list_runs']
+           'export_run_metrics', 'ipc_kernel_config', 'kernel_log_manager', 'execute_job_notebook', 'run_job',
+           'list_runs']
 
 # %% ../../nbs/07_jobs.ipynb #e62136d2
 def jobs_dir() -> Path:
@@ -144,12 +145,37 @@ def ipc_kernel_config(folder: str | Path):
     fits = len(os.fsencode(str(Path(folder)/'kernel-ipc-99999'))) <= UNIX_SOCKET_PATH_MAX
     return Config({'KernelManager': {'transport': 'ipc' if fits else 'tcp', 'connection_file': str(Path(folder)/'kernel.json')}})
 
+# %% ../../nbs/07_jobs.ipynb #0fd71d1f
+@functools.cache
+def kernel_log_manager() -> type:
+    """A kernel manager whose kernel process writes its own stdout and stderr to the file `log_file` (config). The
+    cells' output still goes to the notebook; what lands in the file is the kernel's own noise (warnings at start-up,
+    tracebacks when its sockets close at shut-down), which a job's user should never see mixed with the CLI's output."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import Unicode
+    class KernelLogManager(AsyncKernelManager):
+        log_file = Unicode('', help="the kernel process's stdout and stderr go here (inherited when empty)").tag(config=True)
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if not self.log_file: return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(self.log_file, 'ab') as f:                 # the child keeps its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, 'stdout': f, 'stderr': f})
+    return KernelLogManager
+
+def execute_job_notebook(source: str | Path, output: str | Path, run_dir: Path, params: dict, kernel: str | None = None,
+                         progress: bool = False) -> None:
+    "Run one notebook with papermill in `run_dir`: the kernel's sockets in a private folder, its own output in `run_dir/kernel.log`."
+    import papermill as pm
+    with tempfile.TemporaryDirectory(prefix='mlp-kernel-') as kdir:
+        config = ipc_kernel_config(kdir)
+        config.KernelLogManager.log_file = str(Path(run_dir)/'kernel.log')
+        pm.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel or 'python3', progress_bar=progress,
+                            cwd=str(run_dir), log_output=False, config=config, kernel_manager_class=kernel_log_manager())
+
 # %% ../../nbs/07_jobs.ipynb #2a68e8c3
 def _utc_stamp() -> str: return datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S_%fZ')
 
 def run_job(name: str, kernel: str | None = None, progress: bool | None = None, **params) -> RunRecord:
     "Execute job `name` with `params`; return its run record. A failed run raises `JobError` after saving its record."
-    import papermill as pm
     nb_path = job_path(name)
     check_job_params(name, params)
     s = ensure_home()
@@ -161,10 +187,7 @@ def run_job(name: str, kernel: str | None = None, progress: bool | None = None, 
     rec.save()
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix='mlp-kernel-') as kdir:
-            pm.execute_notebook(str(nb_path), rec.output_notebook, parameters=params, kernel_name=kernel or 'python3',
-                                progress_bar=s.progress if progress is None else progress, cwd=str(run_dir), log_output=False,
-                                config=ipc_kernel_config(kdir))
+        execute_job_notebook(nb_path, rec.output_notebook, run_dir, params, kernel, s.progress if progress is None else progress)
         rec.status = 'succeeded'
     except Exception as e:
         rec.status = 'failed'
