@@ -80,7 +80,10 @@ def check_texts(texts, who: str = 'encode') -> list[str]:
 BLAS_THREADS = 1
 
 def set_torch_threads(n: int | None = None) -> None:
-    "Pin torch's intra-op threads to `n` (default `MLP_TORCH_THREADS`; none: leave torch's own choice)."
+    """Pin torch's intra-op threads to `n` (default `MLP_TORCH_THREADS`; none: leave torch's own choice). An explicit `n`
+    also becomes this process's `MLP_TORCH_THREADS`, so the ONNX backends, which read that setting when their session
+    is built, use the same number (`mlp capture serve --torch-threads 1` bounds every embedding backend)."""
+    if n is not None and n: os.environ['MLP_TORCH_THREADS'] = str(int(n))
     n = get_settings().torch_threads if n is None else n
     if not n: return
     if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(int(n))
