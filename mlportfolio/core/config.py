@@ -21,7 +21,8 @@ __all__ = ['Settings', 'validation_lines', 'get_settings', 'ensure_dir', 'ensure
 # %% ../../nbs/01_config.ipynb #1a0d05ea
 class Settings(BaseSettings):
     "Every setting of the library. Each field is read from `MLP_<FIELD>` (case-insensitive)."
-    model_config = SettingsConfigDict(env_prefix='MLP_', extra='ignore', validate_default=True)
+    model_config = SettingsConfigDict(env_prefix='MLP_', extra='ignore', validate_default=True,
+                                      frozen=True)   # `get_settings` shares one object per environment: nobody may change it
 
     home: Path = Field(Path('~/.mlportfolio'), description='Root folder of every local artifact')
     log_level: str = Field('INFO', description='Logging level: DEBUG, INFO, WARNING, ERROR')
