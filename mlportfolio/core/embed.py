@@ -349,6 +349,7 @@ def _batches(self: PipelinedEncoder, texts: list[str], put) -> None:
     import torch
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     pool = self._pool if len(texts) >= 4 * self.chunk else None  # started by `encode`, in the calling thread
     threads = None if pool is not None else ThreadPoolExecutor(self.tokenise_threads, thread_name_prefix='tokenise')
     workers, tok = (self.tokenise_processes, None) if pool is not None else (self.tokenise_threads, self.tokenizer)
@@ -364,6 +365,9 @@ def _batches(self: PipelinedEncoder, texts: list[str], put) -> None:
                 t = (torch.from_numpy(ids), torch.from_numpy(lens))
                 if self.cuda: t = tuple(x.pin_memory() for x in t)
                 if not put((start + rows, t)): return
+    except BrokenProcessPool as e:                              # a worker died: the pool is broken for good
+        self._pool = None                                        # the next call starts new workers
+        raise ModelError(f'a tokenising worker process died ({e}); run again, or use tokenise_processes=0') from None
     finally:
         for _, f in pending: f.cancel()
         if threads is not None: threads.shutdown(cancel_futures=True)
