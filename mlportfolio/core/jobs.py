@@ -199,7 +199,9 @@ def run_job(name: str, kernel: str | None = None, progress: bool | None = None, 
         rec.save()
         export_run_metrics(rec)
     if rec.status == 'failed':
-        raise JobError(f"job {name!r} failed: {rec.error} (run record: {rec.run_dir/'run.json'})")
+        klog = run_dir/'kernel.log'                              # the kernel's own output: why a kernel died, say
+        seen = f"; kernel log: {klog}" if klog.exists() and klog.stat().st_size else ''
+        raise JobError(f"job {name!r} failed: {rec.error} (run record: {rec.run_dir/'run.json'}{seen})")
     return rec
 
 def _job_error_summary(e: Exception) -> str:
