@@ -264,6 +264,7 @@ def _lifespan(state: _State):
 
 # %% ../../nbs/44_api_app.ipynb #e40c9c90
 def _predict_route(app, state: _State) -> None:
+    from fastapi.responses import Response
     @app.post('/predict', response_model=PredictResponse, responses=PREDICT_ERRORS,
               summary='Classify one text or up to 64 texts (classifier first; below the confidence threshold, the calibrated second opinion or the LLM)')
     async def predict(body: PredictRequest) -> Any:
@@ -278,7 +279,7 @@ def _predict_route(app, state: _State) -> None:
         max_rate = body.max_llm_rate if body.max_llm_rate is not None else s.max_llm_rate
         tier = cur.second_opinion if cur is not None and cur.second_opinion is not None and body.route == 'auto' else state.tier
         preds = await answer_texts(texts, results, body.route, threshold, max_rate, state.window, tier, s.llm_deadline_ms / 1e3)
-        return PredictResponse(predictions=preds)
+        return Response(PredictResponse(predictions=preds).model_dump_json(), media_type='application/json')   # built once: no second validation
 
 # %% ../../nbs/44_api_app.ipynb #97c4cc69
 def _info_routes(app, state: _State) -> None:
