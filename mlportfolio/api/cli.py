@@ -81,7 +81,11 @@ def calibrate(version: str = typer.Option('champion', help='Registry alias or ve
                                  setfit_settings=dict(n_pairs=setfit_pairs, per_class=setfit_per_class))
     except MLPError as e: _fail(e)
     console.print(f"version {cal['version']}: threshold [bold]{cal['threshold']:.3f}[/bold] ({mode} target {target}): "
-                  f"escalation rate {cal['llm_rate']:.3f}, classifier error rate {cal['clf_error_rate']:.3f} on {cal['n']} held-out texts")
+                  f"escalation rate {cal['llm_rate']:.3f}, classifier error rate {cal['clf_error_rate']:.3f} on the {cal['n_choose']} held-out "
+                  f"texts that chose it (of {cal['n']}, split by template)")
+    m = cal['measured']
+    console.print(f"measured on the other {m['n']} (curve and per-set figures below): escalation rate {m['llm_rate']:.3f}, "
+                  f"classifier error rate {m['clf_error_rate']:.3f}" + (f", macro-F1 routed {m['macro_f1']:.3f}" if 'macro_f1' in m else ''))
     for name, r in cal['per_set'].items():
         routed = f", routed through {cal['second_opinion']} {r['routed_macro_f1']:.3f}" if 'routed_macro_f1' in r else ''
         console.print(f"  {name}: {r['n']} texts, {r['llm_rate']:.1%} escalated, macro-F1 classifier alone {r['classifier_macro_f1']:.3f}{routed}")
