@@ -34,7 +34,7 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind (0.0.0.0
           workers: int = typer.Option(1, min=1, max=64, help='uvicorn worker processes (metrics aggregate across them)'),
           model: str = typer.Option('champion', help='Registry alias or version, or an exported model folder'),
           max_batch_size: int = typer.Option(32, min=1, max=1024, help='Texts per classifier call (1: batching off)'),
-          max_wait_ms: float = typer.Option(4.0, min=0, max=10000, help='Longest wait to fill a batch under load'),
+          max_wait_ms: float = typer.Option(4.0, min=0, max=10000, help='Longest wait to fill a batch when the worker was idle after a batch of several (queued texts never wait)'),
           max_queue: int = typer.Option(512, min=1, max=1000000, help='Queued texts beyond which requests get 503'),
           reload_seconds: float = typer.Option(10.0, min=0, max=86400, help='How often to check the alias for a new version (0: never)'),
           log_level: str = typer.Option('info', help='uvicorn log level')):
