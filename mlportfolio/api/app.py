@@ -35,8 +35,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'REQUESTS', 'REQUEST_SECONDS', 'ESCALATIONS', 'FALLBACKS', 'SHED', 'RELOADS', 'ESCALATION_RATE',
            'ESCALATION_RATE_CALIBRATED', 'MODEL_INFO', 'STATUSES', 'OPEN_ROUTES', 'ERRORS', 'PREDICT_ERRORS',
-           'WORKER_STARTUP_S', 'Serving', 'target_of', 'ModelHolder', 'classifier_answer', 'llm_answer', 'escalate',
-           'answer_texts', 'create_app', 'serve']
+           'WORKER_STARTUP_S', 'Serving', 'python_model_of', 'target_of', 'ModelHolder', 'classifier_answer',
+           'llm_answer', 'escalate', 'answer_texts', 'create_app', 'serve']
 
 # %% ../../nbs/44_api_app.ipynb #61e5e649
 REQUESTS = counter('api_requests', 'Inference API requests', ('route', 'status'))
@@ -64,13 +64,31 @@ class Serving:
     calibrated_rate: float | None
     second_opinion: SetFitTier | None = None   # where `route: auto` escalates when the calibration chose one; else the LLM chain
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))
+    direct: Any = field(default=None, init=False, repr=False)   # the pyfunc's own Python model, when it has one
+
+    def __post_init__(self): self.direct = python_model_of(self.model)
 
     @property
     def version(self) -> str: return self.model.version
 
     def predict(self, texts: list[str]) -> tuple[pd.DataFrame, str]:
         "The classifier's frame for `texts` and the version that produced it."
-        return self.model.predict(pd.DataFrame({'text': texts})), self.version
+        df = pd.DataFrame({'text': texts})
+        if self.direct is None: return self.model.predict(df), self.version
+        try: out = self.direct.predict(None, df)
+        except Exception as e: raise ModelError(f'model {self.version} failed to predict: {type(e).__name__}: {str(e)[:200]}') from None
+        if not isinstance(out, pd.DataFrame) or len(out) != len(texts):
+            raise ModelError(f'model {self.version} returned {type(out).__name__} of {len(out)} rows for {len(texts)} inputs')
+        return out.reset_index(drop=True), self.version
+
+def python_model_of(m: LoadedModel):
+    """The `mlflow.pyfunc.PythonModel` inside `m`, or None (another flavour). The service calls its `predict` itself:
+    MLflow's wrapper checks the input against the signature on every call (0.5 ms, once per batch), and the service
+    builds that input itself, a `text` column of validated strings; the signature was checked when the model loaded."""
+    unwrap = getattr(m.model, 'unwrap_python_model', None)
+    try: inner = unwrap() if unwrap is not None else None
+    except Exception: return None
+    return inner if callable(getattr(inner, 'predict', None)) else None
 
 def target_of(ref: str) -> str:
     "What `ref` names right now: the registry version of an alias or version, or the chosen folder of an export."
@@ -94,7 +112,8 @@ class ModelHolder:
 
     def _serving(self, m: LoadedModel, target: str) -> Serving:
         cal = read_calibration(m.version)
-        if cal: return Serving(m, target, float(cal['threshold']), 'calibrated', float(cal['llm_rate']), self._second_opinion(m.version, cal))
+        rate = (cal or {}).get('measured', {}).get('llm_rate', (cal or {}).get('llm_rate'))   # out of sample when the calibration measured it
+        if cal: return Serving(m, target, float(cal['threshold']), 'calibrated', float(rate), self._second_opinion(m.version, cal))
         return Serving(m, target, self.default_threshold, 'default', None)
 
     def _second_opinion(self, version: str, cal: dict) -> SetFitTier | None:
@@ -264,6 +283,7 @@ def _lifespan(state: _State):
 
 # %% ../../nbs/44_api_app.ipynb #e40c9c90
 def _predict_route(app, state: _State) -> None:
+    from fastapi.responses import Response
     @app.post('/predict', response_model=PredictResponse, responses=PREDICT_ERRORS,
               summary='Classify one text or up to 64 texts (classifier first; below the confidence threshold, the calibrated second opinion or the LLM)')
     async def predict(body: PredictRequest) -> Any:
@@ -278,7 +298,7 @@ def _predict_route(app, state: _State) -> None:
         max_rate = body.max_llm_rate if body.max_llm_rate is not None else s.max_llm_rate
         tier = cur.second_opinion if cur is not None and cur.second_opinion is not None and body.route == 'auto' else state.tier
         preds = await answer_texts(texts, results, body.route, threshold, max_rate, state.window, tier, s.llm_deadline_ms / 1e3)
-        return PredictResponse(predictions=preds)
+        return Response(PredictResponse(predictions=preds).model_dump_json(), media_type='application/json')   # built once: no second validation
 
 # %% ../../nbs/44_api_app.ipynb #97c4cc69
 def _info_routes(app, state: _State) -> None:

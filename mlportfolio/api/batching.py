@@ -95,11 +95,26 @@ async def submit(self: MicroBatcher, texts: list[str]) -> list[BatchResult]:
 
 # %% ../../nbs/42_api_batching.ipynb #b2b09a97
 @patch
+def _waits(self: MicroBatcher, idle: bool) -> bool:
+    "Whether a batch waits up to `max_wait_ms` for partners: only when the worker was `idle` and the previous batch had more than one text."
+    return idle and self._last_batch > 1 and self.max_wait_ms > 0
+
+@patch
+def _rows(self: MicroBatcher, texts: list[str]) -> tuple[list[dict], str]:
+    "The model's rows for `texts` (run on the model's thread) and its version."
+    frame, version = self.predict(texts)
+    cols = list(frame.columns)   # column lists zipped: a third of the time of `to_dict('records')` on a small frame
+    rows = [dict(zip(cols, r)) for r in zip(*(frame[c].tolist() for c in cols))] if cols else [{} for _ in range(len(frame))]
+    if len(rows) != len(texts): raise RuntimeError(f'the model returned {len(rows)} rows for {len(texts)} texts')
+    return rows, version
+
+@patch
 async def _collect(self: MicroBatcher) -> list[_Item]:
-    "The next batch: one text, everything already queued up to `max_batch_size`, and under load what arrives within `max_wait_ms`."
+    "The next batch: one text, everything already queued up to `max_batch_size`, and what arrives within `max_wait_ms` when `_waits`."
+    idle = self._queue.empty()
     batch = [await self._queue.get()]
     while len(batch) < self.max_batch_size and not self._queue.empty(): batch.append(self._queue.get_nowait())
-    if self._last_batch > 1 and len(batch) < self.max_batch_size and self.max_wait_ms > 0:
+    if self._waits(idle) and len(batch) < self.max_batch_size:
         end = time.perf_counter() + self.max_wait_ms / 1000
         while len(batch) < self.max_batch_size and (left := end - time.perf_counter()) > 0:
             try: batch.append(await asyncio.wait_for(self._queue.get(), left))
@@ -114,9 +129,7 @@ async def _worker(self: MicroBatcher) -> None:
         self._last_batch = len(batch)
         t0 = time.perf_counter()
         try:
-            frame, version = await loop.run_in_executor(self._pool, self.predict, [it.text for it in batch])
-            rows = frame.to_dict('records')
-            if len(rows) != len(batch): raise RuntimeError(f'the model returned {len(rows)} rows for {len(batch)} texts')
+            rows, version = await loop.run_in_executor(self._pool, self._rows, [it.text for it in batch])
         except Exception as e:
             log.error('classifier batch of %d texts failed: %s: %s', len(batch), type(e).__name__, str(e)[:200])
             for it in batch:

@@ -34,7 +34,7 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind (0.0.0.0
           workers: int = typer.Option(1, min=1, max=64, help='uvicorn worker processes (metrics aggregate across them)'),
           model: str = typer.Option('champion', help='Registry alias or version, or an exported model folder'),
           max_batch_size: int = typer.Option(32, min=1, max=1024, help='Texts per classifier call (1: batching off)'),
-          max_wait_ms: float = typer.Option(4.0, min=0, max=10000, help='Longest wait to fill a batch under load'),
+          max_wait_ms: float = typer.Option(4.0, min=0, max=10000, help='Longest wait to fill a batch when the worker was idle after a batch of several (queued texts never wait)'),
           max_queue: int = typer.Option(512, min=1, max=1000000, help='Queued texts beyond which requests get 503'),
           reload_seconds: float = typer.Option(10.0, min=0, max=86400, help='How often to check the alias for a new version (0: never)'),
           log_level: str = typer.Option('info', help='uvicorn log level')):
@@ -81,7 +81,11 @@ def calibrate(version: str = typer.Option('champion', help='Registry alias or ve
                                  setfit_settings=dict(n_pairs=setfit_pairs, per_class=setfit_per_class))
     except MLPError as e: _fail(e)
     console.print(f"version {cal['version']}: threshold [bold]{cal['threshold']:.3f}[/bold] ({mode} target {target}): "
-                  f"escalation rate {cal['llm_rate']:.3f}, classifier error rate {cal['clf_error_rate']:.3f} on {cal['n']} held-out texts")
+                  f"escalation rate {cal['llm_rate']:.3f}, classifier error rate {cal['clf_error_rate']:.3f} on the {cal['n_choose']} held-out "
+                  f"texts that chose it (of {cal['n']}, split by template)")
+    m = cal['measured']
+    console.print(f"measured on the other {m['n']} (curve and per-set figures below): escalation rate {m['llm_rate']:.3f}, "
+                  f"classifier error rate {m['clf_error_rate']:.3f}" + (f", macro-F1 routed {m['macro_f1']:.3f}" if 'macro_f1' in m else ''))
     for name, r in cal['per_set'].items():
         routed = f", routed through {cal['second_opinion']} {r['routed_macro_f1']:.3f}" if 'routed_macro_f1' in r else ''
         console.print(f"  {name}: {r['n']} texts, {r['llm_rate']:.1%} escalated, macro-F1 classifier alone {r['classifier_macro_f1']:.3f}{routed}")

@@ -30,8 +30,8 @@ MODES = CALIBRATION_MODES   # re-exported: the CLI reads it from schemas without
 # %% auto #0
 __all__ = ['log', 'MODES', 'HELDOUT_SETS', 'SECOND_OPINIONS', 'routing_curve', 'calibrate_threshold', 'calibration_dir',
            'write_curve', 'read_calibration', 'heldout_predictions', 'setfit_training_rows', 'per_set_routing',
-           'calibrate_version', 'EscalationWindow', 'plan_routes', 'LLMFailure', 'failure_reason', 'taxonomy_examples',
-           'checked_answers', 'LLMTier', 'SetFitTier']
+           'template_halves', 'calibrate_version', 'EscalationWindow', 'plan_routes', 'LLMFailure', 'failure_reason',
+           'taxonomy_examples', 'checked_answers', 'LLMTier', 'SetFitTier']
 
 # %% ../../nbs/43_api_router.ipynb #b41235a9
 def routing_curve(confidence: Sequence[float], y_true: Sequence[str], clf_pred: Sequence[str],
@@ -145,6 +145,23 @@ def per_set_routing(pred: pd.DataFrame, threshold: float, second: Sequence[str] 
         out[name] = row
     return out
 
+def template_halves(pred: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Split held-out rows in two by template (a row without one is its own group), half of each `set`'s groups each:
+    True for the rows that choose the threshold, False for the rows that measure it."""
+    text = 't:' + pred['text'].astype(str) if 'text' in pred else pd.Series([f'r:{i}' for i in range(len(pred))], index=pred.index)
+    key = pred['template_id'].astype(object).where(pred['template_id'].notna(), text) if 'template_id' in pred else text
+    sets = pred['set'].astype(str) if 'set' in pred else pd.Series('all', index=pred.index)
+    key, rng, choose = sets + '|' + key.astype(str), np.random.default_rng(seed), set()
+    for s in sets.unique():
+        groups = np.array(sorted(key[sets == s].unique()))
+        rng.shuffle(groups); choose.update(groups[:(len(groups) + 1) // 2])
+    return key.isin(choose).to_numpy()
+
+def _measured(curve: pd.DataFrame, threshold: float, n: int) -> dict:
+    "The row of `curve` at `threshold`: what the threshold does on the rows of that curve."
+    row = curve.iloc[int(np.argmin(np.abs(curve.threshold.to_numpy() - threshold)))]
+    return {'n': int(n), **{k: round(float(row[k]), 4) for k in ('llm_rate', 'clf_error_rate', 'accuracy', 'macro_f1') if k in row and pd.notna(row[k])}}
+
 def calibrate_version(version: str | int = 'champion', mode: str = 'llm_rate', target: float = 0.1, llm_predict=None,
                       log_to_run: bool = True, second_opinion: str | None = None, data=None, setfit_settings: dict | None = None) -> dict:
     "Calibrate the threshold of a registered version on its held-out predictions; returns the calibration with file paths."
@@ -158,11 +175,16 @@ def calibrate_version(version: str | int = 'champion', mode: str = 'llm_rate', t
         rows = setfit_training_rows(data, pred)
         setfit = SetFitClassifier(**(setfit_settings or {})).fit(rows['text'].astype(str).tolist(), rows['intent'].astype(str).tolist())
         llm_predict = setfit.predict
-    llm = None if llm_predict is None else list(llm_predict(pred['text'].astype(str).tolist()))
-    curve = routing_curve(pred['confidence'], pred['true_label'].astype(str), pred['predicted_label'].astype(str), llm)
-    cal = calibrate_threshold(curve, mode, target)
-    cal.update(version=str(mv.version), n=len(pred), with_llm=llm is not None, second_opinion=second_opinion if llm is not None else None,
-               per_set=per_set_routing(pred, cal['threshold'], llm))
+    llm = None if llm_predict is None else np.asarray(list(llm_predict(pred['text'].astype(str).tolist())), dtype=object)
+    choose = template_halves(pred)
+    if choose.all() or not choose.any(): raise InputError(f'calibration needs held-out rows from at least 2 templates or texts; got {len(pred)} rows')
+    curve_of = lambda m: routing_curve(pred['confidence'][m], pred['true_label'].astype(str)[m], pred['predicted_label'].astype(str)[m],
+                                       None if llm is None else llm[m])
+    cal = calibrate_threshold(curve_of(choose), mode, target)   # chosen on one half of the templates...
+    curve, measured = curve_of(~choose), pred[~choose]          # ...measured on the other: the curve shipped is out of sample
+    cal.update(version=str(mv.version), n=len(pred), n_choose=int(choose.sum()), measured=_measured(curve, cal['threshold'], len(measured)),
+               with_llm=llm is not None, second_opinion=second_opinion if llm is not None else None,
+               per_set=per_set_routing(measured.reset_index(drop=True), cal['threshold'], None if llm is None else llm[~choose]))
     folder = ensure_dir(calibration_dir(str(mv.version)), 'calibration folder')
     if setfit is not None:
         setfit.save(folder/'setfit'); cal['setfit_train_rows'] = int(len(rows))

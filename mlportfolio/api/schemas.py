@@ -30,7 +30,7 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix='MLP_API_', extra='ignore')
     model_ref: str = Field('champion', description='Registry alias or version, or an exported model folder')
     max_batch_size: int = Field(32, ge=1, le=1024, description='Most texts in one classifier call (1 turns batching off)')
-    max_wait_ms: float = Field(4.0, ge=0, le=1000, description='Longest wait for more texts once a batch has one, under load')
+    max_wait_ms: float = Field(4.0, ge=0, le=1000, description='Longest wait for more texts once a batch has one, when the worker was idle after a batch of several (texts already queued never wait)')
     max_queue: int = Field(512, ge=1, description='Most texts waiting for the classifier; beyond it requests get 503')
     threshold: float = Field(0.6, ge=0, le=1, description='Default confidence threshold below which a text goes to the LLM')
     max_llm_rate: float = Field(0.3, ge=0, le=1, description='Default ceiling of the live share of texts sent to the LLM')

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
 from ..core.embed import encode, set_torch_threads
-from ..core.http import BodyLimit, install_error_handlers, json_error, observe_requests
+from ..core.http import BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests
 from ..core.obs import counter, histogram, get_logger
 from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE, AddedNote, NotePreview, SearchHit
 from .store import ACTIVE_NOTES, Note
@@ -107,13 +107,14 @@ def _service(db_path, qc: QuickCapture | None, save_every: int):
     return service
 
 def _lifespan(service, warm: bool):
-    "Open the service at start-up (and load the embedding model and the router when `warm`); close it at shutdown."
+    "Open the service at start-up (and load the embedding model and the router when `warm`), then freeze that heap; close it at shutdown."
     @asynccontextmanager
     async def lifespan(app):
         qc = service()
         if warm:   # load the embedding model and the router before the first request
             qc.router; encode(['warm up'], progress=False)
         log.info('QuickCapture API ready: %s notes in %s (index %s)', qc.store.count(), qc.store.path, qc.store.last_open)
+        log.info('start-up heap frozen in %.0f ms (full collections skip it)', freeze_heap())   # as the inference API: no long pauses
         yield
         qc.close()
     return lifespan

@@ -16,7 +16,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers', 'key_matches',
-           'observe_requests', 'freeze_heap']
+           'ObserveRequests', 'observe_requests', 'freeze_heap']
 
 # %% ../../nbs/06c_http.ipynb #bcca7671
 def json_error(status: int, message: str, kind: str, headers: dict | None = None):
@@ -92,28 +92,44 @@ def key_matches(given: str, api_key: str) -> bool:
     "True when header value `given` is `api_key` (constant-time; any bytes allowed)."
     return secrets.compare_digest(given.encode('utf-8', 'surrogateescape'), api_key.encode())
 
+class ObserveRequests:
+    "Pure ASGI middleware (no extra task or body stream per request, unlike `@app.middleware('http')`): API key, then count and time."
+    def __init__(self, app, requests, seconds, api_key: str | None, needs_key: Callable, unauthorized: str, logger, by_method: bool):
+        self.app, self.requests, self.seconds, self.api_key, self.needs_key = app, requests, seconds, api_key, needs_key
+        self.unauthorized, self.log, self.by_method = unauthorized, logger or log, by_method
+
+    def _count(self, method: str, route: str, status: str) -> None:
+        self.requests.labels(*((method,) if self.by_method else ()), route, status).inc()
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        t0, method, status = time.perf_counter(), scope['method'], None
+        if self.api_key is not None:
+            from starlette.requests import Request
+            request = Request(scope)
+            if self.needs_key(request) and not key_matches(request.headers.get('x-api-key', ''), self.api_key):
+                self._count(method, 'auth', '401')
+                return await json_error(401, self.unauthorized, 'Unauthorized')(scope, receive, send)
+        async def send_observed(message):
+            nonlocal status
+            if message['type'] == 'http.response.start': status = message['status']
+            await send(message)
+        try: await self.app(scope, receive, send_observed)
+        except Exception as e:   # never let one request take the server down
+            self.log.exception('unhandled error on %s %s', method, scope.get('path'))
+            if status is None: await json_error(500, f'internal error: {type(e).__name__}', 'InternalError')(scope, receive, send)
+            status = 500
+        route, took = getattr(scope.get('route'), 'path', 'unmatched'), time.perf_counter() - t0
+        self._count(method, route, str(status)); self.seconds.labels(route).observe(took)
+        if route != '/metrics': self.log.debug('%s %s -> %d in %.1f ms', method, route, status, took * 1e3)
+
 def observe_requests(app, requests, seconds, api_key: str | None, guarded: tuple[str, ...] = ('POST', 'PATCH', 'PUT', 'DELETE'),
                      unauthorized: str = 'missing or wrong X-API-Key header', logger=None, needs_key=None, by_method: bool = True) -> None:
     """Add the API-key and metrics middleware to FastAPI `app`: `requests` counts (method, route, status), `seconds` times (route).
     `needs_key(request)` decides which requests need the key (default: methods in `guarded`); `by_method=False` is for
     a `requests` counter labelled (route, status) only."""
-    needs_key = needs_key or (lambda request: request.method in guarded)
-    def count(request, route: str, status: str) -> None:
-        requests.labels(*((request.method,) if by_method else ()), route, status).inc()
-    @app.middleware('http')
-    async def observe(request, call_next):
-        t0 = time.perf_counter()
-        if api_key is not None and needs_key(request) and not key_matches(request.headers.get('x-api-key', ''), api_key):
-            count(request, 'auth', '401')
-            return json_error(401, unauthorized, 'Unauthorized')
-        try: resp = await call_next(request)
-        except Exception as e:   # never let one request take the server down
-            (logger or log).exception('unhandled error on %s %s', request.method, request.url.path)
-            resp = json_error(500, f'internal error: {type(e).__name__}', 'InternalError')
-        route, took = getattr(request.scope.get('route'), 'path', 'unmatched'), time.perf_counter() - t0
-        count(request, route, str(resp.status_code)); seconds.labels(route).observe(took)
-        if route != '/metrics': (logger or log).debug('%s %s -> %d in %.1f ms', request.method, route, resp.status_code, took * 1e3)
-        return resp
+    app.add_middleware(ObserveRequests, requests=requests, seconds=seconds, api_key=api_key, unauthorized=unauthorized, logger=logger,
+                       needs_key=needs_key or (lambda request: request.method in guarded), by_method=by_method)
 
 # %% ../../nbs/06c_http.ipynb #7eca1334
 def freeze_heap(refresh: bool = False) -> float:

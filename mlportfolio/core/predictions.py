@@ -43,11 +43,9 @@ def prediction_frame(proba, classes: Sequence[str], subtypes: Sequence | None = 
     proba = np.asarray(proba, dtype=float).reshape(-1, len(classes))
     n = len(proba)
     if subtypes is not None and len(subtypes) != n: raise InputError(f'{len(subtypes)} subtypes for {n} rows of probabilities')
-    out = pd.DataFrame({'predicted_label': pd.Series(np.asarray(classes, dtype=object)[proba.argmax(1)], dtype=object),
-                        'subtype_label': pd.Series([None] * n if subtypes is None else list(subtypes), dtype=object),
-                        'confidence': proba.max(1)})
-    for j, c in enumerate(classes): out[prob_column(c)] = proba[:, j]
-    return out
+    return pd.DataFrame({'predicted_label': pd.Series(np.asarray(classes, dtype=object)[proba.argmax(1)], dtype=object),
+                         'subtype_label': pd.Series([None] * n if subtypes is None else list(subtypes), dtype=object),
+                         'confidence': proba.max(1), **{prob_column(c): proba[:, j] for j, c in enumerate(classes)}})   # one build: a column insert each cost 0.1 ms
 
 # %% ../../nbs/05c_predictions.ipynb #8ec6c88b
 def prediction_schema(classes: Sequence[str], subtypes: Sequence[str] | None = None, atol: float = 1e-3,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('review', 'the reviewer (mlp review)')  # one clear line, naming the extra, when its dependencies are missing
 import threading, uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
-from ..core.http import BodyLimit, install_error_handlers, observe_requests
+from ..core.http import BodyLimit, freeze_heap, install_error_handlers, observe_requests
 from ..core.obs import counter, get_logger, histogram
 from .agents import CombineRule
 from .run import VISIBLE, Reviewer, check_predictions, review_run
@@ -136,6 +137,12 @@ def _out(r: dict) -> ReviewOut:
 
 
 # %% ../../nbs/56_review_api.ipynb #c0009
+@asynccontextmanager
+async def _frozen_heap(app):
+    "At start-up, freeze the heap the reviewer loaded (reference set, index, embedding model): full collections skip it."
+    log.info('start-up heap frozen in %.0f ms', freeze_heap())
+    yield
+
 def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str | None = None) -> FastAPI:
     "The reviewer's FastAPI app over `reviewer` and the audit log (default: the one under `MLP_HOME`)."
     if api_key is None:
@@ -144,7 +151,7 @@ def create_app(reviewer: Reviewer, audit: AuditLog | None = None, api_key: str |
     audit, lock = audit or AuditLog(), threading.Lock()
     _, Request_ = request_models(reviewer.tax)
     errs = {422: {'model': ErrorOut}, 404: {'model': ErrorOut}, 401: {'model': ErrorOut}, 413: {'model': ErrorOut}}
-    app = FastAPI(title='mlportfolio reviewer', version='1', responses=errs)
+    app = FastAPI(title='mlportfolio reviewer', version='1', responses=errs, lifespan=_frozen_heap)
     install_error_handlers(app, STATUSES, log)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
