@@ -119,6 +119,7 @@ class ObserveRequests:
             self.log.exception('unhandled error on %s %s', method, scope.get('path'))
             if status is None: await json_error(500, f'internal error: {type(e).__name__}', 'InternalError')(scope, receive, send)
             status = 500
+        if status is None: status = 500                           # the app sent no response at all
         route, took = getattr(scope.get('route'), 'path', 'unmatched'), time.perf_counter() - t0
         self._count(method, route, str(status)); self.seconds.labels(route).observe(took)
         if route != '/metrics': self.log.debug('%s %s -> %d in %.1f ms', method, route, status, took * 1e3)
