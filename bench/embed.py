@@ -91,7 +91,7 @@ def gpu_stages(ours, texts) -> None:
     from mlportfolio.core.embed import mean_pool_normalise
     enc, items = ours.encoder, []
     texts = sorted(texts, key=len, reverse=True)                     # as `encode` orders them
-    t_prod, _ = timed(lambda: enc._batches(texts, lambda item: items.append(item) or True))
+    t_prod, _ = timed(lambda: enc._batches(texts, lambda item: items.append(item) or True, enc._tokeniser_pool()))
     ready = []
     for _, (ids, lens) in items:
         ids, lens = ids.to('cuda').long(), lens.to('cuda')

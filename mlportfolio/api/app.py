@@ -112,8 +112,9 @@ class ModelHolder:
 
     def _serving(self, m: LoadedModel, target: str) -> Serving:
         cal = read_calibration(m.version)
-        rate = (cal or {}).get('measured', {}).get('llm_rate', (cal or {}).get('llm_rate'))   # out of sample when the calibration measured it
-        if cal: return Serving(m, target, float(cal['threshold']), 'calibrated', float(rate), self._second_opinion(m.version, cal))
+        if cal:   # the escalation rate measured out of sample, when the calibration has one
+            rate = cal.get('measured', {}).get('llm_rate', cal['llm_rate'])
+            return Serving(m, target, float(cal['threshold']), 'calibrated', float(rate), self._second_opinion(m.version, cal))
         return Serving(m, target, self.default_threshold, 'default', None)
 
     def _second_opinion(self, version: str, cal: dict) -> SetFitTier | None:

@@ -83,7 +83,7 @@ def set_torch_threads(n: int | None = None) -> None:
     """Pin torch's intra-op threads to `n` (default `MLP_TORCH_THREADS`; none: leave torch's own choice). An explicit `n`
     also becomes this process's `MLP_TORCH_THREADS`, so the ONNX backends, which read that setting when their session
     is built, use the same number (`mlp capture serve --torch-threads 1` bounds every embedding backend)."""
-    if n is not None and n: os.environ['MLP_TORCH_THREADS'] = str(int(n))
+    if n: os.environ['MLP_TORCH_THREADS'] = str(int(n))
     n = get_settings().torch_threads if n is None else n
     if not n: return
     if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(int(n))
@@ -344,13 +344,12 @@ def close(self: PipelinedEncoder) -> None:
     if self._pool is not None: self._pool.shutdown(cancel_futures=True); self._pool = None
 
 @patch
-def _batches(self: PipelinedEncoder, texts: list[str], put) -> None:
-    "Producer thread: chunks go to worker processes (or threads for small inputs); padded batches are pinned and `put` in order."
+def _batches(self: PipelinedEncoder, texts: list[str], put, pool=None) -> None:
+    "Producer thread: chunks go to the worker processes `pool` (else to threads); padded batches are pinned and `put` in order."
     import torch
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
-    pool = self._pool if len(texts) >= 4 * self.chunk else None  # started by `encode`, in the calling thread
     threads = None if pool is not None else ThreadPoolExecutor(self.tokenise_threads, thread_name_prefix='tokenise')
     workers, tok = (self.tokenise_processes, None) if pool is not None else (self.tokenise_threads, self.tokenizer)
     pending, starts = deque(), iter(range(0, len(texts), self.chunk))
@@ -385,9 +384,9 @@ def encode(self: PipelinedEncoder, texts: list[str]) -> np.ndarray:
             except queue.Full: continue
         return False
     def work():
-        try: self._batches(texts, put); put(None)
+        try: self._batches(texts, put, pool); put(None)
         except BaseException as e: put(e)
-    if len(texts) >= 4 * self.chunk: self._tokeniser_pool()        # workers start here, not from the producer thread
+    pool = self._tokeniser_pool() if len(texts) >= 4 * self.chunk else None   # started here, in the calling thread
     worker = threading.Thread(target=work, name='tokenise', daemon=True); worker.start()
     out = torch.empty((len(texts), self.model.config.hidden_size), dtype=torch.float32, device=self.device)
     try:
@@ -486,9 +485,10 @@ def encoder(self: Embedder):
 def _encode_uncached(self: Embedder, texts: list[str], progress: bool) -> np.ndarray:
     "Encode unique texts, longest first in chunks so each batch pads to similar lengths."
     from tqdm.auto import tqdm
-    order = np.argsort([-len(t) for t in texts], kind='stable')
+    gpu = self.kind == 'cuda-fp16'   # the GPU path sorts and buckets by itself, in one call
+    order = np.arange(len(texts)) if gpu else np.argsort([-len(t) for t in texts], kind='stable')
     out = np.empty((len(texts), self.dim), dtype=np.float32)
-    chunk = len(texts) if self.kind == 'cuda-fp16' else max(self.batch_size * 16, 512)  # the GPU path buckets by itself
+    chunk = len(texts) if gpu else max(self.batch_size * 16, 512)
     bar = tqdm(total=len(texts), desc=f'embedding ({self.model_id}, {self.kind})', unit='text', disable=not progress)
     for i in range(0, len(order), chunk):
         idx = order[i:i + chunk]

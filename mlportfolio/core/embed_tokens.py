@@ -26,7 +26,7 @@ def padded_batches(enc: list, max_tokens: int) -> Iterator[tuple[np.ndarray, np.
         rows = order[i:i + max(1, max_tokens // width)]; i += len(rows)
         mask = np.arange(width) < lens[rows, None]
         take = np.minimum(starts[rows, None] + np.arange(width), len(flat) - 1)  # padding cells read any id, then masked to 0
-        ids = np.where(mask, flat[take], 0).astype(np.int32) if len(flat) else np.zeros(mask.shape, np.int32)
+        ids = np.where(mask, flat[take], np.int32(0)) if len(flat) else np.zeros(mask.shape, np.int32)
         yield rows, ids, lens[rows]
 
 # %% ../../nbs/04b_embed_tokens.ipynb #f1280fdc
