@@ -200,13 +200,17 @@ def main():
     ap.add_argument('--model', default='champion')
     ap.add_argument('--max-wait-ms', type=float, default=4.0, help="the server's --max-wait-ms (default 4, as the service)")
     ap.add_argument('--rate', type=float, default=0, help='only the open-loop run of (b), at this many requests/s (default: the full run)')
+    ap.add_argument('--batch-threads', type=int, default=0,
+                    help="the server's --batch-threads, for (a) and (b) alike: ONNX Runtime threads for batches of 8 texts or more (default: one thread for every batch)")
     ap.add_argument('--write', action='store_true', help='replace the ## api section of bench/RESULTS.md')
     a = ap.parse_args()
+    if a.batch_threads: os.environ['MLP_EMBED_BATCH_THREADS'] = str(a.batch_threads)   # the servers inherit it
     if not shutil.which('wrk'): raise SystemExit('wrk is not installed (Debian package wrk)')
     tmp = Path(tempfile.mkdtemp(prefix='api-bench-'))
     os.environ['MLP_EMBED_CACHE_DIR'] = str(tmp/'direct-cache')
     print(f'load average before: {loadavg()}; embedding backend {os.environ.get("MLP_EMBED_BACKEND", "torch")} '
-          f'(MLP_EMBED_BACKEND; the champion must have been trained with it), {os.environ["MLP_TORCH_THREADS"]} torch thread(s)', flush=True)
+          f'(MLP_EMBED_BACKEND; the champion must have been trained with it), {os.environ["MLP_TORCH_THREADS"]} torch thread(s), '
+          f'{a.batch_threads or os.environ["MLP_TORCH_THREADS"]} for batches of 8 or more', flush=True)
     if a.rate:
         p, url = start_server(a.model, 32, str(tmp/'cache-on'), a.max_wait_ms)
         try:

@@ -34,9 +34,9 @@ __all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'BLAS_THREADS', 'EMBED_BACK
            'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts', 'set_torch_threads', 'blas_limit',
            'EmbeddingCache', 'check_backend', 'onnx_available', 'require_onnxruntime', 'max_seq_length',
            'fast_tokenizer', 'mean_pool_normalise', 'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder',
-           'onnx_model', 'OnnxEncoder', 'PipelinedEncoder', 'Embedder', 'get_embedder', 'encode', 'sample_corpus',
-           'cosine_quality', 'measure_backends', 'backend_decision_path', 'machine_signature', 'choose_backend',
-           'backend_mismatch', 'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
+           'onnx_model', 'onnx_session', 'OnnxEncoder', 'PipelinedEncoder', 'Embedder', 'get_embedder', 'encode',
+           'sample_corpus', 'cosine_quality', 'measure_backends', 'backend_decision_path', 'machine_signature',
+           'choose_backend', 'backend_mismatch', 'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
 
 # %% ../../nbs/04_embed.ipynb #486e8611
 _PACKAGED_MODEL: list[Path] = []   # the folder, once found (an installed package does not move within a process)
@@ -265,16 +265,33 @@ def onnx_model(model_id: str, load_path: str | Path, int8: bool = False) -> Path
     return path
 
 # %% ../../nbs/04_embed.ipynb #9dfaa29d
+def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime CPU session of `path` with `threads` intra-op threads (None: its own choice). `spinning=False`:
+    idle worker threads sleep instead of spinning, so a multi-threaded session leaves its cores to the rest of the
+    process between runs (a served batch's event loop)."""
+    ort = require_onnxruntime()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads: so.intra_op_num_threads = threads
+    if not spinning: so.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+
 class OnnxEncoder:
-    "Sentence vectors from an ONNX file (pooling and normalisation inside the graph) through ONNX Runtime on the CPU."
-    def __init__(self, path: str | Path, load_path: str | Path, batch_size: int = 32, threads: int | None = None):
-        ort = require_onnxruntime()
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads: so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+    """Sentence vectors from an ONNX file (pooling and normalisation inside the graph) through ONNX Runtime on the CPU.
+    With `batch_threads`, a batch of at least `parallel_from` texts runs on a second session with that many threads
+    (made on first use, workers that sleep when idle): a large batch uses a second core well, one text hardly."""
+    def __init__(self, path: str | Path, load_path: str | Path, batch_size: int = 32, threads: int | None = None,
+                 batch_threads: int | None = None, parallel_from: int = 8):
+        self.path, self.threads, self.batch_threads, self.parallel_from = Path(path), threads, batch_threads, parallel_from
+        self.session, self._wide = onnx_session(path, threads), None
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer, self.batch_size = fast_tokenizer(load_path), batch_size
+
+    def session_for(self, n: int):
+        "The session for a batch of `n` texts: the multi-threaded one from `parallel_from` texts on, when it is asked for."
+        if not self.batch_threads or self.batch_threads == self.threads or n < self.parallel_from: return self.session
+        if self._wide is None: self._wide = onnx_session(self.path, self.batch_threads, spinning=False)
+        return self._wide
 
     def encode(self, texts: list[str]) -> np.ndarray:
         "Vectors of `texts` in order, `batch_size` at a time (callers sort by length so batches pad little)."
@@ -283,7 +300,7 @@ class OnnxEncoder:
             enc = self.tokenizer.encode_batch(texts[i:i + self.batch_size])
             ids = np.array([e.ids for e in enc], dtype=np.int64)
             feed = dict(input_ids=ids, attention_mask=np.array([e.attention_mask for e in enc], dtype=np.int64), token_type_ids=np.zeros_like(ids))
-            parts.append(self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
+            parts.append(self.session_for(len(ids)).run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
         return np.vstack(parts).astype(np.float32, copy=False) if parts else np.zeros((0, EMBED_DIM), np.float32)
 
 # %% ../../nbs/04_embed.ipynb #d331c03a
@@ -482,8 +499,10 @@ def encoder(self: Embedder):
     "The ONNX or pipelined encoder of a non-`torch` kind, built on first use."
     if self._encoder is None:
         if self.kind == 'cuda-fp16': self._encoder = PipelinedEncoder(self.load_path, self.device)
-        else: self._encoder = OnnxEncoder(onnx_model(self.model_id, self.load_path, int8=self.kind == 'onnx-int8'), self.load_path,
-                                          self.batch_size, get_settings().torch_threads)
+        else:
+            s = get_settings()
+            self._encoder = OnnxEncoder(onnx_model(self.model_id, self.load_path, int8=self.kind == 'onnx-int8'), self.load_path,
+                                        self.batch_size, s.torch_threads, s.embed_batch_threads, s.embed_parallel_from)
     return self._encoder
 
 @patch
