@@ -45,7 +45,7 @@ def _embed_query(query: str) -> np.ndarray:
 _QUERY_POOL = None
 
 def _query_pool():
-    "One worker thread that embeds hybrid-search queries while SQLite runs the keyword query (both release the GIL)."
+    "One worker thread that embeds hybrid-search queries (and asks the index) while SQLite runs the keyword query (both release the GIL)."
     global _QUERY_POOL
     if _QUERY_POOL is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -216,24 +216,34 @@ class QuickCapture:
         filters = check_filters(tags, type, since, until)
         SEARCHES.labels(mode=mode).inc()
         deep = k if mode != 'hybrid' else max(k, 50)
-        kw, sem, q = [], [], None
-        if mode == 'hybrid':   # embed the query beside the FTS5 query instead of after it
+        if mode == 'keyword': kw, sem = self.store.keyword_search(query, deep, **filters), []
+        elif mode == 'semantic': kw, sem = [], self.store.vector_search(_embed_query(query), deep, **filters)
+        else: kw, sem = self._hybrid_lists(query, deep, filters)
+        ranked = kw if mode == 'keyword' else sem if mode == 'semantic' else rrf([i for i, _ in kw], [i for i, _ in sem])
+        return self._hits(ranked[:k], kw, sem, hybrid=mode == 'hybrid')
+
+    def _hybrid_lists(self, query: str, deep: int, filters: dict) -> tuple[list, list]:
+        """The keyword and semantic lists of a hybrid search, the two halves side by side: without filters a worker
+        thread embeds the query and asks the index (no SQLite, so not the store's lock) while this thread runs FTS5;
+        with filters the worker only embeds, and the filtered vector search follows the keyword query."""
+        if any(filters.values()):
             pending = _query_pool().submit(_embed_query, query)
             kw = self.store.keyword_search(query, deep, **filters)
-            q = pending.result()
-        elif mode == 'keyword': kw = self.store.keyword_search(query, deep, **filters)
-        if mode in ('semantic', 'hybrid'):
-            if q is None: q = _embed_query(query)
-            sem = self.store.vector_search(q, deep, **filters)
+            return kw, self.store.vector_search(pending.result(), deep, **filters)
+        self.store.catch_up()   # the index as of now: the worker's index search skips the catch-up
+        pending = _query_pool().submit(lambda: self.store.index_search(_embed_query(query), deep))
+        kw = self.store.keyword_search(query, deep)
+        return kw, pending.result()
+
+    def _hits(self, ranked: list, kw: list, sem: list, hybrid: bool) -> list[SearchHit]:
+        """The page of results: each note (its row fetched in one query; a note deleted meanwhile drops out) with its score
+        and each method's score and rank, typed straight from the row (one validation per hit, not a `Note` and then a hit)."""
+        rows = self.store.note_rows(i for i, _ in ranked)
         kw_s, sem_s = dict(kw), dict(sem)
         kw_r = {i: r for r, (i, _) in enumerate(kw, 1)}; sem_r = {i: r for r, (i, _) in enumerate(sem, 1)}
-        if mode == 'keyword': ranked = kw
-        elif mode == 'semantic': ranked = sem
-        else: ranked = rrf([i for i, _ in kw], [i for i, _ in sem])
-        notes = self.store.get_many(i for i, _ in ranked[:k])   # one query for the page; a note deleted meanwhile drops out
-        return [SearchHit(**notes[i].__dict__, score=round(float(s), 6),
-                          scores=HitScores(keyword=kw_s.get(i), semantic=sem_s.get(i), rrf=round(float(s), 6) if mode == 'hybrid' else None),
-                          ranks=HitRanks(keyword=kw_r.get(i), semantic=sem_r.get(i))) for i, s in ranked[:k] if i in notes]
+        return [SearchHit.from_row(dict(rows[i], score=round(float(s), 6),
+                    scores=dict(keyword=kw_s.get(i), semantic=sem_s.get(i), rrf=round(float(s), 6) if hybrid else None),
+                    ranks=dict(keyword=kw_r.get(i), semantic=sem_r.get(i)))) for i, s in ranked if i in rows]
 
     def review_queue_size(self) -> int:
         "Notes waiting for review."

@@ -35,9 +35,9 @@ INDEX_VECTORS = gauge('index_vectors', 'Vectors searchable in the QuickCapture F
 
 # %% auto #0
 __all__ = ['log', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'HNSW_M',
-           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'OLD_HNSW_GRAPH', 'NOTE_ORDERS', 'connect', 'migrate',
-           'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate', 'Note', 'NoteVersion',
-           'IndexSync', 'NoteStore']
+           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'HNSW_STORAGE', 'OLD_HNSW_GRAPH', 'FTS_STOPWORDS', 'NOTE_ORDERS',
+           'connect', 'migrate', 'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate',
+           'Note', 'NoteVersion', 'IndexSync', 'NoteStore']
 
 # %% ../../nbs/72_capture_store.ipynb #27044ceb
 MIGRATIONS: list[str] = [
@@ -104,8 +104,9 @@ def _ids(index) -> np.ndarray:
     import faiss
     return faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
 
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128   # measured at 100k real notes: recall@10 0.989, ~1 ms (bench/RESULTS.md)
-OLD_HNSW_GRAPH = dict(hnsw_m=32, ef_construction=64)                  # what indexes saved before these settings were recorded used
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 96   # measured at 100k real notes: recall@10 0.976 (bench/RESULTS.md)
+HNSW_STORAGE = 'sq8'   # the graph walks 8-bit codes (384 bytes a vector, not 1,536); the candidates are re-ranked on float32
+OLD_HNSW_GRAPH = dict(hnsw_m=32, ef_construction=64, storage='flat')   # what indexes saved before these settings were recorded used
 
 class VectorIndex:
     "FAISS `IndexIDMap2` over inner product: exact, or HNSW with a masked-id list and an exact side index for replacements."
@@ -115,10 +116,12 @@ class VectorIndex:
         self.dim, self.kind, self.hnsw_m, self.ef_construction, self.ef_search = dim, kind, hnsw_m, ef_construction, ef_search
         if kind == 'flat': self.main = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind == 'hnsw':
-            h = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            h = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             h.hnsw.efConstruction, h.hnsw.efSearch = ef_construction, ef_search
             self.main = faiss.IndexIDMap2(h)
         else: raise InputError(f'index kind {kind!r} is not one of flat, hnsw')
+        self.storage = HNSW_STORAGE if kind == 'hnsw' else None
+        self.exact = faiss.IndexFlatIP(dim) if kind == 'hnsw' else None   # float32 vectors in `main`'s order, for re-ranking
         self.side = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))   # replacements while in HNSW mode
         self.masked: set[int] = set()                              # ids whose vector in `main` is stale or deleted
         self._main_ids: set[int] = set()
@@ -127,20 +130,27 @@ class VectorIndex:
     def build(cls, ids: np.ndarray, vecs: np.ndarray, hnsw_threshold: int, dim: int = EMBED_DIM) -> 'VectorIndex':
         "A fresh index over `ids`/`vecs`, HNSW when there are more than `hnsw_threshold` of them."
         idx = cls(dim, 'hnsw' if len(ids) > hnsw_threshold else 'flat')
-        if len(ids):
-            idx.main.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.asarray(ids, dtype=np.int64))
-            idx._main_ids = set(map(int, ids))
+        idx.add_main(ids, vecs)
         return idx
+
+    def add_main(self, ids, vecs: np.ndarray) -> None:
+        "Add new ids to the main index (and to the float copy that re-ranks HNSW candidates); trains the 8-bit codes first."
+        if not len(ids): return
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), self.dim)
+        if not self.main.is_trained: self.main.train(vecs)   # the codes' range per dimension, from the first vectors
+        self.main.add_with_ids(vecs, np.asarray(ids, dtype=np.int64))
+        if self.exact is not None: self.exact.add(vecs)
+        self._main_ids.update(map(int, ids))
 
     @property
     def graph(self) -> dict | None:
         "The settings an HNSW graph was built with (None for an exact index): the saved file records them."
-        return dict(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction) if self.kind == 'hnsw' else None
+        return dict(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, storage=self.storage) if self.kind == 'hnsw' else None
 
     @property
     def is_current(self) -> bool:
         "False for an HNSW graph built with other settings than today's defaults (the store rebuilds it on open)."
-        return self.graph is None or self.graph == dict(hnsw_m=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION)
+        return self.graph is None or self.graph == dict(hnsw_m=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, storage=HNSW_STORAGE)
 
     @property
     def ntotal(self) -> int: return self.main.ntotal - len(self.masked) + self.side.ntotal
@@ -170,8 +180,7 @@ class VectorIndex:
             return
         self.side.remove_ids(ids)
         old = np.array([i in self._main_ids for i in map(int, ids)])
-        if (~old).any():
-            self.main.add_with_ids(vecs[~old], ids[~old]); self._main_ids.update(map(int, ids[~old]))
+        if (~old).any(): self.add_main(ids[~old], vecs[~old])
         if old.any():
             self.masked.update(map(int, ids[old])); self.side.add_with_ids(vecs[old], ids[old])
 
@@ -185,7 +194,7 @@ class VectorIndex:
         if self.main.ntotal:
             kk = min(self.main.ntotal, k + min(len(self.masked), 3 * k))
             while True:   # masked ids (HNSW only) can crowd out results: widen until k remain or all were seen
-                D, I = self.main.search(q, kk)
+                D, I = self._main_search(q, kk)
                 for r in range(len(q)):
                     out[r] = [(int(i), float(d)) for d, i in zip(D[r], I[r]) if i >= 0 and int(i) not in self.masked]
                 if kk >= self.main.ntotal or min(len(o) for o in out) >= min(k, self.main.ntotal - len(self.masked)): break
@@ -196,13 +205,31 @@ class VectorIndex:
                 out[r] = sorted(out[r] + [(int(i), float(d)) for d, i in zip(D[r], I[r]) if i >= 0], key=lambda t: -t[1])
         return [o[:k] for o in out]
 
+    def _main_search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """`main.search(q, kk)`; for HNSW over 8-bit codes, the graph's whole candidate list (efSearch long, computed
+        anyway) is re-ranked by exact inner products on the float32 copy, so the scores returned are exact."""
+        import faiss
+        if self.exact is None or self.exact.ntotal != self.main.ntotal: return self.main.search(q, kk)
+        n = self.main.ntotal
+        _, P = self.main.index.search(q, min(n, max(kk, self.ef_search)))   # positions in `main`
+        xb = faiss.rev_swig_ptr(self.exact.get_xb(), n * self.dim).reshape(n, self.dim)
+        id_of = faiss.rev_swig_ptr(self.main.id_map.data(), n)
+        D, I = np.full((len(q), kk), -np.inf, np.float32), np.full((len(q), kk), -1, np.int64)
+        for r in range(len(q)):
+            p = P[r][P[r] >= 0]
+            s = xb[p] @ q[r]
+            best = np.argsort(-s, kind='stable')[:kk]
+            D[r, :len(best)], I[r, :len(best)] = s[best], id_of[p[best]]
+        return D, I
+
     def save(self, path: Path, meta: dict) -> None:
         "Write the index and `meta` to one file atomically (a temporary name of its own, fsync, rename)."
         import faiss
         meta = dict(meta, kind=self.kind, dim=self.dim, masked=sorted(self.masked), **(self.graph or {}))
+        parts = dict(main=faiss.serialize_index(self.main), side=faiss.serialize_index(self.side))
+        if self.exact is not None: parts['exact'] = faiss.serialize_index(self.exact)
         with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-            np.savez(f, main=faiss.serialize_index(self.main), side=faiss.serialize_index(self.side),
-                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            np.savez(f, **parts, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
             f.flush(); os.fsync(f.fileno())
 
     @classmethod
@@ -213,11 +240,14 @@ class VectorIndex:
             with np.load(path) as z:
                 meta = json.loads(bytes(z['meta']).decode())
                 main, side = faiss.deserialize_index(z['main']), faiss.deserialize_index(z['side'])
+                exact = faiss.deserialize_index(z['exact']) if 'exact' in z.files else None
         except Exception as e:
             raise StoreError(f'cannot read vector index {path}: {type(e).__name__}: {str(e)[:120]}') from None
         idx = cls.__new__(cls)
         idx.dim, idx.kind, idx.ef_search = meta['dim'], meta['kind'], HNSW_EF_SEARCH
-        idx.hnsw_m, idx.ef_construction = (meta.get(k, v) for k, v in OLD_HNSW_GRAPH.items())
+        idx.hnsw_m, idx.ef_construction, idx.storage = (meta.get(k, v) for k, v in OLD_HNSW_GRAPH.items())
+        if idx.kind != 'hnsw': idx.storage = None
+        idx.exact = exact
         idx.main, idx.side = faiss.IndexIDMap2(main) if not hasattr(main, 'id_map') else main, side
         if idx.kind == 'hnsw': faiss.downcast_index(idx.main.index).hnsw.efSearch = idx.ef_search   # a search setting: today's
         idx.masked = set(meta.get('masked', []))
@@ -235,10 +265,17 @@ def check_uid(uid: str) -> str:
         raise InputError(f'note id {str(uid)[:80]!r} is invalid: use 1-64 letters, digits, _ . : - (e.g. a UUID)')
     return uid
 
+FTS_STOPWORDS = frozenset("""a an and are as at be been but by can could did do does for from had has have he her here
+him his how i if in into is it its just me my no nor not of on or our ours she should so than that the their them then
+there these they this those to too us was we were what when where which who whom why will with would you your""".split())
+
 def fts_query(q: str, max_terms: int = 32) -> str:
-    "A safe FTS5 query from free text: each word quoted, joined by OR (FTS5 syntax in the input is inert)."
-    words = re.findall(r'\w+', q.lower())[:max_terms]
-    return ' OR '.join(f'"{w}"' for w in dict.fromkeys(words))
+    """A safe FTS5 query from free text: each distinct word quoted, joined by OR (FTS5 syntax in the input is inert).
+    English stopwords are left out unless nothing else is left: each one matches most notes, and FTS5 computes BM25
+    for every match, so one `the` would cost more than the rest of the query and rank nothing better."""
+    words = list(dict.fromkeys(re.findall(r'\w+', q.lower())))
+    content = [w for w in words if w not in FTS_STOPWORDS]
+    return ' OR '.join(f'"{w}"' for w in (content or words)[:max_terms])
 
 class NoteIssue(BaseModel):
     "One validation finding kept with a note: `severity` (error, warning, info), a stable `code`, a `message` for people."
@@ -307,6 +344,7 @@ class IndexSync:
                  dim: int = EMBED_DIM, lock=None):
         self.conn, self.path, self.hnsw_threshold, self.save_every, self.dim = conn, Path(path), hnsw_threshold, save_every, dim
         self.lock = lock if lock is not None else threading.RLock()   # shared with the store that owns `conn`
+        self.index_lock = threading.Lock()   # held while the index changes in place, and by searches that do not hold `lock`
         self.index: VectorIndex | None = None
         self.applied_seq = 0            # the last `vector_log` entry applied to `index`
         self.changes_since_save = 0
@@ -397,8 +435,9 @@ def catch_up(self: IndexSync) -> int:
         if not rows: return 0
         changed = list(dict.fromkeys(r[1] for r in rows))
         ids, vecs = self.vectors(changed)
-        self.index.remove(set(changed) - set(map(int, ids)))
-        self.index.upsert(ids, vecs)
+        with self.index_lock:
+            self.index.remove(set(changed) - set(map(int, ids)))
+            self.index.upsert(ids, vecs)
         self.applied_seq = rows[-1][0]
         self.changes_since_save += len(changed)
         if self.index.needs_rebuild or (self.index.kind == 'flat' and self.index.ntotal > self.hnsw_threshold):
@@ -510,14 +549,19 @@ def get(self: NoteStore, key) -> Note:
     with self._lock: return Note.from_row(self._get_row(key))
 
 @patch
-def get_many(self: NoteStore, ids: Iterable[int]) -> dict[int, Note]:
-    "Notes by row id, a few queries for all (what a search page needs): `{id: note}`, absent ids left out."
+def note_rows(self: NoteStore, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
+    "The `notes` rows of row ids, a few queries for all: `{id: row}`, absent ids left out (`Note.from_row` types them)."
     ids, rows = [int(i) for i in ids], []
     with self._lock:
         for j in range(0, len(ids), 900):   # SQLite's bound-parameter limit
             chunk = ids[j:j + 900]
             rows += self.conn.execute(f"SELECT * FROM notes WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-    return {r['id']: Note.from_row(r) for r in rows}
+    return {r['id']: r for r in rows}
+
+@patch
+def get_many(self: NoteStore, ids: Iterable[int]) -> dict[int, Note]:
+    "Notes by row id, a few queries for all: `{id: note}`, absent ids left out."
+    return {i: Note.from_row(r) for i, r in self.note_rows(ids).items()}
 
 @patch
 def find(self: NoteStore, uid: str) -> Note | None:
@@ -690,11 +734,20 @@ def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[
         return [(r[0], -r[1]) for r in self.conn.execute(sql, [q, *params, int(k)])]
 
 @patch
+def index_search(self: NoteStore, qvec: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
+    "FAISS alone as the index stands (no catch-up, no SQLite, not the store's lock): `(id, cosine)` best first."
+    with self.sync.index_lock, STORAGE_SECONDS.labels(operation='search_semantic').time():
+        return self.index.search(qvec, k)[0]
+
+@patch
 def vector_search(self: NoteStore, qvec: np.ndarray, k: int = 10, **filters) -> list[tuple[int, float]]:
     "FAISS inner product: `(id, cosine)` best first; filters applied in SQLite with growing over-fetch."
+    active = any(filters.values())
+    if not active:
+        self.catch_up()
+        return self.index_search(qvec, k)
     with self._lock, STORAGE_SECONDS.labels(operation='search_semantic').time():
         self.catch_up()
-        active = any(filters.values())
         fetch = k if not active else max(4 * k, 64)
         while True:
             hits = self.index.search(qvec, fetch)[0]
