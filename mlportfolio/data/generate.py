@@ -32,8 +32,9 @@ GROUP_BY = ('near_duplicate', 'template')
 # %% auto #0
 __all__ = ['COLUMNS', 'SPLITS', 'STYLES', 'DEFAULT_CLASS_WEIGHTS', 'GROUP_BY', 'PII_SLOTS', 'FIRST', 'LAST', 'DOMAINS', 'SHAPES',
            'DEFAULT_SHAPE_PROBS', 'Template', 'TemplateSet', 'load_templates', 'fake_pii', 'add_typos',
-           'near_duplicate_groups', 'merge_groups', 'assign_splits', 'chat_style', 'shape_message', 'generate_dataset',
-           'default_dataset_path', 'read_dataset', 'sidecar_keys', 'save_dataset', 'build_dataset']
+           'near_duplicate_groups', 'merge_groups', 'assign_splits', 'unbrand', 'contract', 'chat_style',
+           'shape_message', 'generate_dataset', 'default_dataset_path', 'read_dataset', 'sidecar_keys', 'save_dataset',
+           'build_dataset']
 
 # %% ../../nbs/11_data_generate.ipynb #76326966
 @dataclass(frozen=True)
@@ -195,6 +196,41 @@ def assign_splits(groups, strata, fractions: Sequence[float] = (0.7, 0.15, 0.15)
             assign[g] = SPLITS[i]; have[i] += size[g]
     return df['g'].map(assign).to_numpy(dtype=object)
 
+# %% ../../nbs/11_data_generate.ipynb #61a697e3
+_VERB_BASE = dict(holds='hold', has='have', does='do', keeps='keep', stores='store', processes='process', relies='rely',
+                  protects='protect', knows='know', sends='send', uses='use', sells='sell', collects='collect')
+_UNBRAND = [   # (pattern, replacement), in order: greetings and names in front or at the end first, "you" last
+    (r'\b(Dear|Hello|Hi|hey) \{service\} team,', r'\1 team,'), (r'\bDear \{service\},', 'Dear team,'),
+    (r'\b(hey|Thanks) \{service\},', r'\1,'), (r'^\{service\} must\b', 'You must'),
+    (r'^\{service\}(:?) (\w)', lambda m: m.group(2).upper() if m.group(1) else m.group(2)),
+    (r', \{service\}(?=[.?!]?$)', ''), (r'\b(advertisers|done) \{service\}', r'\1'), (r' for \{service\},', ','),
+    (r'\ba \{service\} agent\b', 'one of your agents'),
+    (r'\b([Mm]y|[Hh]er|[Hh]is|[Tt]he|a|recent) \{service\} ', r'\1 '),          # "my {service} account" -> "my account"
+    (r'\{service\} support\b', 'your support'), (r'\b([Dd])oes \{service\}', r'\1o you'),
+    (r'\bis \{service\} down\b', 'is the site down'), (r'\bis \{service\} registered\b', 'are you registered'),
+    (r'\banyone at \{service\}', 'anyone there'), (r'(wiped|\{data\}) from \{service\}', r'\1 from your systems'),
+    (r'\bat \{service\}', 'with you'), (r'\bout of \{service\}', 'out of your systems'), (r'\bjoined \{service\}', 'signed up'),
+    (r'\busername (for|on) \{service\}', 'username'), (r'\bits (AI|partners)\b', r'your \1'),
+    (r'(?<!from )\{service\} (still )?(' + '|'.join(_VERB_BASE) + r')\b', lambda m: f"you {m.group(1) or ''}{_VERB_BASE[m.group(2)]}"),
+    (r'\{service\}', 'you')]
+
+def unbrand(text: str) -> str:
+    "Rewrite a template so that it addresses the company as 'you' instead of naming it: no `{service}` slot is left."
+    for pat, rep in _UNBRAND: text = re.sub(pat, rep, text)
+    return text
+
+_CONTRACT = [(r'\bI am\b', "I'm"), (r'\b([Dd])o not\b', r"\1on't"), (r'\bI would\b', "I'd"), (r'\bcannot\b', "can't"),
+             (r'\b([Dd])oes not\b', r"\1oesn't"), (r'\b([Dd])id not\b', r"\1idn't"), (r'\b([Ii])s not\b', r"\1sn't"),
+             (r'\bwill not\b', "won't"), (r'\bwould not\b', "wouldn't"), (r'\b([Hh])ave not\b', r"\1aven't"), (r'\b([Hh])as not\b', r"\1asn't"),
+             (r'\b([Aa])re not\b', r"\1ren't"), (r'\b([Ii])t is\b', r"\1t's"), (r'\b([Tt])hat is\b', r"\1hat's"), (r'\bI will\b', "I'll"),
+             (r'\b([Yy])ou are\b', r"\1ou're"),
+             (r'\b(I|you|we|they) have (been|asked|told|had|got|found|noticed|tried|changed|moved|closed|unsubscribed|opted|said)\b', r"\1've \2")]
+
+def contract(text: str) -> str:
+    "Common English contractions: I am -> I'm, do not -> don't, it is -> it's, I have asked -> I've asked, ..."
+    for pat, rep in _CONTRACT: text = re.sub(pat, rep, text)
+    return text
+
 # %% ../../nbs/11_data_generate.ipynb #9a84416e
 SHAPES = ('chat', 'story', 'behalf', 'reference', 'email', 'letter', 'forward')
 _CHAT = [(r"\bI am\b", 'im'), (r"\bI'm\b", 'im'), (r'\byou\b', 'u'), (r'\byour\b', 'ur'), (r'\bplease\b', 'pls'),
@@ -213,7 +249,7 @@ def shape_message(text: str, u: Sequence[float], var: dict, probs: dict, pii: di
     if 'email' in used and 'letter' in used: used.remove('letter')
     first = pii['name'].split()[0]
     fmt = dict(pii, first=first, ref=f'{_pick("ABCKMRSTX", u[14])}{_pick("ABCKMRSTX", u[15])}-{1000 + int(u[13] * 90000)}',
-               day=_pick(['Monday', 'Tuesday', 'the 3rd', 'the 14th', 'the 21st'], u[12]), service=fill.get('service', 'your company'))
+               day=_pick(['Monday', 'Tuesday', 'the 3rd', 'the 14th', 'the 21st'], u[12]), service=fill.get('service'))
     fmt['subject'] = _pick(var.get('subject') or ['Request'], u[11]).format(**fmt)
     greeting = next((g for g in var.get('politeness_prefix') or [] if text.startswith(g + ' ')), None)
     if greeting and {'email', 'letter', 'story', 'behalf'} & set(used):   # a wrapper brings its own greeting; a story goes after it
@@ -227,7 +263,8 @@ def shape_message(text: str, u: Sequence[float], var: dict, probs: dict, pii: di
     text = greeting + text
     if 'reference' in used: text = f"{text} {_pick(var['reference'], u[7]).format(**fmt)}"
     if 'email' in used:
-        head = (f"Subject: {fmt['subject']}\n\n" if u[6] < 0.4 else '') + _pick(var['email_greeting'], u[5]).format(**fmt)
+        hello = _pick(var['email_greeting'], u[5])
+        head = (f"Subject: {fmt['subject']}\n\n" if u[6] < 0.4 else '') + (hello if fill.get('service') else unbrand(hello)).format(**fmt)
         text = f"{head}\n\n{text}\n\n{_pick(var['email_signoff'], u[4]).format(**fmt)}"
     elif 'letter' in used:
         text = f"{_pick(var['letter_open'], u[5])}\n\n{text}\n\n{_pick(var['letter_close'], u[4])}\n\nYours faithfully,\n{pii['name']}"
@@ -290,24 +327,29 @@ def _end_time(end) -> pd.Timestamp:
 
 
 # %% ../../nbs/11_data_generate.ipynb #96e499a3
+_GREETING = re.compile(r'(Hi|Hello|Hey|Dear|Good (morning|afternoon|evening)|Greetings)\b', re.I)
+
 def _message(u: list, v: np.ndarray, t, tslot: tuple, ts: TemplateSet, probs: dict, shapes: dict, rng) -> tuple:
-    "One message from template `t` and the row's draws `u` (shape draws `v`): `(text, has_pii, core sentence, confidence, formality, urgency)`."
+    "One message from template `t` and the row's draws `u` (30; shape draws `v`): `(text, has_pii, core sentence, confidence, formality, urgency)`."
     var, slots = ts.variations, ts.slots
     names, has_pii_slot = tslot
     fill = {s: _pick(slots[s], u[8 + j]) for j, s in enumerate(names)}
     pii = _pii(u[18:25]) if (u[5] < probs['p_pii'] or has_pii_slot) else None
     if pii: fill.update(pii)
-    core = key = t.text.format(**fill)
+    brand = u[28] < probs['p_brand']                          # else the message says "you", not the company's name
+    if not brand: fill.pop('service', None)
+    core = key = (t.text if brand else unbrand(t.text)).format(**fill)
     typo = u[4] < probs['p_typo']
     if typo: core = add_typos(core, rng, 1 + int(rng.random() < 0.3))
     parts, form, urg = [], _STYLE_FORMALITY[t.style], _STYLE_URGENCY[t.style]
     if u[1] < probs['p_urgency']: parts.append(_pick(var['urgency_prefix'], u[12])); urg += 0.25
     elif u[2] < probs['p_emotion']: parts.append(_pick(var['emotion_prefix'], u[13])); form -= 0.1; urg += 0.1
-    elif u[0] < probs['p_politeness']: parts.append(_pick(var['politeness_prefix'], u[14])); form += 0.05
+    elif u[0] < probs['p_politeness'] and not _GREETING.match(core): parts.append(_pick(var['politeness_prefix'], u[14])); form += 0.05
     parts.append(core)
     if u[25] < probs['p_context'] and var.get('context'):
         ctx = _pick(var['context'], u[26])
-        parts.append(ctx.format(service=fill.get('service') or _pick(slots['service'], u[27]), product=fill.get('product') or _pick(slots['product'], u[27])))
+        parts.append((ctx if brand else unbrand(ctx)).format(service=fill.get('service') or _pick(slots['service'], u[27]),
+                                                             product=fill.get('product') or _pick(slots['product'], u[27])))
     if u[3] < probs['p_legal']:
         legal = var['legal_suffix'].get(t.subtype or t.intent) or var['legal_suffix'].get(t.intent) or []
         if legal: parts.append(_pick(legal, u[15])); form += 0.1
@@ -315,6 +357,7 @@ def _message(u: list, v: np.ndarray, t, tslot: tuple, ts: TemplateSet, probs: di
     if u[6] < probs['p_politeness'] / 2: parts.append(_pick(var['politeness_suffix'], u[17])); form += 0.05
     if typo: form -= 0.15
     text = ' '.join(parts)
+    if u[29] < probs['p_contract'] and t.style != 'formal': text = contract(text)
     if shapes and v.min() < max(shapes.values()):
         text, _ = shape_message(text, v.tolist(), var, shapes, pii or _pii(u[18:25]), fill)
     return text, pii is not None, key, _BASE_CONF[t.kind] - (0.04 if typo else 0.0), form, urg
@@ -350,12 +393,14 @@ def _splits(df: pd.DataFrame, core_keys: list[str], group_by: str, threshold: fl
 # %% ../../nbs/11_data_generate.ipynb #73df530b
 def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, class_weights: dict | None = None,
                      p_politeness: float = 0.25, p_urgency: float = 0.10, p_emotion: float = 0.10, p_legal: float = 0.12,
-                     p_typo: float = 0.08, p_pii: float = 0.20, p_context: float = 0.15, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                     p_typo: float = 0.08, p_pii: float = 0.20, p_context: float = 0.08, p_brand: float = 0.2, p_contract: float = 0.7,
+                     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                      group_by: str = 'near_duplicate', near_dup_threshold: float = 0.8, taxonomy: Taxonomy | None = None,
                      templates: TemplateSet | str | Path | None = None, shapes: dict | None = None) -> pd.DataFrame:
     "Generate `n` labelled messages (columns `COLUMNS`), deterministic in `seed`; times end at `end` (default: today 00:00 UTC); `shapes`: `shape_message` probabilities (default `DEFAULT_SHAPE_PROBS`, `{}`: none)."
     probs, shapes = _generation_probs(n, days, group_by, dict(p_politeness=p_politeness, p_urgency=p_urgency, p_emotion=p_emotion,
-                                      p_legal=p_legal, p_typo=p_typo, p_pii=p_pii, p_context=p_context), shapes)
+                                      p_legal=p_legal, p_typo=p_typo, p_pii=p_pii, p_context=p_context,
+                                      p_brand=p_brand, p_contract=p_contract), shapes)
     tax = taxonomy or load_taxonomy()
     ts = templates if isinstance(templates, TemplateSet) else load_templates(templates)
     weights = _class_weights(tax, ts, class_weights)
@@ -367,9 +412,10 @@ def generate_dataset(n: int = 10000, seed: int = 42, days: int = 30, end=None, c
     tslots = {t.id: ([s for s in t.slots if s in ts.slots], any(s in PII_SLOTS for s in t.slots)) for t in ts.templates}
     U = rng.random((n, 28))   # every per-row draw, up front: 0-6 variations, 7 template, 8-11 slots, 12-17 texts, 18-24 PII, 25-27 context
     V = rng.random((n, 16))   # message shapes (drawn after U, so U's columns keep their meaning)
+    W = rng.random((n, 2))    # naming the company (p_brand), contractions (p_contract): u[28], u[29]
     messages, tpls = [], []
     for r in range(n):
-        u = U[r].tolist()
+        u = U[r].tolist() + W[r].tolist()
         t = _pick(pools[labels[intent_idx[r]]], u[7])
         messages.append(_message(u, V[r], t, tslots[t.id], ts, probs, shapes, rng)); tpls.append(t)
     df = _frame(messages, tpls, rng, days, end)
