@@ -40,8 +40,9 @@ log = get_logger(__name__)
 __all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
            'TrainResult', 'prediction_metrics', 'finetune_embedding', 'finetuned_record', 'unseen_template_eval',
            'realistic_predictions', 'calibrate_model', 'attach_ood', 'export_train_metrics', 'embed_texts',
-           'curate_rows', 'finetuned_embeddings', 'search_params', 'fit_model', 'Evaluation', 'evaluate_model',
-           'run_metadata', 'write_artifacts', 'run_metrics', 'register_version', 'train_run', 'train_and_register']
+           'curate_rows', 'finetuned_embeddings', 'search_params', 'fit_model', 'drift_reference_rows', 'Evaluation',
+           'evaluate_model', 'run_metadata', 'write_artifacts', 'run_metrics', 'register_version', 'train_run',
+           'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
@@ -281,6 +282,13 @@ def fit_model(cur: pd.DataFrame, params: dict, cfg: TrainConfig) -> tuple[Intent
     fit_df = cur[cur[dc.split_col].isin(splits)]
     return fit_intent_model(fit_df[dc.text_col], fit_df[dc.label_col], fit_df.get(dc.subtype_col), params, cfg.seed), fit_df
 
+# %% ../../nbs/25_train_pipeline.ipynb #180490ba
+def drift_reference_rows(test_df: pd.DataFrame, fit_df: pd.DataFrame, template_col: str = 'template_id', min_rows: int = 100) -> np.ndarray:
+    "Mask of the test rows the drift reference is built from: those of templates the model was fitted on (all rows without a template column, or when fewer than `min_rows` qualify)."
+    if template_col not in test_df.columns or template_col not in fit_df.columns: return np.ones(len(test_df), bool)
+    seen = test_df[template_col].isin(set(fit_df[template_col])).to_numpy()
+    return seen if seen.sum() >= min_rows else np.ones(len(test_df), bool)
+
 # %% ../../nbs/25_train_pipeline.ipynb #603f07fb
 @dataclass
 class Evaluation:
@@ -316,7 +324,8 @@ def evaluate_model(model: IntentModel, cur: pd.DataFrame, fit_df: pd.DataFrame, 
     pred_val = predictions_frame(model, val_df, text, label, dc.subtype_col) if val_held_out else None
     halves = ('calibration', 'final') if ev.realistic.report_final else ('calibration',)
     pred_real = {k: realistic_predictions(model, k, warnings) for k in halves} if real_cal is not None else {}
-    reference = reference_distributions(pred_test, model.classes, ev.reference_bins)
+    seen = drift_reference_rows(test_df, fit_df, dc.template_col)
+    reference = reference_distributions(pred_test[seen], model.classes, ev.reference_bins)   # see drift_reference_rows
     reference['features'] = feature_reference(text_features(fit_df[text].tolist()))   # what PCC's input-drift check compares with
     return Evaluation(test_df, pred_test, prediction_metrics(pred_test, model.classes, bins),
                       prediction_metrics(pred_val, model.classes, bins) if pred_val is not None else {}, pred_val,
