@@ -24,7 +24,7 @@ from ..core.errors import InputError, NotFoundError, StoreError
 from ..core.guard import is_ascii_int
 from ..core.obs import get_logger, histogram, gauge
 from ..core.store import atomic_path
-from .parse import ParsedNote
+from .parse import STOPWORDS, ParsedNote
 
 log = get_logger(__name__)
 
@@ -35,9 +35,9 @@ INDEX_VECTORS = gauge('index_vectors', 'Vectors searchable in the QuickCapture F
 
 # %% auto #0
 __all__ = ['log', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'HNSW_M',
-           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'HNSW_STORAGE', 'OLD_HNSW_GRAPH', 'FTS_STOPWORDS', 'NOTE_ORDERS',
-           'connect', 'migrate', 'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate',
-           'Note', 'NoteVersion', 'IndexSync', 'NoteStore']
+           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'HNSW_STORAGE', 'OLD_HNSW_GRAPH', 'NOTE_ORDERS', 'connect',
+           'migrate', 'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate', 'Note',
+           'NoteVersion', 'IndexSync', 'NoteStore']
 
 # %% ../../nbs/72_capture_store.ipynb #27044ceb
 MIGRATIONS: list[str] = [
@@ -265,16 +265,12 @@ def check_uid(uid: str) -> str:
         raise InputError(f'note id {str(uid)[:80]!r} is invalid: use 1-64 letters, digits, _ . : - (e.g. a UUID)')
     return uid
 
-FTS_STOPWORDS = frozenset("""a an and are as at be been but by can could did do does for from had has have he her here
-him his how i if in into is it its just me my no nor not of on or our ours she should so than that the their them then
-there these they this those to too us was we were what when where which who whom why will with would you your""".split())
-
 def fts_query(q: str, max_terms: int = 32) -> str:
     """A safe FTS5 query from free text: each distinct word quoted, joined by OR (FTS5 syntax in the input is inert).
     English stopwords are left out unless nothing else is left: each one matches most notes, and FTS5 computes BM25
     for every match, so one `the` would cost more than the rest of the query and rank nothing better."""
     words = list(dict.fromkeys(re.findall(r'\w+', q.lower())))
-    content = [w for w in words if w not in FTS_STOPWORDS]
+    content = [w for w in words if w not in STOPWORDS]   # the parser's list (`capture.parse`)
     return ' OR '.join(f'"{w}"' for w in (content or words)[:max_terms])
 
 class NoteIssue(BaseModel):

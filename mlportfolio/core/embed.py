@@ -551,7 +551,7 @@ _EMBEDDERS: dict[tuple, Embedder] = {}
 def get_embedder(model: str | None = None, **kwargs) -> Embedder:
     "A shared `Embedder` per model, backend and options, so one process loads each model once."
     s = get_settings()   # once: the served model asks for its embedder on every batch
-    key = (resolve_model(model or s.embed_model)[1], kwargs.get('backend') or s.embed_backend, tuple(sorted(kwargs.items())))
+    key = (resolve_model(model or s.embed_model or DEFAULT_MODEL_NAME)[1], kwargs.get('backend') or s.embed_backend, tuple(sorted(kwargs.items())))
     if key not in _EMBEDDERS: _EMBEDDERS[key] = Embedder(model, **kwargs)
     return _EMBEDDERS[key]
 
