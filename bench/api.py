@@ -201,7 +201,7 @@ def main():
     ap.add_argument('--max-wait-ms', type=float, default=4.0, help="the server's --max-wait-ms (default 4, as the service)")
     ap.add_argument('--rate', type=float, default=0, help='only the open-loop run of (b), at this many requests/s (default: the full run)')
     ap.add_argument('--batch-threads', type=int, default=0,
-                    help="the server's --batch-threads, for (a) and (b) alike: ONNX Runtime threads for batches of 8 texts or more (default: one thread for every batch)")
+                    help="the server's --batch-threads, for (a) and (b) alike: threads that encode a batch of 2 texts or more at once, a part each (default: the server's, 2 on 2 CPUs or more)")
     ap.add_argument('--write', action='store_true', help='replace the ## api section of bench/RESULTS.md')
     a = ap.parse_args()
     if a.batch_threads: os.environ['MLP_EMBED_BATCH_THREADS'] = str(a.batch_threads)   # the servers inherit it
@@ -210,7 +210,8 @@ def main():
     os.environ['MLP_EMBED_CACHE_DIR'] = str(tmp/'direct-cache')
     print(f'load average before: {loadavg()}; embedding backend {os.environ.get("MLP_EMBED_BACKEND", "torch")} '
           f'(MLP_EMBED_BACKEND; the champion must have been trained with it), {os.environ["MLP_TORCH_THREADS"]} torch thread(s), '
-          f'{a.batch_threads or os.environ["MLP_TORCH_THREADS"]} for batches of 8 or more', flush=True)
+          f'{a.batch_threads or min(2, len(os.sched_getaffinity(0)))} thread(s) encoding parts of a batch of 2 or more at once '
+          f'({"--batch-threads" if a.batch_threads else "the server default"})', flush=True)
     if a.rate:
         p, url = start_server(a.model, 32, str(tmp/'cache-on'), a.max_wait_ms)
         try:

@@ -37,14 +37,16 @@ def serve(host: str = typer.Option('127.0.0.1', help='Interface to bind (0.0.0.0
           max_wait_ms: float = typer.Option(4.0, min=0, max=10000, help='Longest wait to fill a batch when the worker was idle after a batch of several (queued texts never wait)'),
           max_queue: int = typer.Option(512, min=1, max=1000000, help='Queued texts beyond which requests get 503'),
           reload_seconds: float = typer.Option(10.0, min=0, max=86400, help='How often to check the alias for a new version (0: never)'),
-          batch_threads: Optional[int] = typer.Option(None, min=1, max=256, help='ONNX Runtime threads for a batch of at least '
-              'MLP_EMBED_PARALLEL_FROM (default 8) texts, with an onnx embedding backend; smaller batches keep one session '
-              '(default: MLP_EMBED_BATCH_THREADS, else every batch alike)'),
+          batch_threads: Optional[int] = typer.Option(None, min=1, max=256, help='Threads that encode a batch of at least '
+              'MLP_EMBED_PARALLEL_FROM (default 2) texts at once, a part each, with an onnx embedding backend '
+              '(default: MLP_EMBED_BATCH_THREADS, else 2 where the process may use two CPUs or more, else 1)'),
           log_level: str = typer.Option('info', help='uvicorn log level')):
     "Serve the model under uvicorn (other settings: MLP_API_* variables; API key: MLP_API_KEY)."
     from mlportfolio.api.app import serve as run
     from mlportfolio.core.guard import check_bind
-    if batch_threads: os.environ['MLP_EMBED_BATCH_THREADS'] = str(batch_threads)   # read by the embedder in every worker
+    from mlportfolio.core.embed import default_batch_threads
+    if batch_threads or not os.environ.get('MLP_EMBED_BATCH_THREADS'):   # read by the embedder in every worker
+        os.environ['MLP_EMBED_BATCH_THREADS'] = str(batch_threads or default_batch_threads())
     try:
         host, log_level = check_bind(host, log_level)
         run(host, port, workers, log_level, model_ref=model, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,

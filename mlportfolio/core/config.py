@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     pushgateway_url: Optional[str] = Field(None, description='Prometheus Pushgateway that batch jobs push their metrics to (textfile only when unset)')
     api_key: Optional[SecretStr] = Field(None, description='API key required for write requests to our HTTP APIs')
     torch_threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); 1 is fastest on small, busy machines")
-    embed_batch_threads: Optional[int] = Field(None, ge=1, description="ONNX Runtime threads for a batch of at least embed_parallel_from texts (default: torch_threads, as every batch); a second thread makes a batch of 32 1.6x faster here, one text only 1.3x")
-    embed_parallel_from: int = Field(8, ge=1, description='Smallest batch that uses embed_batch_threads')
+    embed_batch_threads: Optional[int] = Field(None, ge=1, description="Threads that encode a batch of at least embed_parallel_from texts at once, each a part of it, with an onnx backend (default: one; two make a batch of 8 about 2x faster on 2 cores)")
+    embed_parallel_from: int = Field(2, ge=2, description='Smallest batch that embed_batch_threads cut into parts')
     seed: int = Field(42, description='Default seed of every random step')
 
     @field_validator('home', mode='after')

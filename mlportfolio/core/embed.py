@@ -34,9 +34,10 @@ __all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'BLAS_THREADS', 'EMBED_BACK
            'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts', 'set_torch_threads', 'blas_limit',
            'EmbeddingCache', 'check_backend', 'onnx_available', 'require_onnxruntime', 'max_seq_length',
            'fast_tokenizer', 'mean_pool_normalise', 'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder',
-           'onnx_model', 'onnx_session', 'OnnxEncoder', 'PipelinedEncoder', 'Embedder', 'get_embedder', 'encode',
-           'sample_corpus', 'cosine_quality', 'measure_backends', 'backend_decision_path', 'machine_signature',
-           'choose_backend', 'backend_mismatch', 'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
+           'onnx_model', 'thread_pool', 'onnx_session', 'OnnxEncoder', 'PipelinedEncoder', 'default_batch_threads',
+           'Embedder', 'get_embedder', 'encode', 'sample_corpus', 'cosine_quality', 'measure_backends',
+           'backend_decision_path', 'machine_signature', 'choose_backend', 'backend_mismatch', 'EmbeddingTransformer',
+           'read_texts', 'save_npy', 'embed_file']
 
 # %% ../../nbs/04_embed.ipynb #486e8611
 _PACKAGED_MODEL: list[Path] = []   # the folder, once found (an installed package does not move within a process)
@@ -264,44 +265,59 @@ def onnx_model(model_id: str, load_path: str | Path, int8: bool = False) -> Path
     log.info('built %s for %s in %.1fs', path, model_id, time.perf_counter() - t0)
     return path
 
+# %% ../../nbs/04_embed.ipynb #39c000e3
+_POOLS: dict[tuple, object] = {}
+
+def thread_pool(name: str, workers: int = 1):
+    "This process's pool of `workers` threads called `name`, started on first use (and anew in a forked child)."
+    from concurrent.futures import ThreadPoolExecutor
+    key = (name, workers, os.getpid())
+    if key not in _POOLS: _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix=name)
+    return _POOLS[key]
+
 # %% ../../nbs/04_embed.ipynb #9dfaa29d
-def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = True):
-    """An ONNX Runtime CPU session of `path` with `threads` intra-op threads (None: its own choice). `spinning=False`:
-    idle worker threads sleep instead of spinning, so a multi-threaded session leaves its cores to the rest of the
-    process between runs (a served batch's event loop)."""
+def onnx_session(path: str | Path, threads: int | None = None):
+    "An ONNX Runtime CPU session of `path` with `threads` intra-op threads (None: its own choice)."
     ort = require_onnxruntime()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads: so.intra_op_num_threads = threads
-    if not spinning: so.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 class OnnxEncoder:
     """Sentence vectors from an ONNX file (pooling and normalisation inside the graph) through ONNX Runtime on the CPU.
-    With `batch_threads`, a batch of at least `parallel_from` texts runs on a second session with that many threads
-    (made on first use, workers that sleep when idle): a large batch uses a second core well, one text hardly."""
+    With `batch_threads` N > 1, a batch of at least `parallel_from` texts is cut into N parts (at most one per text)
+    that N threads encode at the same time on the one session, each part with `threads` intra-op threads: one
+    hand-over per batch, where a multi-threaded session synchronises its threads inside every operator."""
     def __init__(self, path: str | Path, load_path: str | Path, batch_size: int = 32, threads: int | None = None,
-                 batch_threads: int | None = None, parallel_from: int = 8):
-        self.path, self.threads, self.batch_threads, self.parallel_from = Path(path), threads, batch_threads, parallel_from
-        self.session, self._wide = onnx_session(path, threads), None
+                 batch_threads: int | None = None, parallel_from: int = 2):
+        self.path, self.threads, self.batch_threads, self.parallel_from = Path(path), threads, batch_threads, max(2, parallel_from)
+        self.session = onnx_session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer, self.batch_size = fast_tokenizer(load_path), batch_size
 
-    def session_for(self, n: int):
-        "The session for a batch of `n` texts: the multi-threaded one from `parallel_from` texts on, when it is asked for."
-        if not self.batch_threads or self.batch_threads == self.threads or n < self.parallel_from: return self.session
-        if self._wide is None: self._wide = onnx_session(self.path, self.batch_threads, spinning=False)
-        return self._wide
+    def parts(self, n: int) -> int:
+        "How many parts a batch of `n` texts is encoded in at once: `batch_threads` (at most `n`) from `parallel_from` texts on, else 1."
+        return 1 if not self.batch_threads or n < self.parallel_from else min(self.batch_threads, n)
+
+    def run(self, texts: list[str]) -> np.ndarray:
+        "Tokenise `texts` and run the session on them in one call (ONNX Runtime allows concurrent calls of a session)."
+        enc = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        feed = dict(input_ids=ids, attention_mask=np.array([e.attention_mask for e in enc], dtype=np.int64), token_type_ids=np.zeros_like(ids))
+        return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        "Vectors of `texts` in order, `batch_size` at a time (callers sort by length so batches pad little)."
-        parts = []
+        "Vectors of `texts` in order, `batch_size` at a time (callers sort by length so batches pad little), each batch in `parts`."
+        out = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer.encode_batch(texts[i:i + self.batch_size])
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            feed = dict(input_ids=ids, attention_mask=np.array([e.attention_mask for e in enc], dtype=np.int64), token_type_ids=np.zeros_like(ids))
-            parts.append(self.session_for(len(ids)).run(None, {k: v for k, v in feed.items() if k in self.inputs})[0])
-        return np.vstack(parts).astype(np.float32, copy=False) if parts else np.zeros((0, EMBED_DIM), np.float32)
+            batch = texts[i:i + self.batch_size]
+            k = self.parts(len(batch))
+            if k == 1: out.append(self.run(batch)); continue
+            cuts, pool = np.linspace(0, len(batch), k + 1).astype(int), thread_pool('mlp-embed', self.batch_threads - 1)
+            others = [pool.submit(self.run, batch[a:b]) for a, b in zip(cuts[1:-1], cuts[2:])]
+            out.append(self.run(batch[:cuts[1]])); out.extend(f.result() for f in others)
+        return np.vstack(out).astype(np.float32, copy=False) if out else np.zeros((0, EMBED_DIM), np.float32)
 
 # %% ../../nbs/04_embed.ipynb #d331c03a
 class PipelinedEncoder:
@@ -423,6 +439,12 @@ def encode(self: PipelinedEncoder, texts: list[str]) -> np.ndarray:
     finally:
         stop.set(); worker.join(5)
     return out.cpu().numpy()
+
+# %% ../../nbs/04_embed.ipynb #7f84b200
+def default_batch_threads() -> int:
+    "Threads for the parts of a served batch when none is set: two where this process may use two CPUs or more, else one."
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return 2 if cpus >= 2 else 1
 
 # %% ../../nbs/04_embed.ipynb #286ac48f
 class Embedder:

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts
+from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts, thread_pool
 from ..core.errors import ConfigError, InputError
 from ..core.predictions import prediction_frame
 from .config import PARAM_KEYS, TrainConfig, load_train_config
@@ -236,14 +236,15 @@ class IntentModel:
         proba, subtype, ood = np.zeros((0, len(self.classes))), None, np.full(len(texts), np.nan)
         if texts:   # sklearn's input checks skipped: the features are built here, finite (0.3 ms a call, once per served batch)
             with blas_limit(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                F = union_transform(self.features, texts)
+                F = union_transform(self.features, texts)   # the OOD score's products release the GIL: it runs beside the classifier
+                side = None if self.ood is None else thread_pool('mlp-predict-side').submit(self.ood.score, F)
                 proba = self.proba_from_features(F)
                 labels = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
                 subtype = np.full(len(texts), None, dtype=object)
                 mask = labels == self.subtype_parent
                 if self.subtype_clf is not None and mask.any():
                     subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
-                if self.ood is not None: ood = self.ood.score(F).astype(float)   # inside blas_limit: a busy box's default BLAS pool made it 11 ms
+                if side is not None: ood = side.result().astype(float)   # inside blas_limit: a busy box's default BLAS pool made it 11 ms
         out = prediction_frame(proba, self.classes, subtype, extra={'ood_score': ood})
         if case_ids is not None: out.insert(0, 'case_id', list(case_ids))
         return out
