@@ -137,6 +137,7 @@ def quality(data, df, args):
           f'unseen templates f1_macro {u.get("f1_macro", float("nan")):.4f} (n={u.get("n")}, {u.get("templates_held_out")} templates); '
           f'subtype f1_macro {out.subtype_metrics.get("f1_macro", float("nan")):.4f}')
     print('best params:', json.dumps(out.params))
+    if out.test_metrics.get('composition'): print('test split composition:', json.dumps(out.test_metrics['composition']))
     if out.model is not None and out.model.embed_folder() is not None:
         rec = json.loads((out.model.embed_folder()/'finetune.json').read_text())
         print(f"fine-tuned embedding: {out.model.embed_folder().name}, {rec['steps']} steps in {rec['seconds']}s, loss {rec['loss_first']:.3f} -> {rec['loss_last']:.3f}")

@@ -32,9 +32,9 @@ GROUP_BY = ('near_duplicate', 'template')
 # %% auto #0
 __all__ = ['COLUMNS', 'SPLITS', 'STYLES', 'DEFAULT_CLASS_WEIGHTS', 'GROUP_BY', 'PII_SLOTS', 'FIRST', 'LAST', 'DOMAINS', 'SHAPES',
            'DEFAULT_SHAPE_PROBS', 'Template', 'TemplateSet', 'load_templates', 'fake_pii', 'add_typos',
-           'near_duplicate_groups', 'merge_groups', 'assign_splits', 'unbrand', 'contract', 'chat_style',
-           'shape_message', 'generate_dataset', 'default_dataset_path', 'read_dataset', 'sidecar_keys', 'save_dataset',
-           'build_dataset']
+           'near_duplicate_groups', 'merge_groups', 'anchor_groups', 'assign_splits', 'template_splits', 'unbrand',
+           'contract', 'chat_style', 'shape_message', 'generate_dataset', 'default_dataset_path', 'read_dataset',
+           'sidecar_keys', 'save_dataset', 'build_dataset']
 
 # %% ../../nbs/11_data_generate.ipynb #76326966
 @dataclass(frozen=True)
@@ -175,19 +175,28 @@ def merge_groups(*labelings) -> np.ndarray:
     _, comp = connected_components(adj, directed=False)
     return np.array([f'g{c:06d}' for c in comp[:n]], dtype=object)
 
-def assign_splits(groups, strata, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42) -> np.ndarray:
-    "Split label per row: whole groups go to one split, filled per stratum towards `fractions` of its rows."
+def anchor_groups(groups, anchors, seed: int = 42) -> set:
+    "The largest group of each anchor key (a template), ties broken by a seeded draw: the groups that must go to train."
+    df = pd.DataFrame({'g': pd.Series(groups, dtype='string').to_numpy(), 'a': pd.Series(anchors, dtype='string').fillna('').to_numpy()})
+    n = df.groupby(['a', 'g']).size().rename('n').reset_index().sort_values(['a', 'g'])
+    n['tie'] = np.random.default_rng([seed, 1]).permutation(len(n))
+    return set(n.sort_values(['a', 'n', 'tie'], ascending=[True, False, True]).drop_duplicates('a')['g'])
+
+def assign_splits(groups, strata, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42, anchors=None) -> np.ndarray:
+    "Split label per row: whole groups go to one split, filled per stratum towards `fractions` of its rows; `anchors`: a key per row (a template) whose largest group goes to train first, so every key has training rows."
     fr = np.asarray(fractions, float)
     if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1): raise InputError(f'split fractions {tuple(fractions)} must be 3 non-negative numbers summing to 1')
     df = pd.DataFrame({'g': pd.Series(groups, dtype='string').to_numpy(), 's': pd.Series(strata, dtype='string').fillna('').to_numpy()})
     size = df.groupby('g').size()
     gs_n = df.groupby(['g', 's']).size().rename('n').reset_index().sort_values(['g', 'n', 's'], ascending=[True, False, True])
     g_stratum = gs_n.drop_duplicates('g').set_index('g')['s']                       # a group's majority stratum
+    fixed = anchor_groups(groups, anchors, seed) if anchors is not None else set()
     rng = np.random.default_rng(seed)
-    assign = {}
+    assign = {g: SPLITS[0] for g in fixed}
     for s in sorted(g_stratum.unique()):
         gs = sorted(g_stratum.index[g_stratum == s]); gs = [gs[i] for i in rng.permutation(len(gs))]
-        target, have = fr*size[gs].sum(), np.zeros(3)
+        target, have = fr*size[gs].sum(), np.array([size[[g for g in gs if g in fixed]].sum(), 0, 0], float)
+        gs = [g for g in gs if g not in fixed]
         for k, g in enumerate(gs):
             left = len(gs) - k
             need = target - have
@@ -195,6 +204,22 @@ def assign_splits(groups, strata, fractions: Sequence[float] = (0.7, 0.15, 0.15)
             i = empty[0] if len(empty) >= left else int(np.argmax(need))   # every split with a share gets a group if enough groups remain
             assign[g] = SPLITS[i]; have[i] += size[g]
     return df['g'].map(assign).to_numpy(dtype=object)
+
+def template_splits(groups, templates, labels, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42) -> np.ndarray:
+    "Split label per row, per label: groups filled per template, its largest in train; if a split would get none of the label, filled per label (largest in train, then without)."
+    g = pd.Series(groups, dtype='string').to_numpy(dtype=object)
+    t, lab = pd.Series(templates, dtype='string').to_numpy(dtype=object), pd.Series(labels, dtype='string').fillna('').to_numpy(dtype=object)
+    major = pd.DataFrame({'g': g, 'l': lab}).groupby('g')['l'].agg(lambda s: s.value_counts().index[0])   # a group's majority label
+    row_label = major.reindex(g).to_numpy(dtype=object)
+    wanted = {SPLITS[i] for i, f in enumerate(fractions) if f > 0}
+    out = np.empty(len(g), dtype=object)
+    for lb in sorted(set(row_label)):
+        m = row_label == lb
+        for strata, anchors in ((t[m], t[m]), (lab[m], t[m]), (lab[m], None)):
+            sp = assign_splits(g[m], strata, fractions, seed, anchors=anchors)
+            if set(sp) >= wanted: break
+        out[m] = sp
+    return out
 
 # %% ../../nbs/11_data_generate.ipynb #61a697e3
 _VERB_BASE = dict(holds='hold', has='have', does='do', keeps='keep', stores='store', processes='process', relies='rely',
@@ -381,13 +406,13 @@ def _frame(messages: list[tuple], tpls: list, rng, days: int, end: pd.Timestamp)
     })
 
 def _splits(df: pd.DataFrame, core_keys: list[str], group_by: str, threshold: float, fractions, seed: int) -> pd.array:
-    "Train / validation / test per row, whole groups (by template, or near-duplicates of the core sentence and of the text) together."
-    if group_by == 'template': groups = df['template_id'].to_numpy(dtype=object)
-    else:
-        groups = merge_groups(near_duplicate_groups(core_keys, blocks=df['template_id'], threshold=threshold),
-                              near_duplicate_groups(df['text'], blocks=df['template_id'], threshold=threshold))
-    strata = df['intent'].str.cat(df['subtype'].fillna(''), sep='/')
-    return pd.array(assign_splits(groups, strata, fractions, seed), dtype='string')
+    "Train / validation / test per row: whole templates (per label), or near-duplicate groups (of the core sentence or the text) filled per template, its largest in train."
+    tpl = df['template_id'].to_numpy(dtype=object)
+    if group_by == 'template':
+        return pd.array(assign_splits(tpl, df['intent'].str.cat(df['subtype'].fillna(''), sep='/'), fractions, seed), dtype='string')
+    groups = merge_groups(near_duplicate_groups(core_keys, blocks=tpl, threshold=threshold),
+                          near_duplicate_groups(df['text'], blocks=tpl, threshold=threshold))
+    return pd.array(template_splits(groups, tpl, df['intent'].str.cat(df['subtype'].fillna(''), sep='/'), fractions, seed), dtype='string')
 
 
 # %% ../../nbs/11_data_generate.ipynb #73df530b

@@ -20,7 +20,8 @@ from .calibrate import expected_calibration_error, reliability_metrics, risk_cov
 
 # %% auto #0
 __all__ = ['classification_metrics', 'unseen_template_split', 'predictions_frame', 'reference_distributions', 'subtype_metrics',
-           'plot_confusion', 'plot_pr_curves', 'plot_calibration', 'plot_risk_coverage', 'write_plots', 'model_card']
+           'plot_confusion', 'plot_pr_curves', 'plot_calibration', 'plot_risk_coverage', 'write_plots',
+           'split_composition', 'model_card']
 
 # %% ../../nbs/23_train_evaluate.ipynb #59b7c258
 def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> dict:
@@ -152,6 +153,18 @@ def write_plots(figs: dict, out_dir: str | Path) -> list[Path]:
         p = out_dir/f'{name}.html'; fig.write_html(str(p), include_plotlyjs='directory', full_html=True); paths.append(p)
     return paths
 
+# %% ../../nbs/23_train_evaluate.ipynb #a18c0m02
+def split_composition(pred: pd.DataFrame, templates, fitted_templates) -> dict:
+    "What an evaluation split holds: rows and templates of phrasings the model was fitted on (`fitted_templates`) and of others, with each part's macro-F1."
+    t = pd.Series(templates, dtype=object).astype(str).to_numpy()
+    seen = np.isin(t, sorted({str(x) for x in fitted_templates}))
+    y, p = pred['true_label'].to_numpy(dtype=object), pred['predicted_label'].to_numpy(dtype=object)
+    if len(t) != len(y): raise InputError(f'{len(t)} templates for {len(y)} predictions')
+    f1 = lambda m: float(f1_score(y[m], p[m], average='macro', zero_division=0)) if m.any() else None
+    return dict(rows=int(len(t)), templates=len(set(t)), seen_rows=int(seen.sum()), seen_templates=len(set(t[seen])),
+                unseen_rows=int((~seen).sum()), unseen_templates=len(set(t[~seen])), f1_macro_seen=f1(seen), f1_macro_unseen=f1(~seen))
+
+
 # %% ../../nbs/23_train_evaluate.ipynb #f71fa714
 def _fmt(v) -> str:
     return '' if v is None else (f'{v:.4f}' if isinstance(v, float) else str(v))
@@ -178,6 +191,16 @@ def _reliability_lines(evals, info: dict) -> list[str]:
             lines.append(f"| {name} | {_fmt(m.get('ece'))} | {_fmt(m.get('brier'))} | {m.get('confident_errors')} ({m.get('confident_error_rate', 0):.1%}) | "
                          f"{_fmt(m.get('risk_at_80'))} | {_fmt(m.get('ood_share'))} |")
     return lines
+
+def _composition_lines(comp: dict | None) -> list[str]:
+    "The card's sentence on what the test split holds (`split_composition`)."
+    if not comp: return []
+    f1 = lambda k: f", macro-F1 {_fmt(comp[k])}" if comp.get(k) is not None else ''
+    n = lambda k, word: f"{comp[k]} {word}{'' if comp[k] == 1 else 's'}"
+    return ['', f"Test split: {n('rows', 'row')} of {n('templates', 'template')}. New fillings of templates the model was fitted on: "
+            f"{n('seen_rows', 'row')} ({n('seen_templates', 'template')}){f1('f1_macro_seen')}; templates it never saw: "
+            f"{n('unseen_rows', 'row')} ({n('unseen_templates', 'template')}){f1('f1_macro_unseen')}. New phrasings are "
+            'measured by the unseen-template row.']
 
 def model_card(info: dict) -> str:
     "A Markdown model card from the run's figures: data, metrics on both evaluations, per-class scores, limitations."
@@ -208,6 +231,7 @@ def model_card(info: dict) -> str:
     for name, m in evals:
         if m: lines.append(f"| {name} | {m.get('n')} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('f1_macro'))} | {_fmt(m.get('f1_weighted'))} | "
                            f"{_fmt(m.get('roc_auc_ovr'))} | {_fmt(m.get('pr_auc_ovr'))} | {_fmt(m.get('log_loss'))} | {_fmt(m.get('ece'))} |")
+    lines += _composition_lines(t.get('composition'))
     lines += _reliability_lines(evals, info)
     if t.get('per_class'):
         lines += ['', '### Per class (test split)', '', '| class | precision | recall | F1 | support |', '| --- | --- | --- | --- | --- |']
@@ -220,9 +244,10 @@ def model_card(info: dict) -> str:
               'the most confident errors, explained: `evaluation/worst_errors.md`.', '',
               '## Warnings', ''] + ([f'- {w}' for w in info.get('warnings', [])] or ['- none']) + [
               '', '## Limitations', '',
-              '- Trained on synthetic, template-generated English messages. The test split of the data pipeline holds out whole '
-              'templates, and the unseen-template figure holds out further ones; real customer messages are more varied than either, '
-              'so expect lower scores in production until the model is trained on real labelled data.',
+              '- Trained on synthetic, template-generated English messages. The test split of the data pipeline holds new fillings '
+              'of phrasings seen in training (near-duplicates never cross splits), and the unseen-template figure holds out whole '
+              'templates; real customer messages are more varied than either, so expect lower scores in production until the model '
+              'is trained on real labelled data.',
               '- Mixed-intent messages are labelled `other` by the generator; a real triage policy may want them routed differently.',
               '- Confidence is calibrated (temperature or isotonic, fitted on held-out synthetic templates or on the hand-written realistic '
               "set's calibration half, chosen on that half; see Confidence); recalibrate on real labelled data before relying on thresholds.",

@@ -23,7 +23,7 @@ from ..core.embed import get_embedder
 from ..core.lineage import canonical_parquet, dataset_facets, emit_run
 from .curate import CurationReport, check_training_frame, curate
 from .evaluate import (model_card, plot_calibration, plot_confusion, plot_pr_curves, plot_risk_coverage,
-                                        predictions_frame, reference_distributions, subtype_metrics, write_plots)
+                                        predictions_frame, reference_distributions, split_composition, subtype_metrics, write_plots)
 from .explain import worst_errors_markdown
 from .config import TrainConfig, load_train_config
 from .model import IntentModel, fit_intent_model
@@ -327,7 +327,10 @@ def evaluate_model(model: IntentModel, cur: pd.DataFrame, fit_df: pd.DataFrame, 
     seen = drift_reference_rows(test_df, fit_df, dc.template_col)
     reference = reference_distributions(pred_test[seen], model.classes, ev.reference_bins)   # see drift_reference_rows
     reference['features'] = feature_reference(text_features(fit_df[text].tolist()))   # what PCC's input-drift check compares with
-    return Evaluation(test_df, pred_test, prediction_metrics(pred_test, model.classes, bins),
+    test_m = prediction_metrics(pred_test, model.classes, bins)
+    if dc.template_col in test_df.columns and dc.template_col in fit_df.columns:   # what the test split holds (model card)
+        test_m['composition'] = split_composition(pred_test, test_df[dc.template_col], fit_df[dc.template_col])
+    return Evaluation(test_df, pred_test, test_m,
                       prediction_metrics(pred_val, model.classes, bins) if pred_val is not None else {}, pred_val,
                       unseen_m, pred_unseen, held, unseen_cal_m, cal_info, ood_info, subtype_metrics(pred_test),
                       {k: prediction_metrics(v, model.classes, bins) for k, v in pred_real.items()}, pred_real, reference)
