@@ -206,11 +206,12 @@ def main():
     a = ap.parse_args()
     if a.batch_threads: os.environ['MLP_EMBED_BATCH_THREADS'] = str(a.batch_threads)   # the servers inherit it
     if not shutil.which('wrk'): raise SystemExit('wrk is not installed (Debian package wrk)')
+    from mlportfolio.core.embed import default_batch_threads   # what the server picks without --batch-threads
     tmp = Path(tempfile.mkdtemp(prefix='api-bench-'))
     os.environ['MLP_EMBED_CACHE_DIR'] = str(tmp/'direct-cache')
     print(f'load average before: {loadavg()}; embedding backend {os.environ.get("MLP_EMBED_BACKEND", "torch")} '
           f'(MLP_EMBED_BACKEND; the champion must have been trained with it), {os.environ["MLP_TORCH_THREADS"]} torch thread(s), '
-          f'{a.batch_threads or min(2, len(os.sched_getaffinity(0)))} thread(s) encoding parts of a batch of 2 or more at once '
+          f'{a.batch_threads or default_batch_threads()} thread(s) encoding parts of a batch of 2 or more at once '
           f'({"--batch-threads" if a.batch_threads else "the server default"})', flush=True)
     if a.rate:
         p, url = start_server(a.model, 32, str(tmp/'cache-on'), a.max_wait_ms)

@@ -291,7 +291,7 @@ class OnnxEncoder:
     hand-over per batch, where a multi-threaded session synchronises its threads inside every operator."""
     def __init__(self, path: str | Path, load_path: str | Path, batch_size: int = 32, threads: int | None = None,
                  batch_threads: int | None = None, parallel_from: int = 2):
-        self.path, self.threads, self.batch_threads, self.parallel_from = Path(path), threads, batch_threads, max(2, parallel_from)
+        self.batch_threads, self.parallel_from = batch_threads, max(2, parallel_from)
         self.session = onnx_session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer, self.batch_size = fast_tokenizer(load_path), batch_size

@@ -21,7 +21,7 @@ from .calibrate import expected_calibration_error, reliability_metrics, risk_cov
 # %% auto #0
 __all__ = ['classification_metrics', 'unseen_template_split', 'predictions_frame', 'reference_distributions', 'subtype_metrics',
            'plot_confusion', 'plot_pr_curves', 'plot_calibration', 'plot_risk_coverage', 'write_plots',
-           'split_composition', 'model_card']
+           'fitted_template_rows', 'split_composition', 'model_card']
 
 # %% ../../nbs/23_train_evaluate.ipynb #59b7c258
 def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15) -> dict:
@@ -154,10 +154,13 @@ def write_plots(figs: dict, out_dir: str | Path) -> list[Path]:
     return paths
 
 # %% ../../nbs/23_train_evaluate.ipynb #a18c0m02
+def fitted_template_rows(templates, fitted_templates) -> np.ndarray:
+    "Mask of the rows whose template is one of `fitted_templates` (the phrasings the model was fitted on)."
+    return np.isin(pd.Series(templates, dtype=object).astype(str).to_numpy(), sorted({str(x) for x in fitted_templates}))
+
 def split_composition(pred: pd.DataFrame, templates, fitted_templates) -> dict:
     "What an evaluation split holds: rows and templates of phrasings the model was fitted on (`fitted_templates`) and of others, with each part's macro-F1."
-    t = pd.Series(templates, dtype=object).astype(str).to_numpy()
-    seen = np.isin(t, sorted({str(x) for x in fitted_templates}))
+    t, seen = pd.Series(templates, dtype=object).astype(str).to_numpy(), fitted_template_rows(templates, fitted_templates)
     y, p = pred['true_label'].to_numpy(dtype=object), pred['predicted_label'].to_numpy(dtype=object)
     if len(t) != len(y): raise InputError(f'{len(t)} templates for {len(y)} predictions')
     f1 = lambda m: float(f1_score(y[m], p[m], average='macro', zero_division=0)) if m.any() else None

@@ -23,7 +23,7 @@ from ..core.embed import get_embedder
 from ..core.lineage import canonical_parquet, dataset_facets, emit_run
 from .curate import CurationReport, check_training_frame, curate
 from .evaluate import (model_card, plot_calibration, plot_confusion, plot_pr_curves, plot_risk_coverage,
-                                        predictions_frame, reference_distributions, split_composition, subtype_metrics, write_plots)
+                                        fitted_template_rows, predictions_frame, reference_distributions, split_composition, subtype_metrics, write_plots)
 from .explain import worst_errors_markdown
 from .config import TrainConfig, load_train_config
 from .model import IntentModel, fit_intent_model
@@ -286,7 +286,7 @@ def fit_model(cur: pd.DataFrame, params: dict, cfg: TrainConfig) -> tuple[Intent
 def drift_reference_rows(test_df: pd.DataFrame, fit_df: pd.DataFrame, template_col: str = 'template_id', min_rows: int = 100) -> np.ndarray:
     "Mask of the test rows the drift reference is built from: those of templates the model was fitted on (all rows without a template column, or when fewer than `min_rows` qualify)."
     if template_col not in test_df.columns or template_col not in fit_df.columns: return np.ones(len(test_df), bool)
-    seen = test_df[template_col].isin(set(fit_df[template_col])).to_numpy()
+    seen = fitted_template_rows(test_df[template_col], fit_df[template_col])
     return seen if seen.sum() >= min_rows else np.ones(len(test_df), bool)
 
 # %% ../../nbs/25_train_pipeline.ipynb #603f07fb
