@@ -14,7 +14,8 @@ pace arrivals). `late` counts sends that found every connection busy (0: the loo
 twice `--duration` (a p99 over ~2,500 requests, not ~1,250), and prints the CPU the server and wrk used (cores)
 and where the time went on the server (its own Prometheus histograms: queue wait, classifier call, batch size).
 Gateway overhead: p50 of /predict at concurrency 1 minus p50 of a direct in-process call of the same model on one
-text (`LoadedModel.predict`), both cold.
+text, both cold: the call the service makes (the Python model's `predict_rows`, `api.app.Serving.predict`); the
+pyfunc's own `LoadedModel.predict` (a frame in, a frame out, MLflow's input check) is printed beside it.
 
 The machine is shared: the load average is printed beside the figures.
 
@@ -157,17 +158,22 @@ def breakdown(before: dict, after: dict) -> str:
             f'batch size mean {mean("mlp_api_batch_size"):.1f}, p99 <= {q("mlp_api_batch_size", .99):g}')
 
 
-def direct_p50(model: str, n: int = 40) -> float:
-    "p50 (ms) of the model's own predict on one cold text, in this process."
+def direct_p50(model: str, n: int = 40) -> tuple[float, float]:
+    """p50 (ms) on one cold text, in this process, of the call the service makes (`Serving.predict`: the Python model's
+    `predict_rows`) and of the pyfunc's own `predict` (a frame in and out)."""
     import pandas as pd
+    from mlportfolio.api.app import Serving
     from mlportfolio.pcc.model import resolve_scoring_model
     m = resolve_scoring_model(model)
-    m.predict(pd.DataFrame({'text': ['warm up the embedder']}))
-    xs = []
+    serving = Serving(m, model, 0.6, 'default', None)
+    calls = {'service': lambda t: serving.predict([t]), 'pyfunc': lambda t: m.predict(pd.DataFrame({'text': [t]}))}
+    for call in calls.values(): call('warm up the embedder')
+    xs = {k: [] for k in calls}
     for i in range(n):
-        t0 = time.perf_counter(); m.predict(pd.DataFrame({'text': [f'please delete my account {i} {time.time()} and every record you hold']}))
-        xs.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(xs)
+        for k, call in calls.items():
+            t0 = time.perf_counter(); call(f'please delete my account {i} {k} {time.time()} and every record you hold')
+            xs[k].append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(xs['service']), statistics.median(xs['pyfunc'])
 
 
 def cpu_s(pid: int) -> float:
@@ -220,8 +226,8 @@ def main():
             r = paced(url, p.pid, a.rate, 2 * a.duration, tmp); show_paced(r, a.rate, loadavg())
         finally: stop(p); shutil.rmtree(tmp, ignore_errors=True)
         return
-    direct = direct_p50(a.model)
-    print(f'direct in-process predict, one cold text: p50 {direct:.1f} ms', flush=True)
+    direct, pyfunc = direct_p50(a.model)
+    print(f'direct in-process call, one cold text: p50 {direct:.1f} ms as the service calls the model, {pyfunc:.1f} ms through the pyfunc', flush=True)
     res, loads = {}, {}
     for mode, batch in (('off', 1), ('on', 32)):
         p, url = start_server(a.model, batch, str(tmp/f'cache-{mode}'), a.max_wait_ms)
@@ -264,7 +270,7 @@ def write_results(res, loads, direct, ratio, overhead, a):
               f'- (b) open loop at half its capacity ({res["on", 32]["rps"] / 2:.0f} req/s): {h["rps"]:.1f} req/s, p50 {h["p50"]:.1f} ms, '
               f'**p99 {h["p99"]:.1f} ms** (goal ≤ 50 ms), errors {h["errors"]}, late {h["late"]}, load {loads["half"]}; CPU: server '
               f'{h["server_cpu"]:.2f} cores, wrk {h["wrk_cpu"]:.2f} cores; {h["breakdown"]}.',
-              f'- Gateway overhead (p50 of /predict at concurrency 1 minus p50 of a direct in-process model call on one cold text, '
+              f'- Gateway overhead (p50 of /predict at concurrency 1 minus p50 of the same model call in process on one cold text, '
               f'{direct:.1f} ms): **{overhead:.1f} ms**.', '']
     path = ROOT/'bench/RESULTS.md'
     text = path.read_text()

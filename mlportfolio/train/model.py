@@ -21,17 +21,19 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import StandardScaler, normalize
+try: from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2 as inplace_l2   # private: tfidf_rows falls back to `normalize`
+except ImportError: inplace_l2 = None
 
 from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts, thread_pool
 from ..core.errors import ConfigError, InputError
-from ..core.predictions import prediction_frame
+from ..core.predictions import prediction_frame, prediction_rows
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
 __all__ = ['SUBTYPE_PARENT', 'model_params', 'text_key', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures',
            'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'scale_rows',
-           'branch_transform', 'union_transform', 'IntentModel', 'fit_intent_model']
+           'tfidf_rows', 'branch_transform', 'union_transform', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -86,10 +88,13 @@ class AdaptiveSVD(TruncatedSVD):
         """X projected on the components. The transposed components are kept C-contiguous (once per process): sklearn
         multiplies a sparse X by `components_.T`, a strided view that scipy copies on every call (about 6 ms for one
         text with a 20k-term vocabulary; 0.01 ms without the copy)."""
-        from sklearn.utils.extmath import safe_sparse_dot
         from sklearn.utils.validation import check_is_fitted, validate_data
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=['csr', 'csc'], reset=False)
+        return self.project(validate_data(self, X, accept_sparse=['csr', 'csc'], reset=False))
+
+    def project(self, X):
+        "`transform(X)` for an input already known to be valid (the served path: a TF-IDF matrix of the fitted vocabulary)."
+        from sklearn.utils.extmath import safe_sparse_dot
         ct = self.__dict__.get('_components_t')
         if ct is None or ct.shape != self.components_.shape[::-1]: ct = self.__dict__['_components_t'] = np.ascontiguousarray(self.components_.T)
         return safe_sparse_dot(X, ct)
@@ -169,16 +174,38 @@ def scale_rows(scaler: StandardScaler, X) -> np.ndarray:
     if scaler.with_std: X /= scaler.scale_.astype(X.dtype, copy=False)
     return X
 
+def tfidf_rows(vec: TfidfVectorizer, X):
+    """`vec.transform(X)` for a fitted vectorizer without its per-call checks: the counts over the fitted vocabulary, then
+    sublinear tf, idf weights and the row norm, the same operations in the same order as sklearn (the same numbers)."""
+    counts = getattr(vec, '_count_vocab', None)
+    tf = getattr(vec, '_tfidf', None)
+    if counts is None or tf is None or not hasattr(vec, 'vocabulary_'): return vec.transform(X)   # another sklearn: its own way
+    C = counts(X, fixed_vocab=True)[1]
+    if vec.binary: C.data.fill(1)
+    if C.dtype not in (np.float32, np.float64): C = C.astype(np.float64)
+    if tf.sublinear_tf: np.log(C.data, C.data); C.data += 1.0
+    if hasattr(tf, 'idf_'): C.data *= tf.idf_[C.indices]
+    if tf.norm == 'l2' and C.format == 'csr' and inplace_l2 is not None: inplace_l2(C); return C   # what `normalize` runs, unchecked
+    return normalize(C, norm=tf.norm, copy=False) if tf.norm is not None else C
+
+def _step_transform(step, X):
+    "One pipeline step on the served path: the checked-once fast forms of the steps this model uses, else `step.transform`."
+    if type(step) is StandardScaler and isinstance(X, np.ndarray): return scale_rows(step, X)
+    if type(step) is TfidfVectorizer: return tfidf_rows(step, X)
+    if type(step) is AdaptiveSVD and hasattr(step, 'components_'): return step.project(X)
+    return step.transform(X)
+
 def branch_transform(branch, X):
-    "One branch of the union: a `Pipeline`'s steps in turn, with `scale_rows` for its dense `StandardScaler` steps."
+    "One branch of the union: a `Pipeline`'s steps in turn, each through `_step_transform`."
     if not isinstance(branch, Pipeline): return branch.transform(X)
     for _, step in branch.steps:
         if step is None or isinstance(step, str): continue   # 'passthrough'
-        X = scale_rows(step, X) if type(step) is StandardScaler and isinstance(X, np.ndarray) else step.transform(X)
+        X = _step_transform(step, X)
     return X
 
-def union_transform(union: FeatureUnion, X) -> np.ndarray:
-    "`union.transform(X)` without joblib's dispatch and the scalers' input checks: the served hot path, same numbers."
+def union_transform(union: FeatureUnion, X, first=None) -> np.ndarray:
+    """`union.transform(X)` without joblib's dispatch and the steps' input checks: the served hot path, same numbers.
+    `first`, when given, is called with the first branch's weighted block before the other branches run."""
     if any(isinstance(t, str) for _, t in union.transformer_list): return union.transform(X)
     weights, parts = union.transformer_weights or {}, []
     for name, branch in union.transformer_list:
@@ -186,7 +213,9 @@ def union_transform(union: FeatureUnion, X) -> np.ndarray:
         if not isinstance(Xt, np.ndarray): return union.transform(X)   # sparse: FeatureUnion stacks it its own way
         w = weights.get(name)
         parts.append(Xt if w is None else Xt * w)
+        if first is not None and len(parts) == 1: first(parts[0])
     return np.hstack(parts)
+
 
 # %% ../../nbs/20_train_model.ipynb #8de13a6a
 SUBTYPE_PARENT = 'privacy_request'
@@ -230,24 +259,41 @@ class IntentModel:
         "Intent probabilities, columns in `classes` order (`calibrated=False`: the classifier's raw probabilities)."
         with blas_limit(): return self.proba_from_features(union_transform(self.features, check_texts(texts, 'predict')), calibrated)
 
+    def predict_arrays(self, texts) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """`(proba, subtypes, ood_score)` of raw texts: the calibrated intent probabilities, each row's subtype (None where
+        the label has none; None for no texts) and the out-of-distribution score (NaN without `ood`). The score needs only
+        the embedding block: it starts on a side thread as soon as that block exists, beside the other branches."""
+        texts = check_texts(texts, 'predict')
+        ood = np.full(len(texts), np.nan)
+        if not texts: return np.zeros((0, len(self.classes))), None, ood
+        side = []
+        def start_ood(block):   # the products release the GIL; the score reads the embedding columns only
+            if self.ood is not None and getattr(self.ood, 'columns', None) and block.shape[1] >= self.ood.columns:
+                side.append(thread_pool('mlp-predict-side').submit(self.ood.score, block))
+        # sklearn's input checks skipped: the features are built here, finite (0.3 ms a call, once per served batch)
+        with blas_limit(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            F = union_transform(self.features, texts, first=start_ood)
+            if self.ood is not None and not side: side.append(thread_pool('mlp-predict-side').submit(self.ood.score, F))
+            proba = self.proba_from_features(F)
+            labels = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
+            subtype = np.full(len(texts), None, dtype=object)
+            mask = labels == self.subtype_parent
+            if self.subtype_clf is not None and mask.any():
+                subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
+            if side: ood = side[0].result().astype(float)   # inside blas_limit: a busy box's default BLAS pool made it 11 ms
+        return proba, subtype, ood
+
     def predict_frame(self, texts, case_ids=None) -> pd.DataFrame:
         "`[case_id,] predicted_label, subtype_label, confidence, prob_<class>..., ood_score` for raw texts (ood_score NaN without `ood`)."
-        texts = check_texts(texts, 'predict')
-        proba, subtype, ood = np.zeros((0, len(self.classes))), None, np.full(len(texts), np.nan)
-        if texts:   # sklearn's input checks skipped: the features are built here, finite (0.3 ms a call, once per served batch)
-            with blas_limit(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                F = union_transform(self.features, texts)   # the OOD score's products release the GIL: it runs beside the classifier
-                side = None if self.ood is None else thread_pool('mlp-predict-side').submit(self.ood.score, F)
-                proba = self.proba_from_features(F)
-                labels = np.asarray(self.classes, dtype=object)[proba.argmax(1)]
-                subtype = np.full(len(texts), None, dtype=object)
-                mask = labels == self.subtype_parent
-                if self.subtype_clf is not None and mask.any():
-                    subtype[mask] = self.subtype_clf.predict(F[mask]).astype(object)
-                if side is not None: ood = side.result().astype(float)   # inside blas_limit: a busy box's default BLAS pool made it 11 ms
+        proba, subtype, ood = self.predict_arrays(texts)
         out = prediction_frame(proba, self.classes, subtype, extra={'ood_score': ood})
         if case_ids is not None: out.insert(0, 'case_id', list(case_ids))
         return out
+
+    def predict_rows(self, texts) -> list[dict]:
+        "The rows of `predict_frame(texts)` as dicts, without building the frame (the online service's path)."
+        proba, subtype, ood = self.predict_arrays(texts)
+        return prediction_rows(proba, self.classes, subtype, extra={'ood_score': ood})
 
 
 # %% ../../nbs/20_train_model.ipynb #830b46cb

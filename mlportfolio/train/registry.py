@@ -89,6 +89,10 @@ class PrivacyIntentPyfunc(mlflow.pyfunc.PythonModel):
         ids = df['case_id'].astype(str).tolist() if 'case_id' in df.columns else None
         return self.model.predict_frame(df['text'].tolist(), case_ids=ids)
 
+    def predict_rows(self, texts: list[str]) -> list[dict]:
+        "`predict` of a `text` column as one dict per text, without the frames (the online service's path: texts it checked)."
+        return self.model.predict_rows(texts)
+
 def model_signature(model, texts: list[str]):
     "Input: `text` (required) and `case_id` (optional) strings; output: the prediction columns of `model`."
     from mlflow.models import infer_signature
