@@ -162,3 +162,21 @@ def test_finetuned_branch_travels_with_the_model(home, dataset, tmp_path):
     after = pd.read_json(__import__('io').StringIO(res.stdout.strip().splitlines()[-1]))
     assert list(after.predicted_label) == list(before.predicted_label)
     assert np.allclose(after.confidence.to_numpy(), before.confidence.to_numpy(), atol=1e-6)
+
+
+def test_char_ngram_branch_through_the_registry(home, dataset, tmp_path):
+    """`features.char_weight` > 0 (issue 18): the registered version carries the character n-gram branch (metadata, model card), the
+    champion loaded back predicts as the fitted model does, and `mlp train explain` names the branch's share and its grams."""
+    r = run_mlp('train', 'run', '--data', dataset, '--mode', 'none', '--set', 'features.char_weight=0.3', '--promote', '--json', check=0)
+    assert json.loads(r.stdout.strip().splitlines()[-1])['version'] == 1
+    from mlportfolio.train.registry import load_model
+    pyfunc, info = load_model('champion')
+    dims = info.feature_dims
+    assert set(dims) == {'embedding', 'tfidf_svd', 'char_svd', 'total'} and dims['total'] == sum(v for k, v in dims.items() if k != 'total')
+    assert 'character 3-5 gram TF-IDF/SVD' in info.card and info.params['char_weight'] == 0.3
+    texts = pd.DataFrame({'text': ['Please delete my account and all my data.', 'pls delte my acount', 'Where is my refund?']})
+    model = pyfunc.unwrap_python_model().model
+    pd.testing.assert_frame_equal(pyfunc.predict(texts), model.predict_frame(texts.text.tolist()))
+    assert model.feature_slices()['char'].stop == dims['total']
+    r = run_mlp('train', 'explain', 'pls delte my acount', check=0, env={'COLUMNS': '200'})
+    assert 'push by feature block: embedding' in r.stdout and ', char ' in r.stdout and 'character n-grams pushing' in r.stdout

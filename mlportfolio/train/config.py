@@ -25,7 +25,7 @@ __all__ = ['DEFAULT_CONFIG', 'PARAM_KEYS', 'Section', 'DataConfig', 'CurationCon
 # %% ../../nbs/20a_train_config.ipynb #7f8abc57
 DEFAULT_CONFIG = 'train/train.yaml'
 PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'text_features_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
-              'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C')
+              'char_weight', 'char_max_features', 'char_svd_components', 'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C')
 
 class Section(BaseModel):
     "A part of the training config: unknown keys are errors, and so are bad assignments."
@@ -63,6 +63,9 @@ class FeaturesConfig(Section):
     tfidf_max_features: int = Field(ge=1)
     ngram_max: int = Field(ge=1)
     svd_components: int = Field(ge=1)
+    char_weight: float = Field(ge=0, le=10)
+    char_max_features: int = Field(ge=1)
+    char_svd_components: int = Field(ge=1)
     finetune: FinetuneConfig
 
 class ClassifierConfig(Section):

@@ -220,7 +220,8 @@ def model_card(info: dict) -> str:
              f"{info.get('curation', {}).get('near_duplicates_dropped')}, cross-split near-duplicates dropped {info.get('curation', {}).get('cross_split_dropped')})",
              f"- Fitted on: {info.get('fit_on')} ({info.get('n_train')} rows)", '',
              '## Model', '',
-             f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD, standardised and weighted)",
+             f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD"
+             f"{' + character 3-5 gram TF-IDF/SVD' if 'char_svd' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
              f"- Hyperparameters: `{info.get('params')}`",
              f"- Search: {info.get('search', {}).get('mode')} over {info.get('search', {}).get('n_trials')} trial(s), "
              f"{info.get('search', {}).get('n_folds')}-fold CV {info.get('search', {}).get('scoring')} "

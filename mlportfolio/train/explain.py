@@ -16,7 +16,8 @@ from ..core.embed import check_texts
 from .model import IntentModel, blas_limit
 
 # %% auto #0
-__all__ = ['Explanation', 'term_weights', 'explain', 'explanations_markdown', 'worst_errors_markdown']
+__all__ = ['Explanation', 'class_coef', 'branch_term_weights', 'term_weights', 'block_pushes', 'explain', 'explanations_markdown',
+           'worst_errors_markdown']
 
 # %% ../../nbs/27_train_explain.ipynb #154c055e
 @dataclass
@@ -28,40 +29,59 @@ class Explanation:
     ood_score: float | None
     terms: list[tuple[str, float]] = field(default_factory=list)          # (term, push towards `label`), strongest first
     neighbours: list[tuple[str, str, float]] = field(default_factory=list)  # (training text, its label, distance), nearest first
+    blocks: dict[str, float] = field(default_factory=dict)                # feature block -> its push towards `label` (logit units)
+    char_grams: list[tuple[str, float]] = field(default_factory=list)     # (character n-gram, push), when the model has the branch
 
-def term_weights(model: IntentModel) -> tuple[np.ndarray, np.ndarray]:
-    "`(W, vocabulary)`: the classifier's weight of every TF-IDF term for every class (rows in `model.classes` order)."
+def class_coef(model: IntentModel) -> np.ndarray:
+    "The classifier's coefficients, one row per class in `model.classes` order (a `ModelError` if it is not linear)."
     clf = model.clf
     if not hasattr(clf, 'coef_'): raise ModelError(f'explanations need a linear classifier with coefficients; this model uses {type(clf).__name__}')
-    branch = dict(model.features.transformer_list)['tfidf']
-    off, weight = model.feature_dims()['embedding'], float((model.features.transformer_weights or {}).get('tfidf', 1.0))
+    coef = np.asarray(clf.coef_)
+    return np.vstack([-coef, coef]) if coef.shape[0] == 1 else coef       # binary: one row for classes_[1]
+
+def branch_term_weights(model: IntentModel, name: str = 'tfidf') -> tuple[np.ndarray, np.ndarray]:
+    "`(W, vocabulary)`: the classifier's weight of every term of a TF-IDF -> SVD -> scaler branch (`tfidf` or `char`) for every class."
+    branch, cols = dict(model.features.transformer_list)[name], model.feature_slices()[name]
+    weight = float((model.features.transformer_weights or {}).get(name, 1.0))
     svd, scale = branch.named_steps['svd'], branch.named_steps['scale'].scale_
-    coef = np.asarray(clf.coef_)[:, off:off + svd.components_.shape[0]]
-    if coef.shape[0] == 1: coef = np.vstack([-coef, coef])                # binary: one row for classes_[1]
-    W = weight * (coef / scale) @ svd.components_
+    W = weight * (class_coef(model)[:, cols] / scale) @ svd.components_
     return W, branch.named_steps['tfidf'].get_feature_names_out()
 
+def term_weights(model: IntentModel) -> tuple[np.ndarray, np.ndarray]:
+    "`(W, vocabulary)`: the classifier's weight of every word TF-IDF term for every class (rows in `model.classes` order)."
+    return branch_term_weights(model, 'tfidf')
+
 # %% ../../nbs/27_train_explain.ipynb #989acec6
+def _top_terms(X, W: np.ndarray, vocab, i: int, c: int, n: int) -> list[tuple[str, float]]:
+    "The `n` terms of row i of the sparse TF-IDF matrix `X` that push class c hardest (value times W[c] - mean over classes)."
+    push, row = W[c] - W.mean(0), X[i]
+    return sorted(((str(vocab[j]), float(v * push[j])) for j, v in zip(row.indices, row.data)), key=lambda kv: -kv[1])[:n]
+
+def block_pushes(model: IntentModel, F: np.ndarray, i: int, c: int) -> dict[str, float]:
+    "Each feature block's push of row i of the feature matrix `F` towards class c: its columns times coef[c] minus the classes' mean coef."
+    coef = class_coef(model)
+    push = coef[c] - coef.mean(0)
+    return {name: float(F[i, cols] @ push[cols]) for name, cols in model.feature_slices().items()}
+
 def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) -> list[Explanation]:
-    "Predicted intent, confidence, ood score, the TF-IDF terms that pushed it and the nearest labelled training texts, per text."
+    "Predicted intent, confidence, ood score, the word TF-IDF terms (and char n-grams) that pushed it, each block's push and the nearest labelled training texts."
     texts = check_texts(texts, 'explain')
     if not texts: return []
-    W, vocab = term_weights(model)
-    branch = dict(model.features.transformer_list)['tfidf']
+    branches = dict(model.features.transformer_list)
+    tw = {name: branch_term_weights(model, name) for name in ('tfidf', 'char') if name in branches}
     with blas_limit():
         F = model.features.transform(texts)
         P = model.proba_from_features(F)
-        X = branch.named_steps['tfidf'].transform(texts).tocsr()
+        X = {name: branches[name].named_steps['tfidf'].transform(texts).tocsr() for name in tw}
         ood = model.ood.score(F) if model.ood is not None else np.full(len(texts), np.nan)
         nb = model.ood.neighbours(F, n_neighbours) if model.ood is not None and getattr(model.ood, 'texts_', None) is not None else None
     out = []
     for i, t in enumerate(texts):
         c = int(P[i].argmax())
-        push = W[c] - W.mean(0)
-        row = X[i]
-        contrib = sorted(((vocab[j], float(v * push[j])) for j, v in zip(row.indices, row.data)), key=lambda kv: -kv[1])[:n_terms]
+        top = {name: _top_terms(X[name], *tw[name], i, c, n_terms) for name in tw}
         neigh = [] if nb is None else [(str(model.ood.texts_[j]), str(model.ood.labels_[j]), float(d)) for d, j in zip(nb[0][i], nb[1][i])]
-        out.append(Explanation(t, model.classes[c], float(P[i, c]), None if np.isnan(ood[i]) else float(ood[i]), contrib, neigh))
+        out.append(Explanation(t, model.classes[c], float(P[i, c]), None if np.isnan(ood[i]) else float(ood[i]), top['tfidf'], neigh,
+                               block_pushes(model, F, i, c), top.get('char', [])))
     return out
 
 def explanations_markdown(exps: list[Explanation], truth: list[str] | None = None) -> str:
@@ -71,7 +91,10 @@ def explanations_markdown(exps: list[Explanation], truth: list[str] | None = Non
         head = f"### {k + 1}. predicted `{e.label}` ({e.confidence:.2f})" + (f", true `{truth[k]}`" if truth else '')
         ood = '' if e.ood_score is None else f' ood_score {e.ood_score:.2f}' + (' (out of distribution)' if e.ood_score > 1 else '')
         lines += [head, '', '> ' + ' '.join(e.text.split())[:400], '', f"- terms pushing `{e.label}`: " +
-                  (', '.join(f'`{w}` {v:+.2f}' for w, v in e.terms) or '(no known term)') + (f';{ood}' if ood else ''), '- nearest training examples:']
+                  (', '.join(f'`{w}` {v:+.2f}' for w, v in e.terms) or '(no known term)') + (f';{ood}' if ood else '')]
+        if e.blocks: lines.append('- push by feature block: ' + ', '.join(f'{b} {v:+.2f}' for b, v in e.blocks.items()))
+        if e.char_grams: lines.append(f"- character n-grams pushing `{e.label}`: " + ', '.join(f'`{w!r}` {v:+.2f}' for w, v in e.char_grams))
+        lines.append('- nearest training examples:')
         lines += [f"  - `{lab}` ({d:.1f}): {' '.join(txt.split())[:160]}" for txt, lab, d in e.neighbours] or ['  - (the model keeps no reference)']
         lines.append('')
     return '\n'.join(lines)

@@ -31,9 +31,10 @@ from ..core.predictions import prediction_frame, prediction_rows
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['SUBTYPE_PARENT', 'model_params', 'text_key', 'AdaptiveSVD', 'build_text_branch', 'build_embed_branch', 'TextFeatures',
-           'build_features', 'build_classifier', 'build_sampler', 'build_pipeline', 'sample_frame', 'scale_rows',
-           'tfidf_rows', 'branch_transform', 'union_transform', 'IntentModel', 'fit_intent_model']
+__all__ = ['SUBTYPE_PARENT', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD', 'build_text_branch', 'build_char_branch',
+           'build_embed_branch', 'TextFeatures', 'build_features', 'build_classifier', 'build_sampler',
+           'build_pipeline', 'sample_frame', 'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform',
+           'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -50,6 +51,11 @@ def model_params(cfg: TrainConfig | None = None, **override) -> dict:
 def text_key(p: dict) -> tuple:
     "The hyperparameters that change the TF-IDF/SVD branch (trials that share them share its fit)."
     return (int(p['tfidf_max_features']), int(p['ngram_max']), int(p['svd_components']))
+
+def char_key(p: dict) -> tuple | None:
+    "The hyperparameters that change the character n-gram branch; None when it is off (`char_weight` 0 or absent)."
+    if float(p.get('char_weight') or 0) <= 0: return None
+    return (int(p['char_max_features']), int(p['char_svd_components']))
 
 # %% ../../nbs/20_train_model.ipynb #8c68aae1
 class AdaptiveSVD(TruncatedSVD):
@@ -111,6 +117,15 @@ def build_text_branch(p: dict, seed: int = 42) -> Pipeline:
         ('scale', StandardScaler()),
     ])
 
+def build_char_branch(p: dict, seed: int = 42) -> Pipeline:
+    "TF-IDF of character 3-5 grams inside word boundaries (`char_wb`, sublinear) -> SVD -> StandardScaler."
+    return Pipeline([
+        ('tfidf', TfidfVectorizer(analyzer='char_wb', ngram_range=(3, 5), max_features=int(p['char_max_features']),
+                                  sublinear_tf=True, strip_accents='unicode', dtype=np.float64)),
+        ('svd', AdaptiveSVD(n_components=int(p['char_svd_components']), random_state=seed)),
+        ('scale', StandardScaler()),
+    ])
+
 def build_embed_branch(p: dict) -> Pipeline:
     "MiniLM embeddings (through the shared, cached embedder) -> StandardScaler."
     return Pipeline([('embed', EmbeddingTransformer(model=p.get('embed_model'))), ('scale', StandardScaler())])
@@ -125,9 +140,12 @@ class TextFeatures(BaseEstimator, TransformerMixin):
         return compute_features(pd.Series(list(X), dtype='string')).to_numpy(dtype=float)
 
 def build_features(p: dict, seed: int = 42) -> FeatureUnion:
-    "The weighted 584-dim union: embedding branch first, TF-IDF/SVD branch second; the 26 text features third when `text_features_weight` > 0."
+    "The weighted union: MiniLM and TF-IDF/SVD branches (584 wide), then the char n-gram branch when `char_weight` > 0 and the 26 text features when `text_features_weight` > 0."
     branches = [('embedding', build_embed_branch(p)), ('tfidf', build_text_branch(p, seed))]
     weights = {'embedding': float(p['emb_weight']), 'tfidf': float(p['tfidf_weight'])}
+    if char_key(p) is not None:
+        branches.append(('char', build_char_branch(p, seed)))
+        weights['char'] = float(p['char_weight'])
     if float(p.get('text_features_weight') or 0) > 0:
         branches.append(('text_features', Pipeline([('features', TextFeatures()), ('scale', StandardScaler())])))
         weights['text_features'] = float(p['text_features_weight'])
@@ -219,6 +237,14 @@ def union_transform(union: FeatureUnion, X, first=None) -> np.ndarray:
 
 # %% ../../nbs/20_train_model.ipynb #8de13a6a
 SUBTYPE_PARENT = 'privacy_request'
+_DIM_NAMES = {'tfidf': 'tfidf_svd', 'char': 'char_svd'}   # feature_dims' names of the union's branches
+
+def _branch_width(branch) -> int:
+    "Output width of one fitted branch of the union."
+    steps = branch.named_steps
+    if 'svd' in steps: return int(steps['svd'].components_.shape[0])
+    if 'embed' in steps: return int(getattr(steps['embed'], 'n_features_out_', EMBED_DIM))
+    return int(steps['features'].n_features_out_)
 
 class IntentModel:
     """The fitted two-stage model: an intent pipeline, and a subtype classifier for `privacy_request` on the same features.
@@ -243,12 +269,16 @@ class IntentModel:
     def clf(self): return self.pipeline.named_steps['clf']
 
     def feature_dims(self) -> dict:
-        "Width of each feature branch and of the union."
-        svd = self.features.transformer_list[1][1].named_steps['svd']
-        emb = self.features.transformer_list[0][1].named_steps['embed']
-        d = dict(embedding=int(getattr(emb, 'n_features_out_', EMBED_DIM)), tfidf_svd=int(svd.components_.shape[0]))
-        if len(self.features.transformer_list) > 2: d['text_features'] = int(self.features.transformer_list[2][1].named_steps['features'].n_features_out_)
+        "Width of each feature branch, in the union's column order (`embedding`, `tfidf_svd`, [`char_svd`], [`text_features`]), and of the union."
+        d = {_DIM_NAMES.get(name, name): _branch_width(branch) for name, branch in self.features.transformer_list}
         return {**d, 'total': sum(d.values())}
+
+    def feature_slices(self) -> dict[str, slice]:
+        "The columns of each branch (by its name in the union: `embedding`, `tfidf`, `char`, `text_features`) in the feature matrix."
+        out, start = {}, 0
+        for name, branch in self.features.transformer_list:
+            w = _branch_width(branch); out[name] = slice(start, start + w); start += w
+        return out
 
     def proba_from_features(self, F, calibrated: bool = True) -> np.ndarray:
         "Intent probabilities of a feature matrix, calibrated by `calibrator` when it is set (and `calibrated`)."

@@ -21,7 +21,8 @@ from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError
 from ..core.obs import get_logger
 from .config import TrainConfig, load_train_config
-from .model import blas_limit, build_classifier, build_sampler, build_text_branch, model_params, text_key
+from mlportfolio.train.model import (blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
+    model_params, text_key)
 
 log = get_logger(__name__)
 
@@ -87,6 +88,7 @@ class FoldFeatures:
         self.emb, self.folds, self.seed = np.asarray(emb), folds, seed
         if len(self.texts) != len(self.emb): raise InputError(f'{len(self.texts)} texts but {len(self.emb)} embeddings')
         self._emb, self._text, self.fit_count, self.fit_seconds = {}, {}, 0, 0.0
+        self._char, self.char_fit_count, self.char_fit_seconds = {}, 0, 0.0
 
     def embed_block(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         "Standardised embeddings of fold k's (training, validation) rows; the scaler sees training rows only."
@@ -116,6 +118,18 @@ class FoldFeatures:
             self._text[key] = (Ttr, Tva, branch)
         return self._text[key]
 
+    def char_block(self, k: int, p: dict) -> tuple[np.ndarray, np.ndarray]:
+        "Character n-gram branch features of fold k's (training, validation) rows, fitted on its training rows (cached per `char_key`)."
+        key = (k, char_key(p))
+        if key[1] is None: raise InputError('char_block needs char_weight > 0 (the character n-gram branch is off)')
+        if key not in self._char:
+            tr, va = self.folds[k]
+            t0 = time.perf_counter()
+            branch = build_char_branch(p, self.seed)
+            self._char[key] = (branch.fit_transform(self.texts[tr]), branch.transform(self.texts[va]))   # not the branch: its
+            self.char_fit_count += 1; self.char_fit_seconds += time.perf_counter() - t0          # 20k x 200 SVD is 32 MB a fold
+        return self._char[key]
+
     def drop_text(self, p: dict) -> None:
         "Forget the text blocks of one setting (frees memory once its trials are done)."
         for key in [key for key in self._text if key[1] == text_key(p)]: del self._text[key]
@@ -135,7 +149,11 @@ def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', 
     Etr, Eva = ff.embed_block(k)
     Ttr, Tva = ff.text_block(k, p)
     we, wt = float(p['emb_weight']), float(p['tfidf_weight'])
-    Xtr, Xva = np.hstack([Etr * we, Ttr * wt]), np.hstack([Eva * we, Tva * wt])
+    tr_parts, va_parts = [Etr * we, Ttr * wt], [Eva * we, Tva * wt]
+    if char_key(p) is not None:                          # the union's column order: embedding, tfidf, char
+        Ctr, Cva = ff.char_block(k, p)
+        tr_parts.append(Ctr * float(p['char_weight'])); va_parts.append(Cva * float(p['char_weight']))
+    Xtr, Xva = np.hstack(tr_parts), np.hstack(va_parts)
     ytr = y[tr]
     sampler = build_sampler(p, seed)
     if sampler is not None: Xtr, ytr = sampler.fit_resample(Xtr, ytr)
@@ -157,6 +175,8 @@ class SearchResult:
     text_fits: int
     text_fit_seconds: float
     warnings: list = field(default_factory=list)
+    char_fits: int = 0                   # fits of the character n-gram branch (one per fold and `char_key`)
+    char_fit_seconds: float = 0.0
 
 def _log_trials(trials: pd.DataFrame, scoring: str) -> None:
     "One MLflow child run per trial under the active run (parameters, CV mean/std, per-fold scores)."
@@ -223,6 +243,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups
     for w in warnings: log.warning(w)
     res = SearchResult(best_params=full[best], best_score=float(trials.cv_mean[best]), best_std=float(trials.cv_std[best]),
                        trials=trials, scoring=s.scoring, mode=s.mode, n_folds=len(folds),
-                       seconds=time.perf_counter() - t0, text_fits=text_fits, text_fit_seconds=text_fit_seconds, warnings=warnings)
+                       seconds=time.perf_counter() - t0, text_fits=text_fits, text_fit_seconds=text_fit_seconds, warnings=warnings,
+                       char_fits=ff.char_fit_count, char_fit_seconds=ff.char_fit_seconds)
     _log_trials(trials, s.scoring)
     return res
