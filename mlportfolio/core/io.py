@@ -14,7 +14,7 @@ from typing import Iterator
 import pandas as pd
 
 from .errors import InputError, NotFoundError
-from .store import ArtifactStore, atomic_path, TMP_MARK
+from .store import ArtifactStore, atomic_path, parquet_frame, TMP_MARK
 
 # %% auto #0
 __all__ = ['TABLE_SUFFIXES', 'open_url', 'table_suffix', 'read_bytes', 'parse_table', 'read_table', 'atomic_dir', 'to_jsonable']
@@ -56,7 +56,7 @@ def _parse_table(data: bytes, suffix: str, columns, csv_strings: bool) -> pd.Dat
     if suffix == '.csv':
         kw = dict(dtype=str, keep_default_na=False) if csv_strings else {}
         return pd.read_csv(io.BytesIO(data), usecols=columns, **kw)
-    if suffix in ('.parquet', '.pq'): return pd.read_parquet(io.BytesIO(data), columns=columns)
+    if suffix in ('.parquet', '.pq'): return parquet_frame(data, columns)
     rows = [json.loads(line) for line in data.decode('utf-8').splitlines() if line.strip()]
     if not all(isinstance(r, dict) for r in rows): raise ValueError('every line must be a JSON object')
     df = pd.DataFrame(rows)

@@ -18,7 +18,7 @@ from .config import get_settings
 from .errors import NotFoundError, StoreError, InputError
 
 # %% auto #0
-__all__ = ['TMP_MARK', 'sha256_bytes', 'sha256_file', 'atomic_path', 'ObjectInfo', 'ArtifactStore']
+__all__ = ['TMP_MARK', 'sha256_bytes', 'sha256_file', 'atomic_path', 'ObjectInfo', 'ArtifactStore', 'parquet_frame']
 
 # %% ../../nbs/03_store.ipynb #1990aed9
 TMP_MARK = '.tmp-'
@@ -154,11 +154,18 @@ def put_parquet(self: ArtifactStore, key: str, df) -> ObjectInfo:
     buf = io.BytesIO(); df.to_parquet(buf, index=False, compression='zstd')
     return self.put_bytes(key, buf.getvalue())
 
+def parquet_frame(data: bytes, columns: list[str] | None = None):
+    """The DataFrame in Parquet `data`, read through a native Arrow buffer rather than a Python file object: pyarrow reading
+    a Python file object (`io.BytesIO`) can leave its thread pool to abort (`terminate called without an active
+    exception`) or hang when the interpreter exits (apache/arrow#50482); one CLI run that failed fast on bad input after
+    reading a Parquet file ended that way here."""
+    import pandas as pd, pyarrow as pa
+    return pd.read_parquet(pa.BufferReader(data), columns=columns)
+
 @patch
 def get_parquet(self: ArtifactStore, key: str, columns: list[str] | None = None):
     "Load the Parquet object under `key` as a DataFrame."
-    import pandas as pd
-    return pd.read_parquet(io.BytesIO(self.get_bytes(key)), columns=columns)
+    return parquet_frame(self.get_bytes(key), columns)
 
 # %% ../../nbs/03_store.ipynb #afe30353
 @patch

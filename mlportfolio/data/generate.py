@@ -18,6 +18,7 @@ from ..core.config import get_settings
 from ..core.errors import InputError, ConfigError, printable
 from ..core.resources import resource_path, load_yaml
 from ..core.io import open_url
+from ..core.store import parquet_frame
 from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import compute_features, near_dup_key, FEATURE_NAMES
 from .validate import validate_dataset, dataset_card, normalise_frame
@@ -460,7 +461,7 @@ def read_dataset(path: str | Path, columns: list[str] | None = None) -> pd.DataF
     try: data = store.get_bytes(key)
     except NotFoundError: raise NotFoundError(f'dataset not found: {path} (create one with: mlp data generate --out {path})') from None
     if key.endswith('.csv'): return pd.read_csv(io.BytesIO(data), usecols=columns)
-    try: return pd.read_parquet(io.BytesIO(data), columns=columns)
+    try: return parquet_frame(data, columns)
     except Exception as e: raise InputError(f'{path} is not a readable Parquet file: {str(e).splitlines()[0]}') from None
 
 def sidecar_keys(key: str) -> dict[str, str]:
