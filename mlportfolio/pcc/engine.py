@@ -14,6 +14,7 @@ import pandas as pd
 from ..core.errors import ConfigError, InputError, JobError, MLPError
 from ..core.extras import require_extra
 from ..core.obs import get_logger
+from ..core.store import parquet_frame
 
 log = get_logger(__name__)
 
@@ -87,4 +88,4 @@ def read_frames(files: list[str], url_of_fs: str) -> Iterator[pd.DataFrame]:
     import fsspec
     fs, _ = fsspec.core.url_to_fs(url_of_fs)
     for f in files:
-        with fs.open(f, 'rb') as fh: yield pd.read_parquet(fh)
+        with fs.open(f, 'rb') as fh: yield parquet_frame(fh.read())   # a native buffer: see core.store.parquet_frame
