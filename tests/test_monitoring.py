@@ -385,10 +385,11 @@ def test_pcc_job_runs_with_home_unwritable(tmp_path, good_export):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(('MLP_', 'JUPYTER', 'IPYTHON', 'XDG_', 'MPL', 'HF_', 'NUMBA'))}
     full = {**clean, **env, 'HOME': str(home), 'MLP_PROGRESS': 'false'}
     if 'MLP_EMBED_CACHE_DIR' in os.environ: full['MLP_EMBED_CACHE_DIR'] = os.environ['MLP_EMBED_CACHE_DIR']
-    seed = subprocess.run([MLP, 'pcc', 'seed-cases', '--n', '20', '--date', 'today'], env=full, capture_output=True, text=True, timeout=300,
+    day = dt.datetime.now(dt.timezone.utc).date().isoformat()          # one day for both calls, even across midnight UTC
+    seed = subprocess.run([MLP, 'pcc', 'seed-cases', '--n', '20', '--date', day], env=full, capture_output=True, text=True, timeout=300,
                           cwd=local['/tmp'])
     assert seed.returncode == 0, seed.stderr[-2000:]
-    r = subprocess.run([MLP, 'job', 'run', 'score_batch', '-p', f'model={good_export}'], env=full, capture_output=True, text=True,
+    r = subprocess.run([MLP, 'job', 'run', 'score_batch', '-p', f'model={good_export}', '-p', f'date={day}'], env=full, capture_output=True, text=True,
                        timeout=600, cwd=local['/tmp'])
     assert r.returncode == 0 and 'succeeded' in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
     # nothing fell back to a temporary folder because HOME was unwritable (IPython and matplotlib warn when they do)

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import MLP, ROOT, run_mlp
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.timezone.utc).date()     # fixed once: every CLI call names it, so a run that crosses midnight UTC stays on one day
 
 
 @pytest.fixture(scope='module')
@@ -52,11 +52,11 @@ def monitoring_rows():
 
 def test_seed_score_runs_with_1000_bad_rows(mlp_home, exports):
     "Generated cases plus 1,000 bad rows: every bad row is dropped with its reason, the rest is scored once."
-    run_mlp('pcc', 'seed-cases', '--n', 300, '--date', 'today', '--bad', 1000, check=0)
-    r = run_mlp('pcc', 'score', '--model', exports['good'], '--dry-run', check=0, env={'COLUMNS': '200'})
+    run_mlp('pcc', 'seed-cases', '--n', 300, '--date', str(TODAY), '--bad', 1000, check=0)
+    r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], '--dry-run', check=0, env={'COLUMNS': '200'})
     assert 'dry run: nothing written' in ' '.join(r.stdout.split()) and 'partial' in r.stdout
     assert len(output_rows()) == 0 and len(monitoring_rows()) == 0          # a dry run writes nothing
-    r = run_mlp('pcc', 'score', '--model', exports['good'], check=0, env={'COLUMNS': '200'})
+    r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0, env={'COLUMNS': '200'})
     assert 'partial' in r.stdout
     mon = monitoring_rows().iloc[-1]
     assert (mon.status, mon.total_cases, mon.passed_validation, mon.dropped_cases, mon.rows_written) == ('partial', 1300, 300, 1000, 300)
@@ -77,7 +77,7 @@ def test_sigkill_mid_run_then_rerun_gives_one_row_per_case(mlp_home, exports):
     "SIGKILL the scorer after a few chunks are staged; nothing is published; a rerun leaves exactly one row per case."
     seed(400)
     env = {**os.environ, 'MLP_LOG_LEVEL': 'DEBUG'}
-    p = subprocess.Popen([MLP, 'pcc', 'score', '--model', str(exports['good']), '--chunk-size', '5'], env=env,
+    p = subprocess.Popen([MLP, 'pcc', 'score', '--date', str(TODAY), '--model', str(exports['good']), '--chunk-size', '5'], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen, deadline = [], time.time() + 120
     for line in p.stderr:
@@ -89,32 +89,32 @@ def test_sigkill_mid_run_then_rerun_gives_one_row_per_case(mlp_home, exports):
     assert len(output_rows()) == 0                      # killed before publishing: the output is untouched
     staged = wh().scalar('SELECT COUNT(*) FROM pcc_inference_staging WHERE partition_date = @d', {'d': TODAY})
     assert 0 < staged < 400                             # ... and the crash left partial staged rows behind
-    run_mlp('pcc', 'score', '--model', exports['good'], check=0)
+    run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0)
     out = output_rows()
     assert len(out) == 400 and out.case_id.is_unique and out.run_id.nunique() == 1
     assert wh().scalar('SELECT COUNT(*) FROM pcc_inference_staging WHERE partition_date = @d', {'d': TODAY}) == 0
-    run_mlp('pcc', 'score', '--model', exports['good'], check=0)       # a second rerun replaces, never duplicates
+    run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0)       # a second rerun replaces, never duplicates
     assert len(output_rows()) == 400 and output_rows().case_id.is_unique
 
 
 def test_incompatible_model_falls_back_to_last_known_good(mlp_home, exports):
     "Wrong classes, then a corrupt artifact: each rejected before use, version 1 scores, the monitoring row says why."
     seed(40)
-    run_mlp('pcc', 'score', '--model', exports['good'], check=0)          # version 1 becomes last-known-good
+    run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0)          # version 1 becomes last-known-good
     for bad, why in (('wrong', "['spam'] are not in the taxonomy"), ('corrupt', 'does not match the digest')):
-        r = run_mlp('pcc', 'score', '--model', exports[bad], '--fallback', check=0, env={'COLUMNS': '300'})
+        r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports[bad], '--fallback', check=0, env={'COLUMNS': '300'})
         assert 'FALLBACK' in r.stdout
         mon = monitoring_rows().iloc[-1]
         assert mon.fallback_used == True and mon.model_source == 'cache' and mon.model_version == '1', mon.to_dict()
         assert 'rejected' in mon.notes and why in mon.notes, mon.notes
         assert set(output_rows().model_version) == {'1'} and len(output_rows()) == 40
-    r = run_mlp('pcc', 'score', '--model', exports['corrupt'])           # named explicitly, no --fallback: an error, not a swap
+    r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['corrupt'])           # named explicitly, no --fallback: an error, not a swap
     assert r.returncode == 2 and 'not replaced by the last-known-good' in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 
 def test_no_model_at_all_fails_with_a_monitoring_row(mlp_home, exports):
     seed(10)
-    r = run_mlp('pcc', 'score', '--model', exports['wrong'], '--fallback')
+    r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['wrong'], '--fallback')
     assert r.returncode == 2 and 'no last-known-good model is cached' in r.stderr and 'Traceback' not in r.stderr
     mon = monitoring_rows().iloc[-1]
     assert mon.status == 'failed' and 'no last-known-good' in mon.error_message and mon.processing_duration_seconds > 0
@@ -128,13 +128,13 @@ def test_write_failure_read_only_warehouse(mlp_home, exports):
         db.chmod(0o444); env = {}
     else:                   # root ignores file modes: open the same file read-only instead
         env = {'MLP_WAREHOUSE': f'duckdb://{db}?access_mode=read_only'}
-    try: r = run_mlp('pcc', 'score', '--model', exports['good'], env=env)
+    try: r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], env=env)
     finally: db.chmod(0o644)
     assert r.returncode != 0 and 'read-only' in r.stderr and 'Traceback' not in r.stderr, r.stderr
     pending = [json.loads(l) for l in (mlp_home/'pcc'/'pending_monitoring.jsonl').read_text().splitlines()]
     assert len(pending) == 1 and pending[0]['status'] == 'failed' and 'read-only' in pending[0]['error_message']
     assert 'pending' in run_mlp('pcc', 'runs', check=0, env={'COLUMNS': '200', **env}).stdout
-    run_mlp('pcc', 'score', '--model', exports['good'], check=0)        # writable again: the pending row is flushed
+    run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0)        # writable again: the pending row is flushed
     mon = monitoring_rows()
     assert mon.status.tolist() == ['failed', 'success'] and not (mlp_home/'pcc'/'pending_monitoring.jsonl').exists()
 
@@ -171,9 +171,9 @@ def test_live_bigquery(mlp_home, exports):
     client.create_dataset(dataset)
     try:
         env = {'MLP_WAREHOUSE': f'bigquery://{project}/{dataset}'}
-        run_mlp('pcc', 'seed-cases', '--n', 50, '--date', 'today', '--bad', 5, check=0, env=env)
-        run_mlp('pcc', 'score', '--model', exports['good'], check=0, env=env)
-        run_mlp('pcc', 'score', '--model', exports['good'], check=0, env=env)
+        run_mlp('pcc', 'seed-cases', '--n', 50, '--date', str(TODAY), '--bad', 5, check=0, env=env)
+        run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0, env=env)
+        run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], check=0, env=env)
         n = client.query(f'SELECT COUNT(*) n, COUNT(DISTINCT case_id) d FROM `{project}.{dataset}.pcc_inference_output` '
                          f'WHERE DATE(ingestion_time) >= "1970-01-01"').result().to_dataframe().iloc[0]
         assert (n['n'], n['d']) == (50, 50)
@@ -218,7 +218,7 @@ def test_end_to_end_with_the_registered_champion(mlp_home):
     from mlportfolio.train.registry import export_model
     register_champion()
     seed_cases(150, TODAY)                                   # the data generator's texts
-    run_mlp('pcc', 'score', check=0, env={'COLUMNS': '300'})
+    run_mlp('pcc', 'score', '--date', str(TODAY), check=0, env={'COLUMNS': '300'})
     mon = monitoring_rows().iloc[-1]
     assert (mon.status, mon.model_source, mon.fallback_used, mon.rows_written) == ('success', 'registry', False, 150), mon.to_dict()
     assert mon.embedding_model == 'all-MiniLM-L6-v2' and mon.psi_confidence is not None and mon.psi_label_mix is not None

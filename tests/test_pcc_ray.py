@@ -15,7 +15,7 @@ ray = pytest.importorskip('ray', reason="the ray extra is not installed: pip ins
 
 from conftest import MLP, run_mlp, stop_process
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.timezone.utc).date()     # fixed once: every CLI call names it, so a run that crosses midnight UTC stays on one day
 VOLATILE = ['run_id', 'inference_timestamp', 'ingestion_time']                     # differ between any two runs
 VOLATILE_MON = ['run_id', 'runtime_ts', 'ingestion_time', 'processing_duration_seconds']
 
@@ -110,7 +110,7 @@ def test_cli_engine_ray_on_a_running_cluster(ray_local, mlp_home, exports):
     "`mlp pcc score --engine ray --ray-address ADDRESS` joins the running cluster as a second driver."
     seed(60)
     address = ray_local.get_runtime_context().gcs_address
-    r = run_mlp('pcc', 'score', '--model', exports['good'], '--engine', 'ray', '--ray-address', address, check=0, env={'COLUMNS': '200'})
+    r = run_mlp('pcc', 'score', '--date', str(TODAY), '--model', exports['good'], '--engine', 'ray', '--ray-address', address, check=0, env={'COLUMNS': '200'})
     assert 'ray' in r.stdout and 'success' in r.stdout
     assert len(output()) == 60 and monitoring().status.tolist() == ['success']
 
@@ -131,7 +131,7 @@ def test_worker_killed_mid_run_leaves_one_row_per_case(ray_local, mlp_home, expo
     and a rerun does. The run is its own driver process, so a dying run never takes this test process down with it."""
     seed(400)
     address = ray_local.get_runtime_context().gcs_address
-    args = ['pcc', 'score', '--model', str(exports['slow']), '--engine', 'ray', '--ray-address', address,
+    args = ['pcc', 'score', '--date', str(TODAY), '--model', str(exports['slow']), '--engine', 'ray', '--ray-address', address,
             '--chunk-size', '10', '--workers', '2', '--no-progress']
     proc = subprocess.Popen([MLP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, 'COLUMNS': '200'})
