@@ -106,7 +106,10 @@ class LexicalIndex:
         self.base_alive = np.ones(len(docs), bool)
         first = np.flatnonzero(np.r_[True, (p_term[1:] != p_term[:-1]) | (p_doc[1:] != p_doc[:-1])]) if len(p_term) else np.zeros(0, np.int64)
         self.post_slot = slot[first].astype(np.int32)
-        self.post_tf = np.diff(np.r_[first, len(p_term)]).astype(np.int32)
+        self.post_tf = np.diff(np.r_[first, len(p_term)]).astype(np.float64)   # f, as the double FTS5 sums
+        self.post_num = self.post_tf * (BM25_K1 + 1.0)                          # f * (k1 + 1): fixed per posting
+        self._acc = np.zeros(len(docs))                                         # scores of base rows; zero between queries
+        self._norm_at: tuple = (None, None)                                     # (avgdl, k1 * (1 - b + b * D / avgdl) per base row)
         self.ptr = np.searchsorted(p_term[first], np.arange(len(terms) + 1))
         self.delta: dict[int, tuple] = {}            # row id -> (term ids, counts, length) of rows changed since the build
         self.delta_post: dict[int, dict] = {}        # term id -> {row id: count} for those rows
@@ -141,7 +144,8 @@ def build(self: LexicalIndex, conn: sqlite3.Connection) -> 'LexicalIndex':
 def nbytes(self: LexicalIndex) -> int:
     "About how much memory the index holds: its arrays, and its term dictionary."
     import sys
-    arrays = sum(a.nbytes for a in (self.base_doc, self.base_len, self.base_alive, self.post_slot, self.post_tf, self.ptr))
+    arrays = sum(a.nbytes for a in (self.base_doc, self.base_len, self.base_alive, self.post_slot, self.post_tf, self.post_num,
+                                    self.ptr, self._acc, self._norm_at[1] if self._norm_at[1] is not None else self.ptr[:0]))
     return arrays + sys.getsizeof(self.terms) + sum(sys.getsizeof(t) for t in self.terms) + 64 * len(self.delta)
 
 # %% ../../nbs/72a_capture_bm25.ipynb #b66774a9
@@ -155,45 +159,73 @@ def _idf(n_rows: int, n_hit: int) -> float:
     return idf if idf > 0.0 else BM25_MIN_IDF
 
 @patch
-def _postings(self: LexicalIndex, tid: int) -> tuple[np.ndarray, np.ndarray]:
-    "Live base slots holding term `tid`, and their counts as floats."
-    if tid >= self.n_base_terms: return np.zeros(0, np.int32), np.zeros(0)
+def _postings(self: LexicalIndex, tid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Live base slots holding term `tid`, their counts f and f * (k1 + 1)."
+    if tid >= self.n_base_terms: return np.zeros(0, np.int32), np.zeros(0), np.zeros(0)
     a, b = self.ptr[tid], self.ptr[tid + 1]
-    s, f = self.post_slot[a:b], self.post_tf[a:b]
+    s, f, num = self.post_slot[a:b], self.post_tf[a:b], self.post_num[a:b]
     if self.dead:
-        m = self.base_alive[s]; s, f = s[m], f[m]
-    return s, f.astype(np.float64)
+        m = self.base_alive[s]; s, f, num = s[m], f[m], num[m]
+    return s, f, num
 
 @patch
-def scores(self: LexicalIndex, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    "Row ids matching any of `terms` (each one phrase) and their score, -bm25 (higher is better), unordered."
-    with self.lock:
-        if not self.n_rows: return np.zeros(0, np.int64), np.zeros(0)
-        avgdl = float(self.total) / float(self.n_rows)
-        acc, dacc = np.zeros(len(self.base_doc)), {}
+def _norm(self: LexicalIndex, avgdl: float) -> np.ndarray:
+    "`k1 * (1 - b + b * D / avgdl)` of every base row, kept until the mean length changes."
+    if self._norm_at[0] != avgdl:
+        self._norm_at = (avgdl, BM25_K1 * ((1 - BM25_B) + (BM25_B * self.base_len) / avgdl))
+    return self._norm_at[1]
+
+@patch
+def _gather(self: LexicalIndex, terms: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Base slots matching `terms`, each once, with their scores, and `{row id: score}` of the delta's matching rows.
+    Call with the lock held."""
+    avgdl = float(self.total) / float(self.n_rows)
+    norm, acc, parts, dacc = self._norm(avgdl), self._acc, [], {}
+    try:
         for t in terms:
             tid = self.terms.get(t)
             if tid is None: continue
-            s, f = self._postings(tid)
+            s, f, num = self._postings(tid)
             dp = self.delta_post.get(tid, {})
             if not len(s) and not dp: continue
             idf = _idf(self.n_rows, len(s) + len(dp))
-            if len(s): acc[s] += _bm25_part(idf, f, self.base_len[s], avgdl)
+            if len(s):
+                acc[s] += idf * (num / (f + norm[s]))   # = _bm25_part(idf, f, D, avgdl), operation for operation
+                parts.append(s)
             for doc, fd in dp.items(): dacc[doc] = dacc.get(doc, 0.0) + _bm25_part(idf, fd, float(self.delta[doc][2]), avgdl)
-        slots = np.flatnonzero(acc)
-        ids, sc = self.base_doc[slots], acc[slots]
-        if dacc:
-            ids = np.concatenate([ids, np.fromiter(dacc, np.int64, len(dacc))])
-            sc = np.concatenate([sc, np.fromiter(dacc.values(), np.float64, len(dacc))])
-        return ids, sc
+        slots, vals = [np.zeros(0, np.int32)], [np.zeros(0)]
+        for p in parts:   # read and zero term by term: a slot already read (an earlier term's) reads 0 and drops out
+            v = acc[p]; acc[p] = 0.0
+            keep = v != 0.0   # a matching row's score is > 0: every idf is at least 1e-6
+            slots.append(p[keep]); vals.append(v[keep])
+        return np.concatenate(slots), np.concatenate(vals), dacc
+    finally:
+        for p in parts: acc[p] = 0.0
+
+@patch
+def _candidates(self: LexicalIndex, terms: list[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    "Row ids and scores of the matching rows, each once; with `k`, only those that can be in the best `k` (ties kept)."
+    with self.lock:
+        if not self.n_rows: return np.zeros(0, np.int64), np.zeros(0)
+        slots, sc, dacc = self._gather(terms)
+        ids = self.base_doc[slots]
+    if dacc:
+        ids = np.concatenate([ids, np.fromiter(dacc, np.int64, len(dacc))])
+        sc = np.concatenate([sc, np.fromiter(dacc.values(), np.float64, len(dacc))])
+    if k is not None and len(ids) > k:
+        kth = np.partition(sc, len(sc) - k)[len(sc) - k]
+        m = sc >= kth; ids, sc = ids[m], sc[m]
+    return ids, sc
+
+@patch
+def scores(self: LexicalIndex, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    "Row ids matching any of `terms` (each one phrase), each once, and their score, -bm25 (higher is better), unordered."
+    return self._candidates(terms)
 
 @patch
 def top(self: LexicalIndex, terms: list[str], k: int = 10) -> list[tuple[int, float]]:
     "The best `k` `(row id, score)`, best first; equal scores by row id (as FTS5's `ORDER BY rank`)."
-    ids, sc = self.scores(terms)
-    if len(ids) > k:
-        kth = np.partition(sc, len(sc) - k)[len(sc) - k]
-        m = sc >= kth; ids, sc = ids[m], sc[m]
+    ids, sc = self._candidates(terms, k)
     o = np.lexsort((ids, -sc))[:k]
     return list(zip(ids[o].tolist(), sc[o].tolist()))
 

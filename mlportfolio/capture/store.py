@@ -737,7 +737,7 @@ def fts5_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[tup
 
 @patch
 def warm_keyword_index(self: NoteStore) -> LexicalIndex:
-    "Build the in-memory keyword index from FTS5 (about a second at 100k notes) and keep it current; `keyword_search` uses it."
+    "Build the in-memory keyword index from FTS5 (about 3 s at 100k notes) and keep it current; `keyword_search` uses it."
     with self._lock:
         self.catch_up()
         if self._lexical is None:
