@@ -225,6 +225,7 @@ def scores(self: LexicalIndex, terms: list[str]) -> tuple[np.ndarray, np.ndarray
 @patch
 def top(self: LexicalIndex, terms: list[str], k: int = 10) -> list[tuple[int, float]]:
     "The best `k` `(row id, score)`, best first; equal scores by row id (as FTS5's `ORDER BY rank`)."
+    if k <= 0: return []
     ids, sc = self._candidates(terms, k)
     o = np.lexsort((ids, -sc))[:k]
     return list(zip(ids[o].tolist(), sc[o].tolist()))
