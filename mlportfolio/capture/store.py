@@ -771,11 +771,11 @@ def _filter_ids(self: NoteStore, ids: list[int], filters: dict) -> set[int]:
 def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[tuple[int, float]]:
     """BM25 over body, comment and tags as FTS5 ranks it: `(id, score)` best first, score = -bm25. From the in-memory
     index when it is built (filters applied in SQLite with growing over-fetch), else from `fts5_search`."""
-    lex = self._lexical
+    if self._lexical is not None: self.catch_up()   # the index as of now, other processes' writes included
+    lex = self._lexical                               # (None again if it could not follow a change)
     if lex is None: return self.fts5_search(query, k, **filters)
     terms = query_terms(query)
     if not terms: return []
-    self.catch_up()
     with STORAGE_SECONDS.labels(operation='search_keyword').time():
         if not any(filters.values()): return lex.top(terms, int(k))
         fetch = max(4 * int(k), 64)
