@@ -14,6 +14,10 @@ same run:
   - search: the embedding of the query alone (what the index, SQLite and the fusion cost on top of it), measured
     interleaved with the searches, one fresh query per call (no query embedding comes from the cache);
   - semantic search: also an exact numpy scan over every stored vector; keyword search: a SQLite `LIKE` scan.
+The in-memory keyword index (`capture.bm25.LexicalIndex`, built by `NoteStore.warm_keyword_index` as the API's
+start-up does, before the add-latency part so adds keep it current): its build time and memory at the search size,
+its top-10 agreement with FTS5's own `bm25()` ranking (`NoteStore.fts5_search`, the SQL path) on fresh queries, and
+keyword search p50/p95 from it beside FTS5's, interleaved.
 The sweep (`--sweep`) builds each index setting over the same 100k vectors and reports its recall@10 against the
 exact scan, its own search time, and semantic and hybrid search p95 with it swapped into the store.
 ONNX Runtime, torch and FAISS use one thread (`--threads`), as `mlp capture serve` does.
@@ -166,6 +170,32 @@ def search_latency(qc, rng, words, n, vecs):
     return res
 
 
+def keyword_index(qc, rng, words, n):
+    "The in-memory keyword index at the store's size: build time and memory, top-10 agreement with FTS5, and both latencies."
+    import tracemalloc
+    from mlportfolio.capture.bm25 import LexicalIndex, query_terms
+    st = qc.store
+    t = time.perf_counter(); LexicalIndex().build(st.conn); build_s = time.perf_counter() - t
+    tracemalloc.start(); fresh = LexicalIndex().build(st.conn); held = tracemalloc.get_traced_memory()[0]; tracemalloc.stop()
+    del fresh
+    lex = st.warm_keyword_index()
+    qs = query_set(rng, words, n)
+    same = sum(st.keyword_search(q, 10) == st.fts5_search(q, 10) for q in qs)   # ids, order and scores, compared exactly
+    same_ids = sum([i for i, _ in st.keyword_search(q, 10)] == [i for i, _ in st.fts5_search(q, 10)] for q in qs)
+    matches = [lex.count(query_terms(q)) for q in qs[:50]]
+    kw, kw_c, f5, f5_c = [], [], [], []
+    for a_, b_ in zip(query_set(rng, words, n), query_set(rng, words, n)):   # interleaved, fresh queries
+        with clock(kw, kw_c): st.keyword_search(a_, 10)
+        with clock(f5, f5_c): st.fts5_search(b_, 10)
+    print(f'\n== in-memory keyword index at {st.count():,} notes; load average {load()}')
+    print(f'build {build_s:.2f} s; memory {held / 1e6:.1f} MB held after a build (tracemalloc), {lex.nbytes() / 1e6:.1f} MB by its own count; '
+          f'{len(lex.terms):,} terms; matches per query p50 {np.median(matches):.0f}')
+    print(f'top-10 identical to FTS5 bm25 (ids, order, scores exactly): {same}/{len(qs)} queries; same ids in the same order: {same_ids}/{len(qs)}')
+    row('keyword search, FTS5 (SQL path)', f5, cpu=f5_c)
+    r = row('keyword search, in-memory index', kw, f5, cpu=kw_c)
+    return dict(build_s=build_s, mb=held / 1e6, same=same, n=len(qs), p50=r[0], p95=r[1], fts5_p50=pct(f5, 50), fts5_p95=pct(f5, 95))
+
+
 def exact_top10(Q, ids, vecs) -> list[set]:
     "The ids of the 10 best inner products of each query row, by an exact numpy scan."
     return [set(ids[r].tolist()) for r in np.argpartition(-(Q @ vecs.T), 10, axis=1)[:, :10]]
@@ -280,6 +310,7 @@ def main():
     t = time.perf_counter()   # 1. the first --add-notes notes through the bulk path (vectors from the cache)
     qc.add_many(texts[:a.add_notes])
     print(f'\nbulk import of {a.add_notes:,} notes (cached embeddings): {time.perf_counter() - t:.1f} s', flush=True)
+    qc.store.warm_keyword_index()                  # as the API's start-up: adds below keep it current
     add = add_latency(qc, rng, words, a.queries)   # 2. add latency at --add-notes stored
 
     t = time.perf_counter()   # 3. the rest of the corpus, then the index the store chooses at that size
@@ -289,6 +320,7 @@ def main():
           f'index {qc.store.index.kind}; store on disk {qc.size_on_disk() / 1e6:.1f} MB '
           f'({qc.size_on_disk() / qc.store.count():.0f} bytes per note)', flush=True)
 
+    kwi = keyword_index(qc, rng, words, a.queries)   # the in-memory keyword index against FTS5
     ids, vecs = qc.store._vectors()   # 4. search per mode with the default index, queries embedded by each backend
     res = search_latency(qc, rng, words, a.queries, vecs)
     Q = encode(query_set(rng, words, 300), progress=False)
@@ -297,6 +329,8 @@ def main():
     print(f'\nsummary: add p50 {add[0]:.1f} ms p95 {add[1]:.1f} ms at {a.add_notes:,} notes; search p95 at {qc.store.count():,} notes: '
           + ', '.join(f'{m} {v[1]:.1f} ms' for m, v in res.items())
           + f'; recall@10 {recall:.3f}; store {qc.size_on_disk() / 1e6:.0f} MB', flush=True)
+    print(f"keyword index: build {kwi['build_s']:.2f} s, {kwi['mb']:.1f} MB, top-10 identical to FTS5 in {kwi['same']}/{kwi['n']} queries, "
+          f"p50/p95 {kwi['p50']:.2f}/{kwi['p95']:.2f} ms (FTS5 {kwi['fts5_p50']:.2f}/{kwi['fts5_p95']:.2f} ms)", flush=True)
 
     if a.sweep.strip(): sweep(qc, rng, words, ids, vecs, a.sweep, a.queries)   # 5. the recall/latency curve
     qc.close()

@@ -107,12 +107,12 @@ def _service(db_path, qc: QuickCapture | None, save_every: int):
     return service
 
 def _lifespan(service, warm: bool):
-    "Open the service at start-up (and load the embedding model and the router when `warm`), then freeze that heap; close it at shutdown."
+    "Open the service at start-up (and load the embedding model and the router and build the keyword index when `warm`), then freeze that heap; close it at shutdown."
     @asynccontextmanager
     async def lifespan(app):
         qc = service()
-        if warm:   # load the embedding model and the router before the first request
-            qc.router; encode(['warm up'], progress=False)
+        if warm:   # load the embedding model and the router, and build the in-memory keyword index, before the first request
+            qc.router; encode(['warm up'], progress=False); qc.store.warm_keyword_index()
         log.info('QuickCapture API ready: %s notes in %s (index %s)', qc.store.count(), qc.store.path, qc.store.last_open)
         log.info('start-up heap frozen in %.0f ms (full collections skip it)', freeze_heap())   # as the inference API: no long pauses
         yield

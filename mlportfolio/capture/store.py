@@ -24,7 +24,8 @@ from ..core.errors import InputError, NotFoundError, StoreError
 from ..core.guard import is_ascii_int
 from ..core.obs import get_logger, histogram, gauge
 from ..core.store import atomic_path
-from .parse import STOPWORDS, ParsedNote
+from .bm25 import LexicalIndex, query_terms
+from .parse import ParsedNote
 
 log = get_logger(__name__)
 
@@ -266,12 +267,10 @@ def check_uid(uid: str) -> str:
     return uid
 
 def fts_query(q: str, max_terms: int = 32) -> str:
-    """A safe FTS5 query from free text: each distinct word quoted, joined by OR (FTS5 syntax in the input is inert).
-    English stopwords are left out unless nothing else is left: each one matches most notes, and FTS5 computes BM25
-    for every match, so one `the` would cost more than the rest of the query and rank nothing better."""
-    words = list(dict.fromkeys(re.findall(r'\w+', q.lower())))
-    content = [w for w in words if w not in STOPWORDS]   # the parser's list (`capture.parse`)
-    return ' OR '.join(f'"{w}"' for w in (content or words)[:max_terms])
+    """A safe FTS5 query from free text: each distinct FTS5 token of it quoted, joined by OR (FTS5 syntax in the input
+    is inert). The tokens are `bm25.query_terms`: FTS5's own tokenizer, English stopwords left out unless nothing
+    else is left (each one matches most notes and ranks nothing better), the same terms the in-memory index scores."""
+    return ' OR '.join(f'"{t}"' for t in query_terms(q, max_terms))
 
 class NoteIssue(BaseModel):
     "One validation finding kept with a note: `severity` (error, warning, info), a stable `code`, a `message` for people."
@@ -344,6 +343,11 @@ class IndexSync:
         self.index: VectorIndex | None = None
         self.applied_seq = 0            # the last `vector_log` entry applied to `index`
         self.changes_since_save = 0
+        self.watchers: list = []        # callables told of each batch of changed note ids (None: changes were missed)
+
+    def tell(self, ids) -> None:
+        "Pass changed note ids (None: some changes were missed) to each watcher."
+        for w in list(self.watchers): w(ids)
 
     def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
         "Ids and vectors in the `vectors` table: all of them (by id), or those of `ids`."
@@ -426,7 +430,7 @@ def catch_up(self: IndexSync) -> int:
     with self.lock:
         pruned = int(_meta(self.conn, 'log_pruned_to') or 0)
         if self.applied_seq < pruned:          # another process pruned changes we never saw: reload
-            self.load_or_rebuild(); return 0
+            self.load_or_rebuild(); self.tell(None); return 0
         rows = self.conn.execute('SELECT seq, note_id FROM vector_log WHERE seq > ? ORDER BY seq', (self.applied_seq,)).fetchall()
         if not rows: return 0
         changed = list(dict.fromkeys(r[1] for r in rows))
@@ -435,6 +439,7 @@ def catch_up(self: IndexSync) -> int:
             self.index.remove(set(changed) - set(map(int, ids)))
             self.index.upsert(ids, vecs)
         self.applied_seq = rows[-1][0]
+        self.tell(changed)   # e.g. the in-memory keyword index (`NoteStore.warm_keyword_index`)
         self.changes_since_save += len(changed)
         if self.index.needs_rebuild or (self.index.kind == 'flat' and self.index.ntotal > self.hnsw_threshold):
             self.rebuild()
@@ -464,6 +469,7 @@ class NoteStore:
         self.sync = IndexSync(self.conn, self.path.with_suffix('.faiss'), hnsw_threshold or s.capture_hnsw_threshold,
                               save_every, dim, self._lock)
         self.last_open = self.sync.load_or_rebuild()
+        self._lexical: LexicalIndex | None = None   # built by `warm_keyword_index`; FTS5 answers keyword search until then
         ACTIVE_NOTES.set(self.count())
 
     # the FAISS side, as `self.sync` keeps it
@@ -716,8 +722,8 @@ def notes(self: NoteStore, tag: str | None = None, min_confidence: float | None 
     with self._lock: return [Note.from_row(r) for r in self.conn.execute(sql, params)]
 
 @patch
-def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[tuple[int, float]]:
-    "FTS5 BM25 over body, comment and tags: `(id, score)` best first, score = -bm25 (higher is better)."
+def fts5_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[tuple[int, float]]:
+    "FTS5 BM25 over body, comment and tags, in SQL: `(id, score)` best first, score = -bm25 (higher is better), ties by id."
     q = fts_query(query)
     if not q: return []
     if not any(filters.values()):   # FTS5 alone, sorted by its own `rank` (= bm25): ~4x faster than the join at 100k notes
@@ -725,9 +731,60 @@ def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[
     else:
         where, params = self.filter_sql(**filters)
         sql = (f'SELECT f.rowid, bm25(notes_fts) AS s FROM notes_fts f JOIN notes n ON n.id = f.rowid '
-               f'WHERE notes_fts MATCH ? AND {where} ORDER BY s LIMIT ?')
+               f'WHERE notes_fts MATCH ? AND {where} ORDER BY s, f.rowid LIMIT ?')
     with self._lock, STORAGE_SECONDS.labels(operation='search_keyword').time():
         return [(r[0], -r[1]) for r in self.conn.execute(sql, [q, *params, int(k)])]
+
+@patch
+def warm_keyword_index(self: NoteStore) -> LexicalIndex:
+    "Build the in-memory keyword index from FTS5 (about 3 s at 100k notes) and keep it current; `keyword_search` uses it."
+    with self._lock:
+        self.catch_up()
+        if self._lexical is None:
+            self._lexical = LexicalIndex().build(self.conn)
+            self.sync.watchers.append(self._keyword_changes)
+        return self._lexical
+
+@patch
+def _keyword_changes(self: NoteStore, ids) -> None:
+    "`IndexSync` watcher: bring the keyword index up to date; if that fails, drop it (FTS5 answers again) and log why."
+    if self._lexical is None: return
+    try: self._lexical.apply(self.conn, ids)
+    except Exception as e:
+        log.warning('in-memory keyword index dropped (%s: %s); FTS5 answers keyword search', type(e).__name__, str(e)[:200])
+        self._lexical = None
+        if self._keyword_changes in self.sync.watchers: self.sync.watchers.remove(self._keyword_changes)
+
+@patch
+def _filter_ids(self: NoteStore, ids: list[int], filters: dict) -> set[int]:
+    "Those of `ids` whose notes pass the search filters."
+    where, params = self.filter_sql(**filters)
+    ok = set()
+    with self._lock:
+        for j in range(0, len(ids), 500):
+            chunk = ids[j:j + 500]
+            ok |= {r[0] for r in self.conn.execute(
+                f"SELECT n.id FROM notes n WHERE n.id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *params])}
+    return ok
+
+@patch
+def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[tuple[int, float]]:
+    """BM25 over body, comment and tags as FTS5 ranks it: `(id, score)` best first, score = -bm25. From the in-memory
+    index when it is built (filters applied in SQLite with growing over-fetch), else from `fts5_search`."""
+    if self._lexical is not None: self.catch_up()   # the index as of now, other processes' writes included
+    lex = self._lexical                               # (None again if it could not follow a change)
+    if lex is None: return self.fts5_search(query, k, **filters)
+    terms = query_terms(query)
+    if not terms: return []
+    with STORAGE_SECONDS.labels(operation='search_keyword').time():
+        if not any(filters.values()): return lex.top(terms, int(k))
+        fetch = max(4 * int(k), 64)
+        while True:
+            hits = lex.top(terms, fetch)
+            ok = self._filter_ids([i for i, _ in hits], filters)
+            out = [h for h in hits if h[0] in ok]
+            if len(out) >= k or len(hits) < fetch: return out[:k]
+            fetch *= 4
 
 @patch
 def index_search(self: NoteStore, qvec: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
@@ -738,25 +795,19 @@ def index_search(self: NoteStore, qvec: np.ndarray, k: int = 10) -> list[tuple[i
 @patch
 def vector_search(self: NoteStore, qvec: np.ndarray, k: int = 10, **filters) -> list[tuple[int, float]]:
     "FAISS inner product: `(id, cosine)` best first; filters applied in SQLite with growing over-fetch."
-    active = any(filters.values())
-    if not active:
+    if not any(filters.values()):
         self.catch_up()
         return self.index_search(qvec, k)
     with self._lock, STORAGE_SECONDS.labels(operation='search_semantic').time():
         self.catch_up()
-        fetch = k if not active else max(4 * k, 64)
+        fetch = max(4 * k, 64)
         while True:
             hits = self.index.search(qvec, fetch)[0]
-            if not active: return hits[:k]
-            where, params = self.filter_sql(**filters)
-            ok, ids = set(), [i for i, _ in hits]
-            for j in range(0, len(ids), 500):
-                chunk = ids[j:j + 500]
-                ok |= {r[0] for r in self.conn.execute(
-                    f"SELECT n.id FROM notes n WHERE n.id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *params])}
+            ok = self._filter_ids([i for i, _ in hits], filters)
             out = [h for h in hits if h[0] in ok]
             if len(out) >= k or fetch >= self.index.ntotal: return out[:k]
             fetch *= 4
+
 
 # %% ../../nbs/72_capture_store.ipynb #74432c30
 @patch
