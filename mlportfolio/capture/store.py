@@ -757,6 +757,17 @@ def _keyword_changes(self: NoteStore, ids) -> None:
         if self._keyword_changes in self.sync.watchers: self.sync.watchers.remove(self._keyword_changes)
 
 @patch
+def _filtered_top(self: NoteStore, top, k: int, filters: dict, total: float) -> list[tuple[int, float]]:
+    "The best `k` of `top(n)` (hits best first) whose notes pass `filters`: asks for 4x more until enough pass or all `total` were seen."
+    fetch = max(4 * int(k), 64)
+    while True:
+        hits = top(fetch)
+        ok = self._filter_ids([i for i, _ in hits], filters)
+        out = [h for h in hits if h[0] in ok]
+        if len(out) >= k or len(hits) < fetch or fetch >= total: return out[:k]
+        fetch *= 4
+
+@patch
 def _filter_ids(self: NoteStore, ids: list[int], filters: dict) -> set[int]:
     "Those of `ids` whose notes pass the search filters."
     where, params = self.filter_sql(**filters)
@@ -779,13 +790,7 @@ def keyword_search(self: NoteStore, query: str, k: int = 10, **filters) -> list[
     if not terms: return []
     with STORAGE_SECONDS.labels(operation='search_keyword').time():
         if not any(filters.values()): return lex.top(terms, int(k))
-        fetch = max(4 * int(k), 64)
-        while True:
-            hits = lex.top(terms, fetch)
-            ok = self._filter_ids([i for i, _ in hits], filters)
-            out = [h for h in hits if h[0] in ok]
-            if len(out) >= k or len(hits) < fetch: return out[:k]
-            fetch *= 4
+        return self._filtered_top(lambda n: lex.top(terms, n), k, filters, float('inf'))
 
 @patch
 def index_search(self: NoteStore, qvec: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
@@ -801,13 +806,7 @@ def vector_search(self: NoteStore, qvec: np.ndarray, k: int = 10, **filters) -> 
         return self.index_search(qvec, k)
     with self._lock, STORAGE_SECONDS.labels(operation='search_semantic').time():
         self.catch_up()
-        fetch = max(4 * k, 64)
-        while True:
-            hits = self.index.search(qvec, fetch)[0]
-            ok = self._filter_ids([i for i, _ in hits], filters)
-            out = [h for h in hits if h[0] in ok]
-            if len(out) >= k or fetch >= self.index.ntotal: return out[:k]
-            fetch *= 4
+        return self._filtered_top(lambda n: self.index.search(qvec, n)[0], k, filters, self.index.ntotal)
 
 
 # %% ../../nbs/72_capture_store.ipynb #74432c30
