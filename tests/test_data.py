@@ -9,6 +9,7 @@ import pytest
 from mlportfolio.core.lineage import read_events, validate_event, check_run_chain
 from mlportfolio.core.store import sha256_file
 from mlportfolio.data.generate import generate_dataset
+from mlportfolio.data.validate import validate_dataset
 
 END = '2026-11-20'
 
@@ -40,6 +41,14 @@ def test_generate_is_deterministic_validated_and_traced(mlp_home, mlp, tmp_path)
     res = mlp('data', 'lineage', '--json', check=0)
     runs = json.loads(res.stdout)
     assert [r['job'] for r in runs] == ['data.generate'] * 2 and runs[0]['outputs'][0]['sha256'] == sha256_file(b)
+
+
+@pytest.mark.parametrize('n', [200, 300, 600])
+def test_small_generated_sets_meet_the_packaged_contract(n, mlp_home, tmp_path):
+    "Under two rows per template a label is split per label: each split keeps its minimum share (300 rows failed with test at 4%)."
+    for seed in (1, 42):
+        report = validate_dataset(generate_dataset(n, seed=seed, end=END), report_path=tmp_path/f'r{n}_{seed}.json')
+        assert report['passed'] and min(report['split_counts'].values()) >= 0.05 * n, report['split_counts']
 
 
 def test_contract_failures_exit_2_with_one_line_and_a_report(mlp_home, mlp, tmp_path):

@@ -121,7 +121,7 @@ def test_wheel_with_every_extra_works_outside_the_source_tree(wheel, tmp_path):
     r = run_in(bin_, work, 'python', '-c', 'import mlportfolio, pathlib; print(pathlib.Path(mlportfolio.__file__).parent)')
     pkg = Path(r.stdout.strip())
     assert str(tmp_path/'venv') in str(pkg) and (pkg/'py.typed').exists(), r.stdout + r.stderr
-    r = run_in(bin_, work, 'mlp', 'job', 'run', 'generate_data', '-p', 'n=1000', '-p', f'out={work}/d.parquet', env=env)
+    r = run_in(bin_, work, 'mlp', 'job', 'run', 'generate_data', '-p', 'n=300', '-p', f'out={work}/d.parquet', env=env)
     assert r.returncode == 0 and (work/'d.parquet').exists(), r.stdout + r.stderr
     importer = ("import importlib, pkgutil, mlportfolio\n"
                 "mods = [m.name for m in pkgutil.walk_packages(mlportfolio.__path__, 'mlportfolio.') if not m.name.endswith('__main__')]\n"
@@ -177,7 +177,7 @@ def test_bare_wheel_names_the_missing_extra(wheel, tmp_path):
     bin_ = fresh_venv(tmp_path/'venv', str(wheel))
     work = tmp_path/'work'; work.mkdir(); (work/'texts.txt').write_text('hello\nworld\n')
     env = {'MLP_HOME': str(tmp_path/'home'), 'MLP_PROGRESS': 'false'}
-    r = run_in(bin_, work, 'mlp', 'data', 'generate', '--n', '1000', '--out', str(work/'d.parquet'), env=env)
+    r = run_in(bin_, work, 'mlp', 'data', 'generate', '--n', '300', '--out', str(work/'d.parquet'), env=env)
     assert r.returncode == 0, r.stderr                        # the data system needs no extra
     for extra, args in SYSTEM_COMMANDS.items():
         r = run_in(bin_, work, 'mlp', *[a.format(work=work) for a in args], env=env)

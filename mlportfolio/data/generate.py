@@ -207,7 +207,7 @@ def assign_splits(groups, strata, fractions: Sequence[float] = (0.7, 0.15, 0.15)
     return df['g'].map(assign).to_numpy(dtype=object)
 
 def template_splits(groups, templates, labels, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42) -> np.ndarray:
-    "Split label per row, per label: groups filled per template, its largest in train; if a split would get none of the label, filled per label (largest in train, then without)."
+    "Split label per row, per label: groups filled per template, its largest in train; filled per label without anchors when the label has under two rows per template; if a split would get none of the label, filled per label (largest in train, then without)."
     g = pd.Series(groups, dtype='string').to_numpy(dtype=object)
     t, lab = pd.Series(templates, dtype='string').to_numpy(dtype=object), pd.Series(labels, dtype='string').fillna('').to_numpy(dtype=object)
     major = pd.DataFrame({'g': g, 'l': lab}).groupby('g')['l'].agg(lambda s: s.value_counts().index[0])   # a group's majority label
@@ -216,7 +216,8 @@ def template_splits(groups, templates, labels, fractions: Sequence[float] = (0.7
     out = np.empty(len(g), dtype=object)
     for lb in sorted(set(row_label)):
         m = row_label == lb
-        for strata, anchors in ((t[m], t[m]), (lab[m], t[m]), (lab[m], None)):
+        dense = m.sum() >= 2 * len(set(t[m]))                # else per template nearly every row would train
+        for strata, anchors in ((t[m], t[m]), (lab[m], t[m]), (lab[m], None))[0 if dense else 2:]:
             sp = assign_splits(g[m], strata, fractions, seed, anchors=anchors)
             if set(sp) >= wanted: break
         out[m] = sp
