@@ -14,8 +14,9 @@ from ..core.errors import InputError
 
 # %% auto #0
 __all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'CALIBRATORS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
-           'reliability_metrics', 'expected_calibration_error', 'TopLabelIsotonic', 'calibrator_kind', 'crossfit_ece',
-           'choose_calibration', 'NearestNeighbourOOD', 'cross_fit_calibration']
+           'reliability_metrics', 'expected_calibration_error', 'TopLabelIsotonic', 'cross_fit_calibration',
+           'calibrator_kind', 'crossfit_ece', 'grouped_crossfit_ece', 'sharpens', 'choose_calibration',
+           'NearestNeighbourOOD']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -133,6 +134,20 @@ class TopLabelIsotonic:
 
     def __repr__(self): return f"TopLabelIsotonic(steps={len(getattr(self, 'iso_', None).X_thresholds_) if hasattr(self, 'iso_') else 0})"
 
+# %% ../../nbs/26_train_calibrate.ipynb #e6c52412
+def cross_fit_calibration(proba, y, classes, groups, seed: int = 42, kind: str = 'temperature') -> np.ndarray:
+    "Calibrated probabilities of held-out rows, each from a calibrator (`kind`) fitted on the other half of the groups (templates)."
+    proba, groups = np.asarray(proba, float), np.asarray(groups, dtype=object)
+    make = CALIBRATORS[kind]
+    uniq = np.array(sorted(set(groups)), dtype=object)
+    if len(uniq) < 2: return make().fit(proba, y, classes).transform(proba)
+    half = set(uniq[np.random.default_rng(seed).permutation(len(uniq))[:len(uniq) // 2]])
+    a = np.array([g in half for g in groups])
+    out = proba.copy(); y = np.asarray(y, dtype=object)
+    for fit, apply in ((a, ~a), (~a, a)):
+        out[apply] = make().fit(proba[fit], y[fit], classes).transform(proba[apply])
+    return out
+
 # %% ../../nbs/26_train_calibrate.ipynb #8f0d79a3
 CALIBRATION_METHODS = ('auto', 'heldout', 'heldout_isotonic', 'selection', 'selection_isotonic', 'none')
 CALIBRATORS = {'temperature': TemperatureScaling, 'isotonic': TopLabelIsotonic}
@@ -158,31 +173,66 @@ def crossfit_ece(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: i
 def _fit_candidates(prefix: str, proba, y, classes) -> dict:
     return {prefix: TemperatureScaling().fit(proba, y, classes), f'{prefix}_isotonic': TopLabelIsotonic().fit(proba, y, classes)}
 
-def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=None, method: str = 'auto', n_bins: int = 15, seed: int = 42):
-    "`(calibrator or None, comparison)`: none, a temperature or isotonic fit on held-out rows or on the selection set, by lowest selection ECE (or `method`)."
+def grouped_crossfit_ece(proba, y, classes, groups=None, n_bins: int = 15, seed: int = 42, kind: str = 'temperature') -> float:
+    "ECE of calibrators (`kind`) each fitted on one half of the `groups` (templates) and applied to the other; random halves (`crossfit_ece`) without groups."
+    if groups is None: return crossfit_ece(proba, y, classes, n_bins, seed=seed, kind=kind)
+    return _ece(y, cross_fit_calibration(proba, y, classes, groups, seed, kind), classes, n_bins)
+
+def sharpens(calibrator, proba) -> bool:
+    "Whether `calibrator` raises the mean top-label confidence of `proba` (a temperature below 1 does)."
+    P = np.asarray(proba, float)
+    return bool(calibrator.transform(P).max(1).mean() > P.max(1).mean() + 1e-6)
+
+def _selection_eces(cands, proba, y, classes, n_bins, seed) -> dict:
+    "Each candidate's ECE on the selection set: fitted elsewhere, applied; fitted on it, cross-fitted."
+    return {k: (_ece(y, proba, classes, n_bins) if cal is None else
+                crossfit_ece(proba, y, classes, n_bins, seed=seed, kind=calibrator_kind(k)) if k.startswith('selection') else
+                _ece(y, cal.transform(proba), classes, n_bins)) for k, cal in cands.items()}
+
+def _heldout_eces(cands, proba, y, classes, groups, n_bins, seed) -> dict:
+    "Each candidate's ECE on the held-out-template rows: fitted on them, cross-fitted by template; fitted elsewhere, applied."
+    return {k: (_ece(y, proba, classes, n_bins) if cal is None else
+                grouped_crossfit_ece(proba, y, classes, groups, n_bins, seed, calibrator_kind(k)) if k.startswith('heldout') else
+                _ece(y, cal.transform(proba), classes, n_bins)) for k, cal in cands.items()}
+
+def _auto_choice(cands, sel_ece: dict, held_ece: dict, select_proba) -> tuple[str, dict, list]:
+    "`(chosen, scores, excluded)`: the lowest of each candidate's worse honest ECE; fits on the selection set that sharpen are excluded."
+    excluded = [k for k in cands if k.startswith('selection') and select_proba is not None and sharpens(cands[k], select_proba)]
+    scores = {k: max(v for v in (sel_ece.get(k), held_ece.get(k)) if v is not None) for k in cands
+              if k not in excluded and (k in sel_ece or k in held_ece)}
+    return (min(scores, key=scores.get) if scores else 'none'), scores, excluded
+
+def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=None, method: str = 'auto', n_bins: int = 15,
+                       seed: int = 42, fit_groups=None):
+    """`(calibrator or None, comparison)`: none, or a temperature or isotonic fit on the held-out-template rows (`fit_*`,
+    grouped by `fit_groups`) or on the selection set, the one whose worse honest ECE of the two sets is lowest (or `method`)."""
     if method not in CALIBRATION_METHODS: raise InputError(f"calibration method {method!r} is not one of: {', '.join(CALIBRATION_METHODS)}")
     has_fit, has_sel = fit_proba is not None and len(fit_proba) >= 2, select_proba is not None and len(select_proba) >= 4
-    cands, out = {'none': None}, {}
+    cands, out, sel_ece, held_ece = {'none': None}, {}, {}, {}
+    if has_fit: cands.update(_fit_candidates('heldout', fit_proba, fit_y, classes))
+    if has_sel: cands.update(_fit_candidates('selection', select_proba, select_y, classes))
     if has_fit:
-        cands.update(_fit_candidates('heldout', fit_proba, fit_y, classes))
-        out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_,
-                   fit_ece_raw=_ece(fit_y, fit_proba, classes, n_bins), fit_ece_heldout=_ece(fit_y, cands['heldout'].transform(fit_proba), classes, n_bins))
+        held_ece = _heldout_eces(cands, fit_proba, fit_y, classes, fit_groups, n_bins, seed)
+        if not has_sel: held_ece.pop('heldout_isotonic')       # judged on its own rows only: not in auto without a selection set
+        out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_, fit_ece_raw=held_ece['none'],
+                   fit_ece_heldout=held_ece['heldout'], **{f'heldout_ece_{k}': v for k, v in held_ece.items()})
     if has_sel:
-        cands.update(_fit_candidates('selection', select_proba, select_y, classes))
-        ece = {'none': _ece(select_y, select_proba, classes, n_bins),
-               **{k: crossfit_ece(select_proba, select_y, classes, n_bins, seed=seed, kind=calibrator_kind(k)) for k in ('selection', 'selection_isotonic')}}
-        if has_fit: ece.update({k: _ece(select_y, cands[k].transform(select_proba), classes, n_bins) for k in ('heldout', 'heldout_isotonic')})
+        sel_ece = _selection_eces(cands, select_proba, select_y, classes, n_bins, seed)
         out.update(select_rows=int(len(select_proba)), selection_temperature=cands['selection'].temperature_,
-                   **{f'select_ece_{k}': v for k, v in ece.items()})
-    else: ece = {'none': out.get('fit_ece_raw', 0.0), **({'heldout': out['fit_ece_heldout']} if has_fit else {})}
-    if method == 'auto': chosen = min(ece, key=ece.get)
+                   **{f'select_ece_{k}': v for k, v in sel_ece.items()})
+    if method == 'auto':
+        chosen, scores, excluded = _auto_choice(cands, sel_ece, held_ece, select_proba if has_sel else None)
+        out.update(rule='lowest worse-of-two honest ECE; fits on the selection set that sharpen excluded', excluded=excluded,
+                   **{f'score_{k}': v for k, v in scores.items()})
     elif method in cands: chosen = method
     else: raise InputError(f'calibration method {method!r} needs ' + ('held-out-template predictions' if method.startswith('heldout') else 'a selection set'))
     cal = cands[chosen]
     out.update(chosen=chosen, kind=None if cal is None else calibrator_kind(chosen),
                temperature=cal.temperature_ if isinstance(cal, TemperatureScaling) else None,
-               select_ece_raw=ece['none'] if has_sel else None, select_ece_calibrated=ece.get(chosen) if has_sel else None)
+               select_ece_raw=sel_ece.get('none'), select_ece_calibrated=sel_ece.get(chosen),
+               heldout_ece_calibrated=held_ece.get(chosen))
     return cal, out
+
 
 # %% ../../nbs/26_train_calibrate.ipynb #7fe30520
 class NearestNeighbourOOD:
@@ -245,17 +295,3 @@ class NearestNeighbourOOD:
     def score(self, F) -> np.ndarray:
         "Out-of-distribution score: > 1 means farther from the training data than `quantile` of held-out rows."
         return self.distance(F) / self.scale_
-
-# %% ../../nbs/26_train_calibrate.ipynb #e6c52412
-def cross_fit_calibration(proba, y, classes, groups, seed: int = 42, kind: str = 'temperature') -> np.ndarray:
-    "Calibrated probabilities of held-out rows, each from a calibrator (`kind`) fitted on the other half of the groups (templates)."
-    proba, groups = np.asarray(proba, float), np.asarray(groups, dtype=object)
-    make = CALIBRATORS[kind]
-    uniq = np.array(sorted(set(groups)), dtype=object)
-    if len(uniq) < 2: return make().fit(proba, y, classes).transform(proba)
-    half = set(uniq[np.random.default_rng(seed).permutation(len(uniq))[:len(uniq) // 2]])
-    a = np.array([g in half for g in groups])
-    out = proba.copy(); y = np.asarray(y, dtype=object)
-    for fit, apply in ((a, ~a), (~a, a)):
-        out[apply] = make().fit(proba[fit], y[fit], classes).transform(proba[apply])
-    return out

@@ -25,7 +25,7 @@ __all__ = ['DEFAULT_CONFIG', 'PARAM_KEYS', 'Section', 'DataConfig', 'CurationCon
 # %% ../../nbs/20a_train_config.ipynb #7f8abc57
 DEFAULT_CONFIG = 'train/train.yaml'
 PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'text_features_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
-              'char_weight', 'char_max_features', 'char_svd_components', 'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C')
+              'char_weight', 'char_max_features', 'char_svd_components', 'clause_weight', 'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C')
 
 class Section(BaseModel):
     "A part of the training config: unknown keys are errors, and so are bad assignments."
@@ -60,6 +60,7 @@ class FeaturesConfig(Section):
     emb_weight: float = Field(ge=0, le=10)
     tfidf_weight: float = Field(ge=0, le=10)
     text_features_weight: float = Field(ge=0, le=10)
+    clause_weight: float = Field(0.0, ge=0, le=10)   # absent (a config saved before the branch existed): off
     tfidf_max_features: int = Field(ge=1)
     ngram_max: int = Field(ge=1)
     svd_components: int = Field(ge=1)

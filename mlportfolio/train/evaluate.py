@@ -184,7 +184,9 @@ def _reliability_lines(evals, info: dict) -> list[str]:
              + ('the held-out templates' if cal.get('chosen', '').startswith('heldout') else "the realistic set's calibration half") + ')'
              if cal.get('chosen', 'none') != 'none' else '')
              + (f"; ECE on the realistic calibration half {_fmt(cal.get('select_ece_raw'))} raw -> {_fmt(cal.get('select_ece_calibrated'))}"
-                + (' (cross-fitted estimate)' if cal.get('chosen') == 'selection' else '') if cal.get('select_ece_raw') is not None else ''),
+                + (' (cross-fitted estimate)' if cal.get('chosen', '').startswith('selection') else '') if cal.get('select_ece_raw') is not None else '')
+             + (f"; on held-out templates {_fmt(cal.get('fit_ece_raw'))} raw -> {_fmt(cal.get('heldout_ece_calibrated'))}"
+                + (' (cross-fitted by template)' if cal.get('chosen', '').startswith('heldout') else '') if cal.get('heldout_ece_calibrated') is not None else ''),
              f"- Out-of-distribution score: mean distance to the {ood.get('k')} nearest of {ood.get('reference_rows')} training rows, divided by its "
              f"{ood.get('quantile')} quantile on {ood.get('calibrate_rows')} held-out rows (> 1: out of distribution)" if ood else '- Out-of-distribution score: none',
              '', '| evaluation | ECE | Brier | confident errors (>= 0.9 and wrong) | error among most confident 80% | out-of-distribution share |',
@@ -221,7 +223,8 @@ def model_card(info: dict) -> str:
              f"- Fitted on: {info.get('fit_on')} ({info.get('n_train')} rows)", '',
              '## Model', '',
              f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD"
-             f"{' + character 3-5 gram TF-IDF/SVD' if 'char_svd' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
+             f"{' + character 3-5 gram TF-IDF/SVD' if 'char_svd' in (info.get('feature_dims') or {}) else ''}"
+             f"{' + clause intents (mixed requests)' if 'clauses' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
              f"- Hyperparameters: `{info.get('params')}`",
              f"- Search: {info.get('search', {}).get('mode')} over {info.get('search', {}).get('n_trials')} trial(s), "
              f"{info.get('search', {}).get('n_folds')}-fold CV {info.get('search', {}).get('scoring')} "

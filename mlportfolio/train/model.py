@@ -8,6 +8,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_model.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler, normalize
 try: from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2 as inplace_l2   # private: tfidf_rows falls back to `normalize`
@@ -31,10 +33,10 @@ from ..core.predictions import prediction_frame, prediction_rows
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['SUBTYPE_PARENT', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD', 'build_text_branch', 'build_char_branch',
-           'build_embed_branch', 'TextFeatures', 'build_features', 'build_classifier', 'build_sampler',
-           'build_pipeline', 'sample_frame', 'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform',
-           'IntentModel', 'fit_intent_model']
+__all__ = ['CLAUSE_BREAK', 'SUBTYPE_PARENT', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD', 'build_text_branch',
+           'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features', 'scale_rows', 'tfidf_rows',
+           'branch_transform', 'union_transform', 'split_clauses', 'ClauseIntents', 'build_classifier', 'build_sampler',
+           'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -140,7 +142,7 @@ class TextFeatures(BaseEstimator, TransformerMixin):
         return compute_features(pd.Series(list(X), dtype='string')).to_numpy(dtype=float)
 
 def build_features(p: dict, seed: int = 42) -> FeatureUnion:
-    "The weighted union: MiniLM and TF-IDF/SVD branches (584 wide), then the char n-gram branch when `char_weight` > 0 and the 26 text features when `text_features_weight` > 0."
+    "The weighted union: MiniLM and TF-IDF/SVD branches (584 wide), then the char n-gram branch when `char_weight` > 0, the 26 text features when `text_features_weight` > 0 and the clause-intent features when `clause_weight` > 0."
     branches = [('embedding', build_embed_branch(p)), ('tfidf', build_text_branch(p, seed))]
     weights = {'embedding': float(p['emb_weight']), 'tfidf': float(p['tfidf_weight'])}
     if char_key(p) is not None:
@@ -149,40 +151,10 @@ def build_features(p: dict, seed: int = 42) -> FeatureUnion:
     if float(p.get('text_features_weight') or 0) > 0:
         branches.append(('text_features', Pipeline([('features', TextFeatures()), ('scale', StandardScaler())])))
         weights['text_features'] = float(p['text_features_weight'])
+    if float(p.get('clause_weight') or 0) > 0:
+        branches.append(('clauses', Pipeline([('features', ClauseIntents(seed=seed)), ('scale', StandardScaler())])))
+        weights['clauses'] = float(p['clause_weight'])
     return FeatureUnion(branches, transformer_weights=weights)
-
-# %% ../../nbs/20_train_model.ipynb #03475896
-def build_classifier(p: dict, seed: int = 42):
-    "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`)."
-    cw = None if p['imbalance'] != 'class_weight' else p['class_weight']
-    if p['kind'] == 'logreg':
-        return LogisticRegression(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed)
-    if p['kind'] == 'svm':
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.svm import LinearSVC
-        return CalibratedClassifierCV(LinearSVC(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed),
-                                      method='sigmoid', cv=3)
-    raise ConfigError(f"classifier kind {p['kind']!r} is not one of: logreg, svm")
-
-def build_sampler(p: dict, seed: int = 42):
-    "SMOTE when `imbalance == 'smote'` (applied at fit time only, so only to training folds), else None."
-    if p['imbalance'] != 'smote': return None
-    from imblearn.over_sampling import SMOTE
-    return SMOTE(random_state=seed, k_neighbors=3)
-
-def build_pipeline(p: dict, seed: int = 42):
-    "The whole model on raw text: features -> (SMOTE) -> classifier."
-    sampler = build_sampler(p, seed)
-    if sampler is None:
-        return Pipeline([('features', build_features(p, seed)), ('clf', build_classifier(p, seed))])
-    from imblearn.pipeline import Pipeline as ImbPipeline
-    return ImbPipeline([('features', build_features(p, seed)), ('smote', sampler), ('clf', build_classifier(p, seed))])
-
-# %% ../../nbs/20_train_model.ipynb #e7dab8fc
-def sample_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    "A small labelled frame for examples and tests: the data pipeline's `generate_dataset(n, seed)`."
-    from mlportfolio.data.generate import generate_dataset
-    return generate_dataset(n, seed=seed)
 
 # %% ../../nbs/20_train_model.ipynb #da08fcaa
 def scale_rows(scaler: StandardScaler, X) -> np.ndarray:
@@ -234,6 +206,100 @@ def union_transform(union: FeatureUnion, X, first=None) -> np.ndarray:
         if first is not None and len(parts) == 1: first(parts[0])
     return np.hstack(parts)
 
+
+# %% ../../nbs/20_train_model.ipynb #8f4fc3df
+CLAUSE_BREAK = re.compile(r"[.!?;:\n]+|,\s*|\s+(?:and(?:\s+(?:then|also))?|also|then|plus|afterwards|after that|as well as|separately|"
+                          r"while you're at it)\s+", re.IGNORECASE)
+
+def split_clauses(text: str, min_words: int = 2) -> list[str]:
+    "The clauses of a message: cut at sentence ends, commas and joining words; pieces under `min_words` words dropped (the whole text when none is left)."
+    parts = [s.strip() for s in CLAUSE_BREAK.split(str(text)) if s and len(s.split()) >= min_words]
+    return parts or [str(text)]
+
+class ClauseIntents(BaseEstimator, TransformerMixin):
+    """Per message: each request intent's strongest clause probability, the second strongest of those, whether two
+    intents pass `threshold`, and the log clause count, from a TF-IDF + logistic model of every label but `negative`
+    scored clause by clause. `fit_transform` returns cross-fitted values (`folds`), `transform` the full model's."""
+    def __init__(self, negative: str = 'other', folds: int = 5, C: float = 0.3, threshold: float = 0.6, seed: int = 42):
+        self.negative, self.folds, self.C, self.threshold, self.seed = negative, folds, C, threshold, seed
+
+    def _fit_clause_model(self, X: np.ndarray, y: np.ndarray):
+        "The clause model on whole messages of the request intents; None when fewer than two of them have rows."
+        keep = y != self.negative
+        if len(set(y[keep])) < 2: return None
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if keep.sum() >= 100 else 1, strip_accents='unicode')
+        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000))]).fit(X[keep], y[keep])
+
+    def _features(self, model, texts) -> np.ndarray:
+        "The `n_features_out_` columns for `texts` from one clause model (zeros but the clause count without one)."
+        clauses = [split_clauses(t) for t in texts]
+        out = np.zeros((len(clauses), self.n_features_out_))
+        out[:, -1] = np.log1p([len(c) for c in clauses])
+        if model is None or not clauses: return out
+        X = tfidf_rows(model.named_steps['tfidf'], [c for cs in clauses for c in cs])   # sklearn's numbers, without its per-call checks
+        P, start = model.named_steps['clf'].predict_proba(X), 0
+        for r, cs in enumerate(clauses):
+            best = P[start:start + len(cs)].max(0); start += len(cs)
+            top = np.sort(best)
+            out[r, :len(best)] = best
+            out[r, len(best):len(best) + 2] = top[-2], float((best >= self.threshold).sum() >= 2)
+        return out
+
+    def fit(self, X, y=None) -> 'ClauseIntents':
+        if y is None: raise InputError('ClauseIntents needs the labels: it fits a clause model of the request intents')
+        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
+        self.intents_ = sorted(set(y) - {self.negative})
+        self.n_features_out_ = len(self.intents_) + 3
+        self.model_ = self._fit_clause_model(X, y)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        "Fit, and return out-of-fold values: each fold scored by a clause model fitted without it (in-sample when a label has under 2 rows)."
+        self.fit(X, y)
+        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
+        k = min(self.folds, int(pd.Series(y).value_counts().min()))
+        if k < 2 or self.model_ is None: return self._features(self.model_, X)
+        out = np.zeros((len(X), self.n_features_out_))
+        for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(X, y):
+            m = self._fit_clause_model(X[tr], y[tr])
+            out[va] = self._features(m if m is not None and list(m.classes_) == self.intents_ else self.model_, X[va])
+        return out
+
+    def transform(self, X) -> np.ndarray:
+        return self._features(self.model_, list(X))
+
+# %% ../../nbs/20_train_model.ipynb #03475896
+def build_classifier(p: dict, seed: int = 42):
+    "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`)."
+    cw = None if p['imbalance'] != 'class_weight' else p['class_weight']
+    if p['kind'] == 'logreg':
+        return LogisticRegression(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed)
+    if p['kind'] == 'svm':
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import LinearSVC
+        return CalibratedClassifierCV(LinearSVC(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed),
+                                      method='sigmoid', cv=3)
+    raise ConfigError(f"classifier kind {p['kind']!r} is not one of: logreg, svm")
+
+def build_sampler(p: dict, seed: int = 42):
+    "SMOTE when `imbalance == 'smote'` (applied at fit time only, so only to training folds), else None."
+    if p['imbalance'] != 'smote': return None
+    from imblearn.over_sampling import SMOTE
+    return SMOTE(random_state=seed, k_neighbors=3)
+
+def build_pipeline(p: dict, seed: int = 42):
+    "The whole model on raw text: features -> (SMOTE) -> classifier."
+    sampler = build_sampler(p, seed)
+    if sampler is None:
+        return Pipeline([('features', build_features(p, seed)), ('clf', build_classifier(p, seed))])
+    from imblearn.pipeline import Pipeline as ImbPipeline
+    return ImbPipeline([('features', build_features(p, seed)), ('smote', sampler), ('clf', build_classifier(p, seed))])
+
+# %% ../../nbs/20_train_model.ipynb #e7dab8fc
+def sample_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    "A small labelled frame for examples and tests: the data pipeline's `generate_dataset(n, seed)`."
+    from mlportfolio.data.generate import generate_dataset
+    return generate_dataset(n, seed=seed)
 
 # %% ../../nbs/20_train_model.ipynb #8de13a6a
 SUBTYPE_PARENT = 'privacy_request'

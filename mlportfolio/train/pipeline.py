@@ -208,7 +208,8 @@ def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFr
     if fit[0] is None and sel[0] is None:
         model.calibrator = None
         return {'chosen': 'none', 'reason': 'no held-out-template predictions and no realistic calibration half'}, None
-    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg.calibration.method, n_bins=bins, seed=seed)
+    groups = None if pred_unseen is None else pred_unseen['template_id'].astype(str).to_numpy()
+    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg.calibration.method, n_bins=bins, seed=seed, fit_groups=groups)
     if model.calibrator is None or pred_unseen is None: return info, None
     P = (cross_fit_calibration(fit[0], fit[1], classes, pred_unseen['template_id'], seed, calibrator_kind(info['chosen']))
          if info['chosen'].startswith('heldout')

@@ -21,7 +21,7 @@ from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError
 from ..core.obs import get_logger
 from .config import TrainConfig, load_train_config
-from mlportfolio.train.model import (blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
+from mlportfolio.train.model import (ClauseIntents, blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
     model_params, text_key)
 
 log = get_logger(__name__)
@@ -89,6 +89,7 @@ class FoldFeatures:
         if len(self.texts) != len(self.emb): raise InputError(f'{len(self.texts)} texts but {len(self.emb)} embeddings')
         self._emb, self._text, self.fit_count, self.fit_seconds = {}, {}, 0, 0.0
         self._char, self.char_fit_count, self.char_fit_seconds = {}, 0, 0.0
+        self._clause = {}
 
     def embed_block(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         "Standardised embeddings of fold k's (training, validation) rows; the scaler sees training rows only."
@@ -130,6 +131,16 @@ class FoldFeatures:
             self.char_fit_count += 1; self.char_fit_seconds += time.perf_counter() - t0          # 20k x 200 SVD is 32 MB a fold
         return self._char[key]
 
+    def clause_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
+        "Clause-intent features (`train.model.ClauseIntents`) of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
+        if k not in self._clause:
+            tr, va = self.folds[k]
+            y = np.asarray(y, dtype=object)
+            ci = ClauseIntents(seed=self.seed)
+            sc = StandardScaler().fit(Qtr := ci.fit_transform(self.texts[tr], y[tr]))
+            self._clause[k] = (sc.transform(Qtr), sc.transform(ci.transform(self.texts[va])))
+        return self._clause[k]
+
     def drop_text(self, p: dict) -> None:
         "Forget the text blocks of one setting (frees memory once its trials are done)."
         for key in [key for key in self._text if key[1] == text_key(p)]: del self._text[key]
@@ -153,6 +164,9 @@ def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', 
     if char_key(p) is not None:                          # the union's column order: embedding, tfidf, char
         Ctr, Cva = ff.char_block(k, p)
         tr_parts.append(Ctr * float(p['char_weight'])); va_parts.append(Cva * float(p['char_weight']))
+    if float(p.get('clause_weight') or 0) > 0:          # then the clause-intent block, last in the union too
+        Qtr, Qva = ff.clause_block(k, y)
+        tr_parts.append(Qtr * float(p['clause_weight'])); va_parts.append(Qva * float(p['clause_weight']))
     Xtr, Xva = np.hstack(tr_parts), np.hstack(va_parts)
     ytr = y[tr]
     sampler = build_sampler(p, seed)
