@@ -31,6 +31,7 @@ class Explanation:
     neighbours: list[tuple[str, str, float]] = field(default_factory=list)  # (training text, its label, distance), nearest first
     blocks: dict[str, float] = field(default_factory=dict)                # feature block -> its push towards `label` (logit units)
     char_grams: list[tuple[str, float]] = field(default_factory=list)     # (character n-gram, push), when the model has the branch
+    clauses: list[tuple[str, str, float]] = field(default_factory=list)   # (clause, its likeliest request intent, probability), with the clause branch
 
 def class_coef(model: IntentModel) -> np.ndarray:
     "The classifier's coefficients, one row per class in `model.classes` order (a `ModelError` if it is not linear)."
@@ -64,11 +65,12 @@ def block_pushes(model: IntentModel, F: np.ndarray, i: int, c: int) -> dict[str,
     return {name: float(F[i, cols] @ push[cols]) for name, cols in model.feature_slices().items()}
 
 def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) -> list[Explanation]:
-    "Predicted intent, confidence, ood score, the word TF-IDF terms (and char n-grams) that pushed it, each block's push and the nearest labelled training texts."
+    "Predicted intent, confidence, ood score, the word TF-IDF terms (and char n-grams) that pushed it, each block's push, each clause's likeliest request intent (with the clause branch) and the nearest labelled training texts."
     texts = check_texts(texts, 'explain')
     if not texts: return []
     branches = dict(model.features.transformer_list)
     tw = {name: branch_term_weights(model, name) for name in ('tfidf', 'char') if name in branches}
+    clause_model = branches['clauses'].named_steps['features'] if 'clauses' in branches else None
     with blas_limit():
         F = model.features.transform(texts)
         P = model.proba_from_features(F)
@@ -81,7 +83,7 @@ def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) 
         top = {name: _top_terms(X[name], *tw[name], i, c, n_terms) for name in tw}
         neigh = [] if nb is None else [(str(model.ood.texts_[j]), str(model.ood.labels_[j]), float(d)) for d, j in zip(nb[0][i], nb[1][i])]
         out.append(Explanation(t, model.classes[c], float(P[i, c]), None if np.isnan(ood[i]) else float(ood[i]), top['tfidf'], neigh,
-                               block_pushes(model, F, i, c), top.get('char', [])))
+                               block_pushes(model, F, i, c), top.get('char', []), [] if clause_model is None else clause_model.clause_intents(t)))
     return out
 
 def explanations_markdown(exps: list[Explanation], truth: list[str] | None = None) -> str:
@@ -94,6 +96,8 @@ def explanations_markdown(exps: list[Explanation], truth: list[str] | None = Non
                   (', '.join(f'`{w}` {v:+.2f}' for w, v in e.terms) or '(no known term)') + (f';{ood}' if ood else '')]
         if e.blocks: lines.append('- push by feature block: ' + ', '.join(f'{b} {v:+.2f}' for b, v in e.blocks.items()))
         if e.char_grams: lines.append(f"- character n-grams pushing `{e.label}`: " + ', '.join(f'`{w!r}` {v:+.2f}' for w, v in e.char_grams))
+        if len(e.clauses) > 1: lines.append('- clauses (two request intents make a mixed request, `other`): '
+                                            + '; '.join(f"{' '.join(t.split())[:80]!r} {i} {p:.2f}" for t, i, p in e.clauses))
         lines.append('- nearest training examples:')
         lines += [f"  - `{lab}` ({d:.1f}): {' '.join(txt.split())[:160]}" for txt, lab, d in e.neighbours] or ['  - (the model keeps no reference)']
         lines.append('')

@@ -268,6 +268,14 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
     def transform(self, X) -> np.ndarray:
         return self._features(self.model_, list(X))
 
+    def clause_intents(self, text: str) -> list[tuple[str, str, float]]:
+        "`(clause, its most likely request intent, that probability)` for each clause of `text` (empty without a clause model)."
+        if getattr(self, 'model_', None) is None: return []
+        clauses = split_clauses(text)
+        P = self.model_.named_steps['clf'].predict_proba(tfidf_rows(self.model_.named_steps['tfidf'], clauses))
+        classes = self.model_.named_steps['clf'].classes_
+        return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
+
 # %% ../../nbs/20_train_model.ipynb #03475896
 def build_classifier(p: dict, seed: int = 42):
     "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`)."
