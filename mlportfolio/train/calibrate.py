@@ -213,7 +213,7 @@ def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=No
     if has_sel: cands.update(_fit_candidates('selection', select_proba, select_y, classes))
     if has_fit:
         held_ece = _heldout_eces(cands, fit_proba, fit_y, classes, fit_groups, n_bins, seed)
-        if not has_sel: held_ece.pop('heldout_isotonic')       # judged on its own rows only: not in auto without a selection set
+        if not has_sel: held_ece.pop('heldout_isotonic')       # no selection set: nothing but these rows would check its steps
         out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_, fit_ece_raw=held_ece['none'],
                    fit_ece_heldout=held_ece['heldout'], **{f'heldout_ece_{k}': v for k, v in held_ece.items()})
     if has_sel:
