@@ -183,16 +183,10 @@ def sharpens(calibrator, proba) -> bool:
     P = np.asarray(proba, float)
     return bool(calibrator.transform(P).max(1).mean() > P.max(1).mean() + 1e-6)
 
-def _selection_eces(cands, proba, y, classes, n_bins, seed) -> dict:
-    "Each candidate's ECE on the selection set: fitted elsewhere, applied; fitted on it, cross-fitted."
-    return {k: (_ece(y, proba, classes, n_bins) if cal is None else
-                crossfit_ece(proba, y, classes, n_bins, seed=seed, kind=calibrator_kind(k)) if k.startswith('selection') else
-                _ece(y, cal.transform(proba), classes, n_bins)) for k, cal in cands.items()}
-
-def _heldout_eces(cands, proba, y, classes, groups, n_bins, seed) -> dict:
-    "Each candidate's ECE on the held-out-template rows: fitted on them, cross-fitted by template; fitted elsewhere, applied."
-    return {k: (_ece(y, proba, classes, n_bins) if cal is None else
-                grouped_crossfit_ece(proba, y, classes, groups, n_bins, seed, calibrator_kind(k)) if k.startswith('heldout') else
+def _candidate_eces(cands, proba, y, classes, own: str, crossfit, n_bins: int) -> dict:
+    """Each candidate's ECE on one evaluation set, never on rows it was fitted on: the candidates fitted on this set (names
+    starting with `own`) by `crossfit(kind)`, the others applied to it, `none` on the raw probabilities."""
+    return {k: (_ece(y, proba, classes, n_bins) if cal is None else crossfit(calibrator_kind(k)) if k.startswith(own) else
                 _ece(y, cal.transform(proba), classes, n_bins)) for k, cal in cands.items()}
 
 def _auto_choice(cands, sel_ece: dict, held_ece: dict, select_proba) -> tuple[str, dict, list]:
@@ -212,12 +206,14 @@ def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=No
     if has_fit: cands.update(_fit_candidates('heldout', fit_proba, fit_y, classes))
     if has_sel: cands.update(_fit_candidates('selection', select_proba, select_y, classes))
     if has_fit:
-        held_ece = _heldout_eces(cands, fit_proba, fit_y, classes, fit_groups, n_bins, seed)
+        held_ece = _candidate_eces(cands, fit_proba, fit_y, classes, 'heldout', n_bins=n_bins,   # template-grouped cross-fitting
+                                   crossfit=lambda kind: grouped_crossfit_ece(fit_proba, fit_y, classes, fit_groups, n_bins, seed, kind))
         if not has_sel: held_ece.pop('heldout_isotonic')       # no selection set: nothing but these rows would check its steps
         out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_, fit_ece_raw=held_ece['none'],
                    fit_ece_heldout=held_ece['heldout'], **{f'heldout_ece_{k}': v for k, v in held_ece.items()})
     if has_sel:
-        sel_ece = _selection_eces(cands, select_proba, select_y, classes, n_bins, seed)
+        sel_ece = _candidate_eces(cands, select_proba, select_y, classes, 'selection', n_bins=n_bins,   # random halves
+                                  crossfit=lambda kind: crossfit_ece(select_proba, select_y, classes, n_bins, seed=seed, kind=kind))
         out.update(select_rows=int(len(select_proba)), selection_temperature=cands['selection'].temperature_,
                    **{f'select_ece_{k}': v for k, v in sel_ece.items()})
     if method == 'auto':

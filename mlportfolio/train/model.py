@@ -230,14 +230,18 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if keep.sum() >= 100 else 1, strip_accents='unicode')
         return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000))]).fit(X[keep], y[keep])
 
+    @staticmethod
+    def _clause_proba(model, clauses: list[str]) -> np.ndarray:
+        "The clause model's request-intent probabilities of `clauses` (TF-IDF through `tfidf_rows`: sklearn's numbers, unchecked)."
+        return model.named_steps['clf'].predict_proba(tfidf_rows(model.named_steps['tfidf'], clauses))
+
     def _features(self, model, texts) -> np.ndarray:
         "The `n_features_out_` columns for `texts` from one clause model (zeros but the clause count without one)."
         clauses = [split_clauses(t) for t in texts]
         out = np.zeros((len(clauses), self.n_features_out_))
         out[:, -1] = np.log1p([len(c) for c in clauses])
         if model is None or not clauses: return out
-        X = tfidf_rows(model.named_steps['tfidf'], [c for cs in clauses for c in cs])   # sklearn's numbers, without its per-call checks
-        P, start = model.named_steps['clf'].predict_proba(X), 0
+        P, start = self._clause_proba(model, [c for cs in clauses for c in cs]), 0
         for r, cs in enumerate(clauses):
             best = P[start:start + len(cs)].max(0); start += len(cs)
             top = np.sort(best)
@@ -272,7 +276,7 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         "`(clause, its most likely request intent, that probability)` for each clause of `text` (empty without a clause model)."
         if getattr(self, 'model_', None) is None: return []
         clauses = split_clauses(text)
-        P = self.model_.named_steps['clf'].predict_proba(tfidf_rows(self.model_.named_steps['tfidf'], clauses))
+        P = self._clause_proba(self.model_, clauses)
         classes = self.model_.named_steps['clf'].classes_
         return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
 
