@@ -24,7 +24,8 @@ ONNX Runtime, torch and FAISS use one thread (`--threads`), as `mlp capture serv
 
 Usage: python bench/capture.py [--quick] [--embed-only] [--home DIR] [--backend onnx-int8] [--sweep SPECS]
        [--add-notes 10000] [--search-notes 100000] [--queries 200]
-Sweep specs, separated by spaces: `flat`, `hnsw:M:efConstruction:efSearch,efSearch,...`, `ivf:nlist:nprobe,...`.
+Sweep specs, separated by spaces: `flat`, `hnsw:M:efConstruction:efSearch,efSearch,...` (the store's graph: 8-bit codes
+of a PCA projection), `hnsw-full:M:efConstruction:efSearch,...` (8-bit codes of every dimension), `ivf:nlist:nprobe,...`.
 """
 import argparse, os, random, re, shutil, sys, time
 from pathlib import Path
@@ -207,7 +208,7 @@ def recall_at_10(index, Q, exact: list[set]) -> float:
 
 
 def make_index(spec: str, ids, vecs, ef: int | None = None):
-    "A `VectorIndex` over `ids`/`vecs` for one sweep setting (`flat`, `hnsw:M:efC`, `ivf:nlist`), and its build time."
+    "A `VectorIndex` over `ids`/`vecs` for one sweep setting (`flat`, `hnsw:M:efC`, `hnsw-full:M:efC`, `ivf:nlist`), and its build time."
     import faiss
     from mlportfolio.capture.store import VectorIndex
     parts, t = spec.split(':'), time.perf_counter()
@@ -217,8 +218,9 @@ def make_index(spec: str, ids, vecs, ef: int | None = None):
         ivf.train(vecs)
         idx = VectorIndex(vecs.shape[1], 'flat')
         idx.kind, idx.main = 'ivf', faiss.IndexIDMap2(ivf)
-    elif parts[0] == 'hnsw':
+    elif parts[0] in ('hnsw', 'hnsw-full'):
         idx = VectorIndex(vecs.shape[1], 'hnsw', hnsw_m=int(parts[1]), ef_construction=int(parts[2]))
+        if parts[0] == 'hnsw-full': idx.main.train(vecs)   # trained before add_main: 8-bit codes of every dimension, no projection
     else: idx = VectorIndex(vecs.shape[1], 'flat')
     idx.add_main(ids, vecs)   # HNSW: trains its 8-bit codes and keeps the float copy that re-ranks
     return idx, time.perf_counter() - t
@@ -228,8 +230,8 @@ def set_search_width(idx, spec: str, w: int | None) -> str:
     "Set efSearch (HNSW) or nprobe (IVF) to `w`; returns the setting's name."
     import faiss
     if spec.startswith('hnsw'):
-        faiss.downcast_index(idx.main.index).hnsw.efSearch = idx.ef_search = w
-        return f'HNSW M {spec.split(":")[1]}, efConstruction {spec.split(":")[2]}, efSearch {w}'
+        idx.set_ef_search(w)
+        return f'HNSW {idx.storage} M {spec.split(":")[1]}, efC {spec.split(":")[2]}, efSearch {w}'
     if spec.startswith('ivf'):
         faiss.downcast_index(idx.main.index).nprobe = w
         return f'IVF-Flat {spec.split(":")[1]} lists, nprobe {w}'
@@ -239,7 +241,6 @@ def set_search_width(idx, spec: str, w: int | None) -> str:
 def sweep(qc, rng, words, ids, vecs, specs: str, n: int, n_recall: int = 300):
     "Each index setting: recall@10 against the exact scan, its own search p50/p95, and semantic/hybrid p95 in the store."
     from mlportfolio.core.embed import encode
-    from mlportfolio.capture.store import HNSW_STORAGE
     Q = encode(query_set(rng, words, n_recall), progress=False)
     exact = exact_top10(Q, ids, vecs)
     keep, out = qc.store.sync.index, []
@@ -249,8 +250,8 @@ def sweep(qc, rng, words, ids, vecs, specs: str, n: int, n_recall: int = 300):
     try:
         for spec in specs.split():
             widths = [int(w) for w in spec.split(':')[-1].split(',')] if spec != 'flat' else [None]
-            graph = dict(hnsw_m=int(spec.split(':')[1]), ef_construction=int(spec.split(':')[2]), storage=HNSW_STORAGE) if spec.startswith('hnsw') else None
-            if graph and graph == keep.graph: idx, build_s = keep, 0.0   # the store's own graph (built as it grew)
+            own = spec.startswith('hnsw:') and keep.kind == 'hnsw' and tuple(map(int, spec.split(':')[1:3])) == (keep.hnsw_m, keep.ef_construction)
+            if own: idx, build_s = keep, 0.0   # the store's own graph (built as it grew)
             else: idx, build_s = make_index(spec.rsplit(':', 1)[0] if spec != 'flat' else spec, ids, vecs)
             for w in widths:
                 name = set_search_width(idx, spec, w)

@@ -36,9 +36,9 @@ INDEX_VECTORS = gauge('index_vectors', 'Vectors searchable in the QuickCapture F
 
 # %% auto #0
 __all__ = ['log', 'STORAGE_SECONDS', 'ACTIVE_NOTES', 'INDEX_VECTORS', 'MIGRATIONS', 'SCHEMA_VERSION', 'HNSW_M',
-           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'HNSW_STORAGE', 'HNSW_RERANK', 'OLD_HNSW_GRAPH', 'NOTE_ORDERS',
-           'connect', 'migrate', 'VectorIndex', 'now_iso', 'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate',
-           'Note', 'NoteVersion', 'IndexSync', 'NoteStore']
+           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'HNSW_GRAPH_DIM', 'HNSW_PCA_MIN', 'HNSW_RERANK', 'OLD_HNSW_GRAPH',
+           'NOTE_ORDERS', 'connect', 'migrate', 'hnsw_storage', 'hnsw_graph', 'graph_of', 'VectorIndex', 'now_iso',
+           'check_uid', 'fts_query', 'NoteIssue', 'RouteCandidate', 'Note', 'NoteVersion', 'IndexSync', 'NoteStore']
 
 # %% ../../nbs/72_capture_store.ipynb #27044ceb
 MIGRATIONS: list[str] = [
@@ -106,9 +106,30 @@ def _ids(index) -> np.ndarray:
     return faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
 
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 96   # measured at 100k real notes: recall@10 0.976 (bench/RESULTS.md)
-HNSW_STORAGE = 'sq8'   # the graph walks 8-bit codes (384 bytes a vector, not 1,536); the candidates are re-ranked on float32
-HNSW_RERANK = 32   # approximate candidates re-ranked on float32 (at least k): at 100k real notes the best 32 of 96 gave the same recall@10
+HNSW_GRAPH_DIM = 128   # the graph walks 8-bit codes of a PCA projection to 128 dimensions: 128 bytes a vector, not 1,536
+HNSW_PCA_MIN = 2_000   # a graph first trained on fewer vectors walks 8-bit codes of every dimension (too few to fit a projection)
+HNSW_RERANK = 64   # approximate candidates re-ranked on float32 (at least k): at 100k real notes 32 lost recall behind the projection
 OLD_HNSW_GRAPH = dict(hnsw_m=32, ef_construction=64, storage='flat')   # what indexes saved before these settings were recorded used
+
+def hnsw_storage(graph_dim: int, dim: int) -> str:
+    "The name a graph's storage is recorded under: `sq8` (8-bit codes of every dimension) or e.g. `pca128-sq8`."
+    return 'sq8' if graph_dim >= dim else f'pca{graph_dim}-sq8'
+
+def hnsw_graph(dim: int, graph_dim: int, hnsw_m: int, ef_construction: int, ef_search: int):
+    """An empty FAISS HNSW over 8-bit codes in an `IndexIDMap2`: over inner product when it keeps every dimension; behind a
+    PCA projection to `graph_dim` otherwise, over L2 there (for unit vectors, L2 orders as inner product does, and a
+    projection keeps L2 distances where it keeps the variance; centred inner products would not order the same)."""
+    import faiss
+    pca = graph_dim < dim
+    h = faiss.IndexHNSWSQ(graph_dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_L2 if pca else faiss.METRIC_INNER_PRODUCT)
+    h.hnsw.efConstruction, h.hnsw.efSearch = ef_construction, ef_search
+    return faiss.IndexIDMap2(faiss.IndexPreTransform(faiss.PCAMatrix(dim, graph_dim), h) if pca else h)
+
+def graph_of(main):
+    "The FAISS HNSW index inside an `IndexIDMap2` (behind its PCA projection, if it has one)."
+    import faiss
+    inner = faiss.downcast_index(main.index)
+    return faiss.downcast_index(inner.index) if isinstance(inner, faiss.IndexPreTransform) else inner
 
 class VectorIndex:
     "FAISS `IndexIDMap2` over inner product: exact, or HNSW with a masked-id list and an exact side index for replacements."
@@ -117,12 +138,8 @@ class VectorIndex:
         import faiss
         self.dim, self.kind, self.hnsw_m, self.ef_construction, self.ef_search = dim, kind, hnsw_m, ef_construction, ef_search
         if kind == 'flat': self.main = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        elif kind == 'hnsw':
-            h = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            h.hnsw.efConstruction, h.hnsw.efSearch = ef_construction, ef_search
-            self.main = faiss.IndexIDMap2(h)
+        elif kind == 'hnsw': self.main = hnsw_graph(dim, dim, hnsw_m, ef_construction, ef_search)   # projected at training
         else: raise InputError(f'index kind {kind!r} is not one of flat, hnsw')
-        self.storage = HNSW_STORAGE if kind == 'hnsw' else None
         self.exact = faiss.IndexFlatIP(dim) if kind == 'hnsw' else None   # float32 vectors in `main`'s order, for re-ranking
         self.side = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))   # replacements while in HNSW mode
         self.masked: set[int] = set()                              # ids whose vector in `main` is stale or deleted
@@ -139,10 +156,30 @@ class VectorIndex:
         "Add new ids to the main index (and to the float copy that re-ranks HNSW candidates); trains the 8-bit codes first."
         if not len(ids): return
         vecs = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), self.dim)
-        if not self.main.is_trained: self.main.train(vecs)   # the codes' range per dimension, from the first vectors
+        if not self.main.is_trained: self._train(vecs)
         self.main.add_with_ids(vecs, np.asarray(ids, dtype=np.int64))
         if self.exact is not None: self.exact.add(vecs)
         self._main_ids.update(map(int, ids))
+
+    def _train(self, vecs: np.ndarray) -> None:
+        """Train on the first vectors: the 8-bit codes' range per dimension and, for an HNSW graph first trained on at least
+        `HNSW_PCA_MIN` vectors, the PCA projection to `HNSW_GRAPH_DIM` that its codes are taken from."""
+        if self.kind == 'hnsw' and len(vecs) >= HNSW_PCA_MIN and HNSW_GRAPH_DIM < self.dim:
+            self.main = hnsw_graph(self.dim, HNSW_GRAPH_DIM, self.hnsw_m, self.ef_construction, self.ef_search)
+        self.main.train(vecs)
+
+    def set_ef_search(self, ef_search: int) -> None:
+        "How wide the HNSW walk is (a search setting: any graph takes it)."
+        self.ef_search = ef_search
+        if self.kind == 'hnsw': graph_of(self.main).hnsw.efSearch = ef_search
+
+    @property
+    def storage(self) -> str | None:
+        "What an HNSW graph walks: `flat` (float32, old graphs), `sq8`, or `pca<d>-sq8`; None for an exact index."
+        if self.kind != 'hnsw': return None
+        import faiss
+        g = graph_of(self.main)
+        return 'flat' if isinstance(g, faiss.IndexHNSWFlat) else hnsw_storage(g.d, self.dim)
 
     @property
     def graph(self) -> dict | None:
@@ -151,8 +188,11 @@ class VectorIndex:
 
     @property
     def is_current(self) -> bool:
-        "False for an HNSW graph built with other settings than today's defaults (the store rebuilds it on open)."
-        return self.graph is None or self.graph == dict(hnsw_m=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, storage=HNSW_STORAGE)
+        """False for an HNSW graph built with other settings than a build at its size would use today (the store rebuilds it
+        on open): today's M and efConstruction, and the projection once the graph holds `HNSW_PCA_MIN` vectors."""
+        graph_dim = HNSW_GRAPH_DIM if self.main.ntotal >= HNSW_PCA_MIN else self.dim
+        return self.graph is None or self.graph == dict(hnsw_m=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION,
+                                                        storage=hnsw_storage(graph_dim, self.dim))
 
     @property
     def ntotal(self) -> int: return self.main.ntotal - len(self.masked) + self.side.ntotal
@@ -246,12 +286,11 @@ class VectorIndex:
         except Exception as e:
             raise StoreError(f'cannot read vector index {path}: {type(e).__name__}: {str(e)[:120]}') from None
         idx = cls.__new__(cls)
-        idx.dim, idx.kind, idx.ef_search = meta['dim'], meta['kind'], HNSW_EF_SEARCH
-        idx.hnsw_m, idx.ef_construction, idx.storage = (meta.get(k, v) for k, v in OLD_HNSW_GRAPH.items())
-        if idx.kind != 'hnsw': idx.storage = None
+        idx.dim, idx.kind = meta['dim'], meta['kind']
+        idx.hnsw_m, idx.ef_construction = meta.get('hnsw_m', OLD_HNSW_GRAPH['hnsw_m']), meta.get('ef_construction', OLD_HNSW_GRAPH['ef_construction'])
         idx.exact = exact
         idx.main, idx.side = faiss.IndexIDMap2(main) if not hasattr(main, 'id_map') else main, side
-        if idx.kind == 'hnsw': faiss.downcast_index(idx.main.index).hnsw.efSearch = idx.ef_search   # a search setting: today's
+        idx.set_ef_search(HNSW_EF_SEARCH)   # a search setting: today's
         idx.masked = set(meta.get('masked', []))
         idx._main_ids = set(map(int, _ids(idx.main)))
         return idx, meta
