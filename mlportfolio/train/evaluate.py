@@ -225,6 +225,9 @@ def model_card(info: dict) -> str:
              f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD"
              f"{' + character 3-5 gram TF-IDF/SVD' if 'char_svd' in (info.get('feature_dims') or {}) else ''}"
              f"{' + clause intents (mixed requests)' if 'clauses' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
+             *([f"- Classifier fitted on sub-classes {', '.join(f'`{c}`' for c in info['fitted_classes'])}, their probabilities summed "
+                f"back to the intents (`other`'s template kinds, `classifier.other_kinds`)"]
+               if len(info.get('fitted_classes') or []) > len(info.get('classes') or []) else []),
              f"- Hyperparameters: `{info.get('params')}`",
              f"- Search: {info.get('search', {}).get('mode')} over {info.get('search', {}).get('n_trials')} trial(s), "
              f"{info.get('search', {}).get('n_folds')}-fold CV {info.get('search', {}).get('scoring')} "

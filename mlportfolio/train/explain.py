@@ -13,11 +13,11 @@ import pandas as pd
 
 from ..core.errors import ModelError
 from ..core.embed import check_texts
-from .model import IntentModel, blas_limit
+from .model import IntentModel, SubclassClassifier, blas_limit
 
 # %% auto #0
-__all__ = ['Explanation', 'class_coef', 'branch_term_weights', 'term_weights', 'block_pushes', 'explain', 'explanations_markdown',
-           'worst_errors_markdown']
+__all__ = ['Explanation', 'class_coef', 'branch_term_weights', 'term_weights', 'explained_rows', 'block_pushes', 'explain',
+           'explanations_markdown', 'worst_errors_markdown']
 
 # %% ../../nbs/27_train_explain.ipynb #154c055e
 @dataclass
@@ -34,7 +34,7 @@ class Explanation:
     clauses: list[tuple[str, str, float]] = field(default_factory=list)   # (clause, its likeliest request intent, probability), with the clause branch
 
 def class_coef(model: IntentModel) -> np.ndarray:
-    "The classifier's coefficients, one row per class in `model.classes` order (a `ModelError` if it is not linear)."
+    "The classifier's coefficients, one row per class it was fitted on (`other`'s sub-classes too, see `explained_rows`; a `ModelError` if it is not linear)."
     clf = model.clf
     if not hasattr(clf, 'coef_'): raise ModelError(f'explanations need a linear classifier with coefficients; this model uses {type(clf).__name__}')
     coef = np.asarray(clf.coef_)
@@ -58,6 +58,12 @@ def _top_terms(X, W: np.ndarray, vocab, i: int, c: int, n: int) -> list[tuple[st
     push, row = W[c] - W.mean(0), X[i]
     return sorted(((str(vocab[j]), float(v * push[j])) for j, v in zip(row.indices, row.data)), key=lambda kv: -kv[1])[:n]
 
+def explained_rows(model: IntentModel, F: np.ndarray, P: np.ndarray) -> np.ndarray:
+    "Per row of `F`, the coefficient row behind its predicted intent (argmax of `P`): the intent's own, or its likeliest sub-class (`SubclassClassifier`)."
+    c, clf = P.argmax(1), model.clf
+    if not isinstance(clf, SubclassClassifier): return c
+    return (clf.fine_proba(F) * clf.fold_[:, c].T).argmax(1)
+
 def block_pushes(model: IntentModel, F: np.ndarray, i: int, c: int) -> dict[str, float]:
     "Each feature block's push of row i of the feature matrix `F` towards class c: its columns times coef[c] minus the classes' mean coef."
     coef = class_coef(model)
@@ -78,12 +84,13 @@ def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) 
         ood = model.ood.score(F) if model.ood is not None else np.full(len(texts), np.nan)
         nb = model.ood.neighbours(F, n_neighbours) if model.ood is not None and getattr(model.ood, 'texts_', None) is not None else None
     out = []
+    rows = explained_rows(model, F, P)
     for i, t in enumerate(texts):
-        c = int(P[i].argmax())
-        top = {name: _top_terms(X[name], *tw[name], i, c, n_terms) for name in tw}
+        c, r = int(P[i].argmax()), int(rows[i])
+        top = {name: _top_terms(X[name], *tw[name], i, r, n_terms) for name in tw}
         neigh = [] if nb is None else [(str(model.ood.texts_[j]), str(model.ood.labels_[j]), float(d)) for d, j in zip(nb[0][i], nb[1][i])]
         out.append(Explanation(t, model.classes[c], float(P[i, c]), None if np.isnan(ood[i]) else float(ood[i]), top['tfidf'], neigh,
-                               block_pushes(model, F, i, c), top.get('char', []), [] if clause_model is None else clause_model.clause_intents(t)))
+                               block_pushes(model, F, i, r), top.get('char', []), [] if clause_model is None else clause_model.clause_intents(t)))
     return out
 
 def explanations_markdown(exps: list[Explanation], truth: list[str] | None = None) -> str:

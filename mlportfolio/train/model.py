@@ -17,7 +17,7 @@ from fastcore.basics import patch
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -30,12 +30,14 @@ except ImportError: inplace_l2 = None
 from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts, thread_pool
 from ..core.errors import ConfigError, InputError
 from ..core.predictions import prediction_frame, prediction_rows
+from ..data.generate import load_templates
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['CLAUSE_BREAK', 'SUBTYPE_PARENT', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD', 'build_text_branch',
-           'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features', 'scale_rows', 'tfidf_rows',
-           'branch_transform', 'union_transform', 'split_clauses', 'ClauseIntents', 'build_classifier', 'build_sampler',
+__all__ = ['CLAUSE_BREAK', 'OTHER_KINDS', 'SUBTYPE_PARENT', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD',
+           'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
+           'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses', 'ClauseIntents',
+           'kind_labels', 'parent_label', 'SubclassClassifier', 'build_classifier', 'uses_subclasses', 'build_sampler',
            'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
@@ -280,18 +282,60 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         classes = self.model_.named_steps['clf'].classes_
         return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
 
+# %% ../../nbs/20_train_model.ipynb #6d836f32
+OTHER_KINDS = ('hard', 'mixed')   # the template kinds of `other` fitted as sub-classes; `plain` stays `other`
+
+def kind_labels(labels, template_ids, negative: str = 'other', templates=None) -> np.ndarray:
+    "`labels` with each `negative` row of a hard-negative or mixed template relabelled `other:hard` / `other:mixed` (kinds from the generator's templates)."
+    kinds = {t.id: t.kind for t in (templates or load_templates()).templates}
+    return np.array([f'{l}:{kinds[str(t)]}' if l == negative and kinds.get(str(t)) in OTHER_KINDS else l
+                     for l, t in zip(labels, template_ids)], dtype=object)
+
+def parent_label(label) -> str:
+    "The intent of a (sub-)class label: `other:mixed` -> `other`."
+    return str(label).split(':', 1)[0]
+
+class SubclassClassifier(BaseEstimator, ClassifierMixin):
+    """A classifier fitted on sub-class labels (`intent:kind`, given to `fit` as `fine`) whose probabilities are summed
+    back to the intents: `classes_` are the intents, `fine_classes_` what `base` learned."""
+    def __init__(self, base=None): self.base = base
+
+    def fit(self, X, y, fine=None) -> 'SubclassClassifier':
+        y = np.asarray(y, dtype=object)
+        fine = y if fine is None else np.asarray(fine, dtype=object)
+        if len(fine) != len(y) or any(parent_label(f) != str(v) for f, v in zip(fine, y)):
+            raise InputError('sub-class labels must be the labels themselves or `label:kind` of them, one per row')
+        self.base.fit(X, fine)
+        self.fine_classes_ = np.asarray(self.base.classes_, dtype=object)
+        parents = np.array([parent_label(c) for c in self.fine_classes_], dtype=object)
+        self.classes_ = np.array(sorted(set(parents)), dtype=object)
+        self.fold_ = (parents[:, None] == self.classes_[None, :]).astype(float)   # fine class -> its intent
+        return self
+
+    def fine_proba(self, X) -> np.ndarray: return self.base.predict_proba(X)
+    def predict_proba(self, X) -> np.ndarray: return self.fine_proba(X) @ self.fold_
+    def predict(self, X) -> np.ndarray: return self.classes_[self.predict_proba(X).argmax(1)]
+
+    @property
+    def coef_(self) -> np.ndarray: return self.base.coef_   # one row per fine class (`fine_classes_`), for explanations
+
 # %% ../../nbs/20_train_model.ipynb #03475896
 def build_classifier(p: dict, seed: int = 42):
-    "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`)."
+    "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`); wrapped in `SubclassClassifier` with `other_kinds`."
     cw = None if p['imbalance'] != 'class_weight' else p['class_weight']
     if p['kind'] == 'logreg':
-        return LogisticRegression(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed)
-    if p['kind'] == 'svm':
+        clf = LogisticRegression(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed)
+    elif p['kind'] == 'svm':
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import LinearSVC
-        return CalibratedClassifierCV(LinearSVC(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed),
-                                      method='sigmoid', cv=3)
-    raise ConfigError(f"classifier kind {p['kind']!r} is not one of: logreg, svm")
+        clf = CalibratedClassifierCV(LinearSVC(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed),
+                                     method='sigmoid', cv=3)
+    else: raise ConfigError(f"classifier kind {p['kind']!r} is not one of: logreg, svm")
+    return SubclassClassifier(clf) if uses_subclasses(p) else clf
+
+def uses_subclasses(p: dict) -> bool:
+    "Whether the classifier is fitted on `other`'s sub-classes (`other_kinds`; not with SMOTE, which resamples the rows)."
+    return bool(p.get('other_kinds')) and p['imbalance'] != 'smote'
 
 def build_sampler(p: dict, seed: int = 42):
     "SMOTE when `imbalance == 'smote'` (applied at fit time only, so only to training folds), else None."
@@ -405,13 +449,15 @@ class IntentModel:
 
 
 # %% ../../nbs/20_train_model.ipynb #830b46cb
-def fit_intent_model(texts, labels, subtypes=None, p: dict | None = None, seed: int = 42) -> IntentModel:
-    "Fit the intent pipeline on `texts`/`labels`, then the subtype classifier on the `privacy_request` rows with a subtype."
-    with blas_limit(): return _fit_intent_model(texts, labels, subtypes, p or model_params(), seed)
+def fit_intent_model(texts, labels, subtypes=None, p: dict | None = None, seed: int = 42, fine=None) -> IntentModel:
+    """Fit the intent pipeline on `texts`/`labels`, then the subtype classifier on the `privacy_request` rows with a subtype.
+    `fine`: sub-class labels (`kind_labels`) for a classifier with `other_kinds`; the features always see `labels`."""
+    with blas_limit(): return _fit_intent_model(texts, labels, subtypes, p or model_params(), seed, fine)
 
-def _fit_intent_model(texts, labels, subtypes, p: dict, seed: int) -> IntentModel:
+def _fit_intent_model(texts, labels, subtypes, p: dict, seed: int, fine=None) -> IntentModel:
     texts, labels = check_texts(texts, 'fit'), np.asarray(labels, dtype=object)
-    pipe = build_pipeline(p, seed).fit(texts, labels)
+    pipe = build_pipeline(p, seed)
+    pipe.fit(texts, labels, **({'clf__fine': fine} if fine is not None and uses_subclasses(p) else {}))
     sub_clf = None
     if subtypes is not None:
         subtypes = pd.Series(list(subtypes), dtype=object)

@@ -26,7 +26,7 @@ from .evaluate import (model_card, plot_calibration, plot_confusion, plot_pr_cur
                                         fitted_template_rows, predictions_frame, reference_distributions, split_composition, subtype_metrics, write_plots)
 from .explain import worst_errors_markdown
 from .config import TrainConfig, load_train_config
-from .model import IntentModel, fit_intent_model
+from .model import IntentModel, fit_intent_model, kind_labels
 from .search import SearchResult, run_search
 from ..core.errors import InputError, MLPError
 from ..core.io import parse_table, read_bytes, table_suffix, to_jsonable
@@ -38,11 +38,11 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
-           'TrainResult', 'prediction_metrics', 'finetune_embedding', 'finetuned_record', 'unseen_template_eval',
-           'realistic_predictions', 'calibrate_model', 'attach_ood', 'export_train_metrics', 'embed_texts',
-           'curate_rows', 'finetuned_embeddings', 'search_params', 'fit_model', 'drift_reference_rows', 'Evaluation',
-           'evaluate_model', 'run_metadata', 'write_artifacts', 'run_metrics', 'register_version', 'train_run',
-           'train_and_register']
+           'TrainResult', 'prediction_metrics', 'finetune_embedding', 'finetuned_record', 'subclass_labels',
+           'unseen_template_eval', 'realistic_predictions', 'calibrate_model', 'attach_ood', 'export_train_metrics',
+           'embed_texts', 'curate_rows', 'finetuned_embeddings', 'search_params', 'fit_model', 'drift_reference_rows',
+           'Evaluation', 'evaluate_model', 'run_metadata', 'write_artifacts', 'run_metrics', 'register_version',
+           'train_run', 'train_and_register']
 
 # %% ../../nbs/25_train_pipeline.ipynb #065e42f2
 def default_data_path() -> Path:
@@ -163,6 +163,12 @@ def finetuned_record(embed_model: str | None) -> dict | None:
     p = Path(embed_model)/'finetune.json' if embed_model else None
     return {'folder': Path(embed_model).name, **json.loads(p.read_text())} if p is not None and p.is_file() else None
 
+def subclass_labels(rows: pd.DataFrame, cfg: TrainConfig) -> np.ndarray | None:
+    "With `classifier.other_kinds` and a template column: the rows' labels with `other` split by template kind (`train.model.kind_labels`); else None."
+    dc = cfg.data
+    if not cfg.classifier.other_kinds or dc.template_col not in rows.columns: return None
+    return kind_labels(rows[dc.label_col].to_numpy(), rows[dc.template_col].astype(str).to_numpy())
+
 def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     "`(predictions, metrics, held_templates)` of a model refitted without a share of each intent's templates (raw probabilities)."
     from mlportfolio.train.evaluate import predictions_frame, unseen_template_split
@@ -174,7 +180,7 @@ def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     if not held or u_tr[L].nunique() < 2: return None, None, held
     ft = finetune_embedding(u_tr, cfg)               # fine-tuned on the held-in templates only, so the figure stays honest
     if ft is not None: params = {**params, 'embed_model': str(ft)}
-    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc.subtype_col), params, seed)
+    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc.subtype_col), params, seed, subclass_labels(u_tr, cfg))
     pred = predictions_frame(m_u, u_ho, T, L, dc.subtype_col)
     pred['template_id'] = u_ho[dc.template_col].astype(str).to_numpy()
     m = prediction_metrics(pred, m_u.classes, cfg.evaluation.calibration_bins)
@@ -274,14 +280,16 @@ def search_params(cur: pd.DataFrame, emb: np.ndarray, train: np.ndarray, cfg: Tr
     dc, by = cfg.data, cfg.search.group_by
     groups = (cur.loc[train, by].astype(str).to_numpy() if by and by in cur.columns else
               cur.loc[train, 'dup_group'].to_numpy() if cfg.curation.near_duplicates == 'group' else None)
-    return run_search(cur.loc[train, dc.text_col].tolist(), cur.loc[train, dc.label_col].to_numpy(), emb[train], cfg, groups, progress)
+    return run_search(cur.loc[train, dc.text_col].tolist(), cur.loc[train, dc.label_col].to_numpy(), emb[train], cfg, groups, progress,
+                      subclass_labels(cur.loc[train], cfg))
 
 def fit_model(cur: pd.DataFrame, params: dict, cfg: TrainConfig) -> tuple[IntentModel, pd.DataFrame]:
     "Stage fit: `params` fitted on the training split (or train + validation, `data.fit_on`); `(model, the rows it was fitted on)`."
     dc = cfg.data
     splits = ['train', 'validation'] if dc.fit_on == 'train+validation' else ['train']
     fit_df = cur[cur[dc.split_col].isin(splits)]
-    return fit_intent_model(fit_df[dc.text_col], fit_df[dc.label_col], fit_df.get(dc.subtype_col), params, cfg.seed), fit_df
+    return fit_intent_model(fit_df[dc.text_col], fit_df[dc.label_col], fit_df.get(dc.subtype_col), params, cfg.seed,
+                            subclass_labels(fit_df, cfg)), fit_df
 
 # %% ../../nbs/25_train_pipeline.ipynb #180490ba
 def drift_reference_rows(test_df: pd.DataFrame, fit_df: pd.DataFrame, template_col: str = 'template_id', min_rows: int = 100) -> np.ndarray:
@@ -375,7 +383,8 @@ def write_artifacts(folder: Path, model: IntentModel, ev: Evaluation, search: Se
     if ev.unseen_predictions is not None: curves['unseen templates (raw)'] = (ev.unseen_predictions.true_label, _probs(ev.unseen_predictions, classes), classes)
     write_plots({'confusion_matrix': plot_confusion(pt.true_label, pt.predicted_label, classes), 'pr_curves': plot_pr_curves(pt.true_label, P, classes),
                  'calibration': plot_calibration(pt.true_label, P, classes, bins), 'risk_coverage': plot_risk_coverage(curves)}, d/'plots')
-    card = model_card({**meta, 'classes': classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims()})
+    card = model_card({**meta, 'classes': classes, 'subtypes': model.subtypes, 'feature_dims': model.feature_dims(),
+                       'fitted_classes': [str(c) for c in getattr(model.clf, 'fine_classes_', classes)]})
     (d/'model_card.md').write_text(card)
     return card
 

@@ -21,8 +21,8 @@ from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError
 from ..core.obs import get_logger
 from .config import TrainConfig, load_train_config
-from mlportfolio.train.model import (ClauseIntents, blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
-    model_params, text_key)
+from .model import (ClauseIntents, blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
+    model_params, text_key, uses_subclasses)
 
 log = get_logger(__name__)
 
@@ -153,8 +153,9 @@ class FoldFeatures:
                     tfidf_svd=np.flatnonzero(txt_sc.var_ < tol ** 2).tolist())
 
 # %% ../../nbs/22_train_search.ipynb #6ce2ccc4
-def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', seed: int = 42) -> float:
-    "Fit the trial's classifier on fold k's weighted blocks (SMOTE on its training rows if asked) and score the validation rows."
+def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', seed: int = 42, fine=None) -> float:
+    """Fit the trial's classifier on fold k's weighted blocks (SMOTE on its training rows if asked) and score the validation
+    rows; `fine`: sub-class labels of all rows, for a classifier with `other_kinds` (`train.model.kind_labels`)."""
     y = np.asarray(y, dtype=object)
     tr, va = ff.folds[k]
     Etr, Eva = ff.embed_block(k)
@@ -171,7 +172,8 @@ def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', 
     ytr = y[tr]
     sampler = build_sampler(p, seed)
     if sampler is not None: Xtr, ytr = sampler.fit_resample(Xtr, ytr)
-    clf = build_classifier(p, seed).fit(Xtr, ytr)
+    sub = {'fine': np.asarray(fine, dtype=object)[tr]} if fine is not None and uses_subclasses(p) else {}
+    clf = build_classifier(p, seed).fit(Xtr, ytr, **sub)
     return float(get_scorer(scoring)(clf, Xva, y[va]))
 
 # %% ../../nbs/22_train_search.ipynb #435d381f
@@ -210,8 +212,9 @@ def _log_trials(trials: pd.DataFrame, scoring: str) -> None:
         client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=[RunTag('mlp.trial', str(int(t['trial'])))])
         client.set_terminated(run.info.run_id, 'FINISHED')
 
-def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups=None, progress: bool | None = None) -> SearchResult:
-    "Cross-validated search over `candidate_params(cfg)` on the training texts; embeddings `emb` are precomputed."
+def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups=None, progress: bool | None = None,
+               fine=None) -> SearchResult:
+    "Cross-validated search over `candidate_params(cfg)` on the training texts; embeddings `emb` are precomputed; `fine` as in `score_fold`."
     from tqdm.auto import tqdm
     cfg = cfg if cfg is not None else load_train_config()
     s, seed = cfg.search, cfg.seed
@@ -236,7 +239,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups
             for k in range(len(folds)):
                 for i in idx:
                     t1 = time.perf_counter()
-                    scores[i, k] = score_fold(ff, k, full[i], y, s.scoring, seed)
+                    scores[i, k] = score_fold(ff, k, full[i], y, s.scoring, seed, fine)
                     secs[i] += time.perf_counter() - t1
                     bar.update(1)
             ff.drop_text(full[idx[0]])
