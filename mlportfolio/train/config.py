@@ -26,7 +26,7 @@ __all__ = ['DEFAULT_CONFIG', 'PARAM_KEYS', 'Section', 'DataConfig', 'CurationCon
 DEFAULT_CONFIG = 'train/train.yaml'
 PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'text_features_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
               'char_weight', 'char_max_features', 'char_svd_components', 'clause_weight', 'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C',
-              'other_kinds')
+              'subclasses')
 
 class Section(BaseModel):
     "A part of the training config: unknown keys are errors, and so are bad assignments."
@@ -77,7 +77,7 @@ class ClassifierConfig(Section):
     max_iter: int = Field(ge=1)
     imbalance: Literal['class_weight', 'smote', 'none']
     subtype_C: float = Field(gt=0)
-    other_kinds: bool = False   # absent (a config saved before the option existed): off
+    subclasses: bool = False   # absent (a config saved before the option existed): off
 
 # %% ../../nbs/20a_train_config.ipynb #22b69607
 class SearchConfig(Section):

@@ -34,11 +34,11 @@ from ..data.generate import load_templates
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['CLAUSE_BREAK', 'OTHER_KINDS', 'SUBTYPE_PARENT', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD',
+__all__ = ['CLAUSE_BREAK', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD',
            'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
            'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses', 'ClauseIntents',
-           'kind_labels', 'parent_label', 'SubclassClassifier', 'build_classifier', 'uses_subclasses', 'build_sampler',
-           'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
+           'subclass_labels', 'parent_label', 'SubclassClassifier', 'build_classifier', 'uses_subclasses',
+           'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -283,13 +283,25 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
 
 # %% ../../nbs/20_train_model.ipynb #6d836f32
+SUBTYPE_PARENT = 'privacy_request'   # the intent with subtypes (the second-stage classifier's)
 OTHER_KINDS = ('hard', 'mixed')   # the template kinds of `other` fitted as sub-classes; `plain` stays `other`
 
-def kind_labels(labels, template_ids, negative: str = 'other', templates=None) -> np.ndarray:
-    "`labels` with each `negative` row of a hard-negative or mixed template relabelled `other:hard` / `other:mixed` (kinds from the generator's templates)."
-    kinds = {t.id: t.kind for t in (templates or load_templates()).templates}
-    return np.array([f'{l}:{kinds[str(t)]}' if l == negative and kinds.get(str(t)) in OTHER_KINDS else l
-                     for l, t in zip(labels, template_ids)], dtype=object)
+def _has(v) -> bool: return v is not None and str(v) not in ('', 'nan', 'None', '<NA>')
+
+def subclass_labels(labels, template_ids=None, subtypes=None, negative: str = 'other', parent: str | None = None,
+                    templates=None) -> np.ndarray:
+    """`labels` refined for `SubclassClassifier`: a `negative` row of a hard-negative or mixed template becomes `other:hard` /
+    `other:mixed` (kinds from the generator's templates), a `parent` row (default `SUBTYPE_PARENT`) with a subtype
+    `privacy_request:<subtype>`."""
+    n, parent = len(labels), parent or SUBTYPE_PARENT
+    kinds = {t.id: t.kind for t in (templates or load_templates()).templates} if template_ids is not None else {}
+    tids = list(template_ids) if template_ids is not None else [None] * n
+    subs = list(subtypes) if subtypes is not None else [None] * n
+    out = []
+    for l, t, s in zip(labels, tids, subs):
+        k = kinds.get(str(t)) if _has(t) else None
+        out.append(f'{l}:{k}' if l == negative and k in OTHER_KINDS else f'{l}:{s}' if l == parent and _has(s) else l)
+    return np.array(out, dtype=object)
 
 def parent_label(label) -> str:
     "The intent of a (sub-)class label: `other:mixed` -> `other`."
@@ -321,7 +333,7 @@ class SubclassClassifier(BaseEstimator, ClassifierMixin):
 
 # %% ../../nbs/20_train_model.ipynb #03475896
 def build_classifier(p: dict, seed: int = 42):
-    "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`); wrapped in `SubclassClassifier` with `other_kinds`."
+    "LogisticRegression, or a LinearSVC calibrated with a sigmoid (so it has `predict_proba`); wrapped in `SubclassClassifier` with `subclasses`."
     cw = None if p['imbalance'] != 'class_weight' else p['class_weight']
     if p['kind'] == 'logreg':
         clf = LogisticRegression(C=float(p['C']), class_weight=cw, max_iter=int(p['max_iter']), random_state=seed)
@@ -334,8 +346,8 @@ def build_classifier(p: dict, seed: int = 42):
     return SubclassClassifier(clf) if uses_subclasses(p) else clf
 
 def uses_subclasses(p: dict) -> bool:
-    "Whether the classifier is fitted on `other`'s sub-classes (`other_kinds`; not with SMOTE, which resamples the rows)."
-    return bool(p.get('other_kinds')) and p['imbalance'] != 'smote'
+    "Whether the classifier is fitted on sub-classes (`subclasses`; not with SMOTE, which resamples the rows)."
+    return bool(p.get('subclasses')) and p['imbalance'] != 'smote'
 
 def build_sampler(p: dict, seed: int = 42):
     "SMOTE when `imbalance == 'smote'` (applied at fit time only, so only to training folds), else None."
@@ -358,7 +370,6 @@ def sample_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
     return generate_dataset(n, seed=seed)
 
 # %% ../../nbs/20_train_model.ipynb #8de13a6a
-SUBTYPE_PARENT = 'privacy_request'
 _DIM_NAMES = {'tfidf': 'tfidf_svd', 'char': 'char_svd'}   # feature_dims' names of the union's branches
 
 def _branch_width(branch) -> int:
@@ -451,7 +462,7 @@ class IntentModel:
 # %% ../../nbs/20_train_model.ipynb #830b46cb
 def fit_intent_model(texts, labels, subtypes=None, p: dict | None = None, seed: int = 42, fine=None) -> IntentModel:
     """Fit the intent pipeline on `texts`/`labels`, then the subtype classifier on the `privacy_request` rows with a subtype.
-    `fine`: sub-class labels (`kind_labels`) for a classifier with `other_kinds`; the features always see `labels`."""
+    `fine`: sub-class labels (`subclass_labels`) for a classifier with `subclasses`; the features always see `labels`."""
     with blas_limit(): return _fit_intent_model(texts, labels, subtypes, p or model_params(), seed, fine)
 
 def _fit_intent_model(texts, labels, subtypes, p: dict, seed: int, fine=None) -> IntentModel:

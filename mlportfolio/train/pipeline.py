@@ -26,7 +26,7 @@ from .evaluate import (model_card, plot_calibration, plot_confusion, plot_pr_cur
                                         fitted_template_rows, predictions_frame, reference_distributions, split_composition, subtype_metrics, write_plots)
 from .explain import worst_errors_markdown
 from .config import TrainConfig, load_train_config
-from .model import IntentModel, fit_intent_model, kind_labels
+from .model import IntentModel, fit_intent_model, subclass_labels
 from .search import SearchResult, run_search
 from ..core.errors import InputError, MLPError
 from ..core.io import parse_table, read_bytes, table_suffix, to_jsonable
@@ -38,7 +38,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'WAREHOUSE_PREFIX', 'FAST_OVERRIDES', 'default_data_path', 'read_warehouse_data', 'read_training_data',
-           'TrainResult', 'prediction_metrics', 'finetune_embedding', 'finetuned_record', 'subclass_labels',
+           'TrainResult', 'prediction_metrics', 'finetune_embedding', 'finetuned_record', 'training_subclasses',
            'unseen_template_eval', 'realistic_predictions', 'calibrate_model', 'attach_ood', 'export_train_metrics',
            'embed_texts', 'curate_rows', 'finetuned_embeddings', 'search_params', 'fit_model', 'drift_reference_rows',
            'Evaluation', 'evaluate_model', 'run_metadata', 'write_artifacts', 'run_metrics', 'register_version',
@@ -163,11 +163,11 @@ def finetuned_record(embed_model: str | None) -> dict | None:
     p = Path(embed_model)/'finetune.json' if embed_model else None
     return {'folder': Path(embed_model).name, **json.loads(p.read_text())} if p is not None and p.is_file() else None
 
-def subclass_labels(rows: pd.DataFrame, cfg: TrainConfig) -> np.ndarray | None:
-    "With `classifier.other_kinds` and a template column: the rows' labels with `other` split by template kind (`train.model.kind_labels`); else None."
+def training_subclasses(rows: pd.DataFrame, cfg: TrainConfig) -> np.ndarray | None:
+    "With `classifier.subclasses`: the rows' labels refined by template kind and subtype (`train.model.subclass_labels`); else None."
     dc = cfg.data
-    if not cfg.classifier.other_kinds or dc.template_col not in rows.columns: return None
-    return kind_labels(rows[dc.label_col].to_numpy(), rows[dc.template_col].astype(str).to_numpy())
+    if not cfg.classifier.subclasses or (dc.template_col not in rows.columns and dc.subtype_col not in rows.columns): return None
+    return subclass_labels(rows[dc.label_col].to_numpy(), rows.get(dc.template_col), rows.get(dc.subtype_col))
 
 def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     "`(predictions, metrics, held_templates)` of a model refitted without a share of each intent's templates (raw probabilities)."
@@ -180,7 +180,7 @@ def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     if not held or u_tr[L].nunique() < 2: return None, None, held
     ft = finetune_embedding(u_tr, cfg)               # fine-tuned on the held-in templates only, so the figure stays honest
     if ft is not None: params = {**params, 'embed_model': str(ft)}
-    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc.subtype_col), params, seed, subclass_labels(u_tr, cfg))
+    m_u = fit_intent_model(u_tr[T], u_tr[L], u_tr.get(dc.subtype_col), params, seed, training_subclasses(u_tr, cfg))
     pred = predictions_frame(m_u, u_ho, T, L, dc.subtype_col)
     pred['template_id'] = u_ho[dc.template_col].astype(str).to_numpy()
     m = prediction_metrics(pred, m_u.classes, cfg.evaluation.calibration_bins)
@@ -281,7 +281,7 @@ def search_params(cur: pd.DataFrame, emb: np.ndarray, train: np.ndarray, cfg: Tr
     groups = (cur.loc[train, by].astype(str).to_numpy() if by and by in cur.columns else
               cur.loc[train, 'dup_group'].to_numpy() if cfg.curation.near_duplicates == 'group' else None)
     return run_search(cur.loc[train, dc.text_col].tolist(), cur.loc[train, dc.label_col].to_numpy(), emb[train], cfg, groups, progress,
-                      subclass_labels(cur.loc[train], cfg))
+                      training_subclasses(cur.loc[train], cfg))
 
 def fit_model(cur: pd.DataFrame, params: dict, cfg: TrainConfig) -> tuple[IntentModel, pd.DataFrame]:
     "Stage fit: `params` fitted on the training split (or train + validation, `data.fit_on`); `(model, the rows it was fitted on)`."
@@ -289,7 +289,7 @@ def fit_model(cur: pd.DataFrame, params: dict, cfg: TrainConfig) -> tuple[Intent
     splits = ['train', 'validation'] if dc.fit_on == 'train+validation' else ['train']
     fit_df = cur[cur[dc.split_col].isin(splits)]
     return fit_intent_model(fit_df[dc.text_col], fit_df[dc.label_col], fit_df.get(dc.subtype_col), params, cfg.seed,
-                            subclass_labels(fit_df, cfg)), fit_df
+                            training_subclasses(fit_df, cfg)), fit_df
 
 # %% ../../nbs/25_train_pipeline.ipynb #180490ba
 def drift_reference_rows(test_df: pd.DataFrame, fit_df: pd.DataFrame, template_col: str = 'template_id', min_rows: int = 100) -> np.ndarray:

@@ -155,7 +155,7 @@ class FoldFeatures:
 # %% ../../nbs/22_train_search.ipynb #6ce2ccc4
 def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', seed: int = 42, fine=None) -> float:
     """Fit the trial's classifier on fold k's weighted blocks (SMOTE on its training rows if asked) and score the validation
-    rows; `fine`: sub-class labels of all rows, for a classifier with `other_kinds` (`train.model.kind_labels`)."""
+    rows; `fine`: sub-class labels of all rows, for a classifier with `subclasses` (`train.model.subclass_labels`)."""
     y = np.asarray(y, dtype=object)
     tr, va = ff.folds[k]
     Etr, Eva = ff.embed_block(k)
