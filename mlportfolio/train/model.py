@@ -8,7 +8,7 @@ Docs: https://mlportfolio.github.io/mlportfolio/train_model.html.md"""
 from __future__ import annotations
 from ..core.extras import require_extra
 require_extra('train', 'the training system')  # one clear line, naming the extra, when its dependencies are missing
-import re
+import functools, re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -286,7 +286,12 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
 SUBTYPE_PARENT = 'privacy_request'   # the intent with subtypes (the second-stage classifier's)
 OTHER_KINDS = ('hard', 'mixed')   # the template kinds of `other` fitted as sub-classes; `plain` stays `other`
 
-def _has(v) -> bool: return v is not None and str(v) not in ('', 'nan', 'None', '<NA>')
+def _has(v) -> bool: return bool(pd.notna(v)) and str(v) != ''   # None, NaN, pd.NA and '' are "no value"
+
+@functools.lru_cache(maxsize=1)
+def _packaged_kinds() -> dict[str, str]:
+    "Template id -> kind of the packaged templates, parsed once per process (a train run asks three times, the draws bench 20+)."
+    return {t.id: t.kind for t in load_templates().templates}
 
 def subclass_labels(labels, template_ids=None, subtypes=None, negative: str = 'other', parent: str | None = None,
                     templates=None) -> np.ndarray:
@@ -294,7 +299,7 @@ def subclass_labels(labels, template_ids=None, subtypes=None, negative: str = 'o
     `other:mixed` (kinds from the generator's templates), a `parent` row (default `SUBTYPE_PARENT`) with a subtype
     `privacy_request:<subtype>`."""
     n, parent = len(labels), parent or SUBTYPE_PARENT
-    kinds = {t.id: t.kind for t in (templates or load_templates()).templates} if template_ids is not None else {}
+    kinds = {} if template_ids is None else _packaged_kinds() if templates is None else {t.id: t.kind for t in templates.templates}
     tids = list(template_ids) if template_ids is not None else [None] * n
     subs = list(subtypes) if subtypes is not None else [None] * n
     out = []

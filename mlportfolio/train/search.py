@@ -172,7 +172,7 @@ def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', 
     ytr = y[tr]
     sampler = build_sampler(p, seed)
     if sampler is not None: Xtr, ytr = sampler.fit_resample(Xtr, ytr)
-    sub = {'fine': np.asarray(fine, dtype=object)[tr]} if fine is not None and uses_subclasses(p) else {}
+    sub = {'fine': np.asarray(fine, dtype=object)[tr]} if fine is not None and uses_subclasses(p) else {}   # `run_search` passes an array
     clf = build_classifier(p, seed).fit(Xtr, ytr, **sub)
     return float(get_scorer(scoring)(clf, Xva, y[va]))
 
@@ -219,6 +219,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups
     cfg = cfg if cfg is not None else load_train_config()
     s, seed = cfg.search, cfg.seed
     y = np.asarray(y, dtype=object)
+    fine = None if fine is None else np.asarray(fine, dtype=object)   # once, not per trial and fold
     t0 = time.perf_counter()
     if s.mode == 'none':  # no search, no CV: the config's parameters as they are (the fast path for tests)
         trials = pd.DataFrame({'trial': [0], 'params': [{}], 'cv_mean': [np.nan], 'cv_std': [np.nan], 'fold_scores': [[]], 'seconds': [0.0]})
