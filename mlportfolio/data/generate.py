@@ -23,7 +23,7 @@ from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import compute_features, near_dup_key, FEATURE_NAMES
 from .validate import validate_dataset, dataset_card, normalise_frame
 
-COLUMNS = ['text', 'intent', 'subtype', 'template_id', 'style', 'label_confidence', 'timestamp',
+COLUMNS = ['text', 'intent', 'subtype', 'template_id', 'template_kind', 'style', 'label_confidence', 'timestamp',
            'has_personal_info', 'formality_score', 'urgency_score', 'split']
 SPLITS = ('train', 'validation', 'test')
 STYLES = ('formal', 'informal', 'urgent', 'angry', 'direct', 'customer_service', 'technical')
@@ -399,6 +399,7 @@ def _frame(messages: list[tuple], tpls: list, rng, days: int, end: pd.Timestamp)
         'intent': pd.array([t.intent for t in tpls], dtype='string'),
         'subtype': pd.array([t.subtype for t in tpls], dtype='string'),
         'template_id': pd.array([t.id for t in tpls], dtype='string'),
+        'template_kind': pd.array([t.kind for t in tpls], dtype='string'),   # plain / hard / mixed: what `train` fits as sub-classes
         'style': pd.array([t.style for t in tpls], dtype='string'),
         'label_confidence': np.clip(np.array(conf) + noise[:, 0] / 1.5, 0.5, 1.0).round(3),
         'timestamp': _timestamps(rng, n, days, end),

@@ -129,6 +129,7 @@ def curate_import(df: pd.DataFrame, text_col: str, label_col: str, tax: Taxonomy
     group = 'imp_' + group.map(lambda g: hashlib.sha1(str(first[g]).encode()).hexdigest()[:10])
     out = pd.DataFrame({
         'text': text, 'intent': intent, 'subtype': subtype.astype('string'), 'template_id': group.astype('string'),
+        'template_kind': pd.Series(pd.NA, index=text.index, dtype='string'),   # imported rows have no generator template
         'style': pd.Series('imported', index=text.index, dtype='string'),
         'label_confidence': pd.to_numeric(df[confidence_col], errors='coerce').reset_index(drop=True).astype(float) if confidence_col else 1.0,
         'timestamp': ts.dt.as_unit('us'),

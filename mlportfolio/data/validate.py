@@ -20,7 +20,7 @@ from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import FEATURE_NAMES, COUNT_FEATURES, near_dup_key
 
 MAX_EXAMPLES = 5
-TEXT_COLS = ['text', 'intent', 'subtype', 'template_id', 'style', 'split']
+TEXT_COLS = ['text', 'intent', 'subtype', 'template_id', 'template_kind', 'style', 'split']
 
 # %% auto #0
 __all__ = ['MAX_EXAMPLES', 'TEXT_COLS', 'FEATURE_RANGES', 'load_contract', 'normalise_frame', 'raw_schema', 'curated_schema',
@@ -65,6 +65,7 @@ def raw_schema(tax: Taxonomy, max_length: int = 10000, labels: list[str] | None 
         'intent': pa.Column('string', pa.Check.isin(labels)),
         'subtype': pa.Column('string', pa.Check.isin(tax.subtypes), nullable=True),
         'template_id': pa.Column('string', nullable=True),
+        'template_kind': pa.Column('string', pa.Check.isin(['plain', 'hard', 'mixed']), nullable=True, required=False),
         'style': pa.Column('string', nullable=True),
         'label_confidence': pa.Column(float, unit()),
         'timestamp': pa.Column(pd.DatetimeTZDtype('us', 'UTC'), pa.Check(lambda s: s <= now, error='timestamp in the future')),

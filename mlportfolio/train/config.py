@@ -38,6 +38,7 @@ class DataConfig(Section):
     subtype_col: str
     template_col: str
     split_col: str
+    kind_col: str = 'template_kind'   # configs saved before it existed load with the generator's column name
     fit_on: Literal['train', 'train+validation']
 
 class CurationConfig(Section):

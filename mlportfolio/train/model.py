@@ -294,17 +294,19 @@ def _packaged_kinds() -> dict[str, str]:
     return {t.id: t.kind for t in load_templates().templates}
 
 def subclass_labels(labels, template_ids=None, subtypes=None, negative: str = 'other', parent: str | None = None,
-                    templates=None) -> np.ndarray:
+                    templates=None, kinds=None) -> np.ndarray:
     """`labels` refined for `SubclassClassifier`: a `negative` row of a hard-negative or mixed template becomes `other:hard` /
-    `other:mixed` (kinds from the generator's templates), a `parent` row (default `SUBTYPE_PARENT`) with a subtype
-    `privacy_request:<subtype>`."""
+    `other:mixed`, a `parent` row (default `SUBTYPE_PARENT`) with a subtype `privacy_request:<subtype>`. A row's kind is
+    its entry in `kinds` (the data's `template_kind` column, written by the generator) where there is one, else its
+    template's kind in `templates` (default: the packaged templates) by template id."""
     n, parent = len(labels), parent or SUBTYPE_PARENT
-    kinds = {} if template_ids is None else _packaged_kinds() if templates is None else {t.id: t.kind for t in templates.templates}
+    by_id = {} if template_ids is None else _packaged_kinds() if templates is None else {t.id: t.kind for t in templates.templates}
     tids = list(template_ids) if template_ids is not None else [None] * n
     subs = list(subtypes) if subtypes is not None else [None] * n
+    row_kinds = list(kinds) if kinds is not None else [None] * n
     out = []
-    for l, t, s in zip(labels, tids, subs):
-        k = kinds.get(str(t)) if _has(t) else None
+    for l, t, s, rk in zip(labels, tids, subs, row_kinds):
+        k = str(rk) if _has(rk) else by_id.get(str(t)) if _has(t) else None
         out.append(f'{l}:{k}' if l == negative and k in OTHER_KINDS else f'{l}:{s}' if l == parent and _has(s) else l)
     return np.array(out, dtype=object)
 

@@ -167,7 +167,7 @@ def training_subclasses(rows: pd.DataFrame, cfg: TrainConfig) -> np.ndarray | No
     "With `classifier.subclasses`: the rows' labels refined by template kind and subtype (`train.model.subclass_labels`); else None."
     dc = cfg.data
     if not cfg.classifier.subclasses or (dc.template_col not in rows.columns and dc.subtype_col not in rows.columns): return None
-    return subclass_labels(rows[dc.label_col].to_numpy(), rows.get(dc.template_col), rows.get(dc.subtype_col))
+    return subclass_labels(rows[dc.label_col].to_numpy(), rows.get(dc.template_col), rows.get(dc.subtype_col), kinds=rows.get(dc.kind_col))
 
 def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
     "`(predictions, metrics, held_templates)` of a model refitted without a share of each intent's templates (raw probabilities)."
