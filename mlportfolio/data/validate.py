@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings
-from ..core.errors import DataValidationError, InputError, ConfigError
+from ..core.errors import DataValidationError, InputError, ConfigError, markdown_text
 from ..core.resources import resource_path, load_yaml
 from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import FEATURE_NAMES, COUNT_FEATURES, near_dup_key
@@ -251,9 +251,11 @@ def validate_dataset(df: pd.DataFrame, contract: dict | str | Path | None = None
 
 # %% ../../nbs/13_data_validate.ipynb #1c91f020
 def _md_table(df: pd.DataFrame) -> str:
-    cols = [str(df.index.name or '')] + list(map(str, df.columns))
+    "A Markdown table of `df`; names and values are text (`markdown_text`), so a value with `|` or `<` cannot break it."
+    cell = lambda v: f'{v:.3g}' if isinstance(v, float) else markdown_text(v, 200)
+    cols = [cell(df.index.name or '')] + [cell(c) for c in df.columns]
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    for i, r in df.iterrows(): lines.append('| ' + ' | '.join([str(i)] + [f'{v:.3g}' if isinstance(v, float) else str(v) for v in r]) + ' |')
+    for i, r in df.iterrows(): lines.append('| ' + ' | '.join([cell(i)] + [cell(v) for v in r]) + ' |')
     return '\n'.join(lines)
 
 def dataset_card(df: pd.DataFrame, report: dict, features: pd.DataFrame | None = None, title: str = 'Privacy-intent dataset',
@@ -277,7 +279,7 @@ def dataset_card(df: pd.DataFrame, report: dict, features: pd.DataFrame | None =
     if features is not None and len(features):
         desc = features.describe().T[['mean', 'std', 'min', 'max']]
         parts += ['', '## Feature summaries', '', _md_table(desc.rename_axis('feature'))]
-    rows = pd.DataFrame([(x['check'], 'pass' if x['passed'] else '**FAIL**', x['message'].replace('|', '/')) for x in report.get('checks', [])],
+    rows = pd.DataFrame([(x['check'], 'pass' if x['passed'] else '**FAIL**', markdown_text(x['message'], 300)) for x in report.get('checks', [])],
                         columns=['check', 'result', 'detail']).set_index('check')
     if realism: parts += ['', realism]
     parts += ['', '## Data contract', '', _md_table(rows)]

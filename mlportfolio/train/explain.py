@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ModelError
+from ..core.errors import InputError, ModelError, markdown_text
 from ..core.embed import check_texts
 from .model import IntentModel, SubclassClassifier, blas_limit
 
@@ -74,6 +74,8 @@ def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) 
     "Predicted intent, confidence, ood score, the word TF-IDF terms (and char n-grams) that pushed it, each block's push, each clause's likeliest request intent (with the clause branch) and the nearest labelled training texts."
     texts = check_texts(texts, 'explain')
     if not texts: return []
+    blank = [i for i, t in enumerate(texts) if not t.strip()]
+    if blank: raise InputError(f'texts[{blank[0]}] is blank: there is nothing to explain')
     branches = dict(model.features.transformer_list)
     tw = {name: branch_term_weights(model, name) for name in ('tfidf', 'char') if name in branches}
     clause_model = branches['clauses'].named_steps['features'] if 'clauses' in branches else None
@@ -93,20 +95,24 @@ def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) 
                                block_pushes(model, F, i, r), top.get('char', []), [] if clause_model is None else clause_model.clause_intents(t)))
     return out
 
+def _code_safe(gram: str) -> str:
+    "A character n-gram as its repr, with backticks shown as `\\x60` so it cannot close the code span around it."
+    return repr(gram).replace('`', '\\x60')
+
 def explanations_markdown(exps: list[Explanation], truth: list[str] | None = None) -> str:
     "A Markdown section per explanation (true label too when given): terms and nearest training examples."
     lines = []
     for k, e in enumerate(exps):
         head = f"### {k + 1}. predicted `{e.label}` ({e.confidence:.2f})" + (f", true `{truth[k]}`" if truth else '')
         ood = '' if e.ood_score is None else f' ood_score {e.ood_score:.2f}' + (' (out of distribution)' if e.ood_score > 1 else '')
-        lines += [head, '', '> ' + ' '.join(e.text.split())[:400], '', f"- terms pushing `{e.label}`: " +
+        lines += [head, '', '> ' + markdown_text(e.text, 400), '', f"- terms pushing `{e.label}`: " +
                   (', '.join(f'`{w}` {v:+.2f}' for w, v in e.terms) or '(no known term)') + (f';{ood}' if ood else '')]
         if e.blocks: lines.append('- push by feature block: ' + ', '.join(f'{b} {v:+.2f}' for b, v in e.blocks.items()))
-        if e.char_grams: lines.append(f"- character n-grams pushing `{e.label}`: " + ', '.join(f'`{w!r}` {v:+.2f}' for w, v in e.char_grams))
+        if e.char_grams: lines.append(f"- character n-grams pushing `{e.label}`: " + ', '.join(f"`{_code_safe(w)}` {v:+.2f}" for w, v in e.char_grams))
         if len(e.clauses) > 1: lines.append('- clauses (two request intents make a mixed request, `other`): '
-                                            + '; '.join(f"{' '.join(t.split())[:80]!r} {i} {p:.2f}" for t, i, p in e.clauses))
+                                            + '; '.join(f"'{markdown_text(t, 80)}' {i} {p:.2f}" for t, i, p in e.clauses))
         lines.append('- nearest training examples:')
-        lines += [f"  - `{lab}` ({d:.1f}): {' '.join(txt.split())[:160]}" for txt, lab, d in e.neighbours] or ['  - (the model keeps no reference)']
+        lines += [f"  - `{lab}` ({d:.1f}): {markdown_text(txt, 160)}" for txt, lab, d in e.neighbours] or ['  - (the model keeps no reference)']
         lines.append('')
     return '\n'.join(lines)
 
