@@ -68,6 +68,8 @@ def test_train_run_export_job_promote_rollback(home, dataset, tmp_path):
     assert by_alias.predict(texts)['ood_score'].notna().all()
     r = run_mlp('train', 'explain', 'Please delete my account and all my data.', check=0, env={'COLUMNS': '200'})
     assert 'predicted `data_deletion`' in r.stdout and 'nearest training examples' in r.stdout
+    r = run_mlp('train', 'explain', '  ', check=2)
+    assert 'is blank' in r.stderr + r.stdout and 'Traceback' not in r.stderr
 
     over = "overrides={'search.mode': 'none', 'evaluation.unseen_templates.enabled': False}"
     r = run_mlp('job', 'run', 'train', '-p', f'data={dataset}', '-p', over, check=0)
