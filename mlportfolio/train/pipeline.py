@@ -166,7 +166,7 @@ def finetuned_record(embed_model: str | None) -> dict | None:
 def training_subclasses(rows: pd.DataFrame, cfg: TrainConfig) -> np.ndarray | None:
     "With `classifier.subclasses`: the rows' labels refined by template kind and subtype (`train.model.subclass_labels`); else None."
     dc = cfg.data
-    if not cfg.classifier.subclasses or (dc.template_col not in rows.columns and dc.subtype_col not in rows.columns): return None
+    if not cfg.classifier.subclasses or not {dc.template_col, dc.subtype_col, dc.kind_col} & set(rows.columns): return None
     return subclass_labels(rows[dc.label_col].to_numpy(), rows.get(dc.template_col), rows.get(dc.subtype_col), kinds=rows.get(dc.kind_col))
 
 def unseen_template_eval(fit_df: pd.DataFrame, cfg: TrainConfig, params: dict):
