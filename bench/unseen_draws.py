@@ -6,8 +6,8 @@ then repeats only the unseen-template evaluation (`train.pipeline.unseen_templat
 intent's templates, score their rows) for `--draws` seeds with the searched parameters fixed, and prints each draw and
 the mean, standard deviation, median and range. It also scores the fixed-parameter model on the hand-written realistic
 set's calibration half (never the final half), so a change to the generator or the model can be judged on both, and on the messages of
-`bench/data/written_checks.csv` (138 messages written by hand on 2026-12-01 in three sets, `first`, `design` and
-`sealed`; bench/RESULTS.md, issue 18, ninth session): a check beside the calibration half, which the model nearly
+`bench/data/written_checks.csv` (123 messages written by hand on 2026-12-01 in three sets, `first`, `design` and
+`sealed`, none a near-duplicate of the realistic set or of a template; bench/RESULTS.md, issue 18, ninth session): a check beside the calibration half, which the model nearly
 saturates. They are not part of the realistic set, and no template was fitted to them (the one template round written
 from the `design` set was not kept).
 
