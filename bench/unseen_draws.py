@@ -5,11 +5,11 @@ moves the figure by several points. This runs the pipeline's own stages once (va
 then repeats only the unseen-template evaluation (`train.pipeline.unseen_template_eval`: refit without a share of each
 intent's templates, score their rows) for `--draws` seeds with the searched parameters fixed, and prints each draw and
 the mean, standard deviation, median and range. It also scores the fixed-parameter model on the hand-written realistic
-set's calibration half (never the final half), so a change to the generator or the model can be judged on both, and on the messages of
-`bench/data/written_checks.csv` (123 messages written by hand on 2026-12-01 in three sets, `first`, `design` and
-`sealed`, none a near-duplicate of the realistic set or of a template; bench/RESULTS.md, issue 18, ninth session): a check beside the calibration half, which the model nearly
-saturates. They are not part of the realistic set, and no template was fitted to them (the one template round written
-from the `design` set was not kept).
+set's calibration half (never the final half), so a change to the generator or the model can be judged on both, and on
+the messages of `bench/data/written_checks.csv`: 123 messages written by hand on 2026-12-01 in three sets (`first`,
+`design`, `sealed`), none a near-duplicate of the realistic set or of a template (bench/RESULTS.md, issue 18, ninth
+session). They are a check beside the calibration half, which the model nearly saturates; they are not part of the
+realistic set, and no kept template was written from them.
 
 Usage: python bench/unseen_draws.py [--n 10000] [--seed 42] [--draws 20] [--no-search] [--set KEY=VALUE ...]
 Figures are recorded by hand in bench/RESULTS.md (## train).
