@@ -19,7 +19,7 @@ from .router import calibrate_threshold, routing_curve
 from ..core.config import get_settings, ensure_dir
 from ..core.embed import encode
 from ..core.finetune import SetFitClassifier
-from ..core.errors import InputError
+from ..core.errors import InputError, markdown_table
 from ..core.obs import get_logger
 from ..core.io import atomic_path
 from ..core.taxonomy import load_taxonomy
@@ -29,7 +29,7 @@ log = get_logger('mlportfolio.api.llm_evaluate')
 
 # %% auto #0
 __all__ = ['log', 'EvalSet', 'stratified_sample', 'evaluation_sets', 'summarize', 'classifier_rows', 'minilm_rows', 'setfit_rows',
-           'llm_rows', 'evaluate_llm', 'report_markdown', 'markdown_table', 'routing_summary']
+           'llm_rows', 'evaluate_llm', 'report_markdown', 'routing_summary']
 
 # %% ../../nbs/41_llm_evaluate.ipynb #b5e40fa3
 @dataclass
@@ -157,12 +157,6 @@ def report_markdown(table: pd.DataFrame) -> str:
     cols = ['set', 'method', 'n', 'macro_f1', *[c for c in table.columns if c.startswith('f1_')], 'ece', 'p50_ms', 'p95_ms', 'tokens_per_msg']
     return markdown_table(table[[c for c in cols if c in table.columns]])
 
-def markdown_table(table: pd.DataFrame) -> str:
-    "`table` as a Markdown table (missing values blank)."
-    t = table.fillna('')
-    lines = ['| ' + ' | '.join(map(str, t.columns)) + ' |', '|' + '---|' * len(t.columns)]
-    lines += ['| ' + ' | '.join(str(v) for v in r) + ' |' for r in t.itertuples(index=False)]
-    return '\n'.join(lines)
 
 # %% ../../nbs/41_llm_evaluate.ipynb #748613e6
 def routing_summary(table: pd.DataFrame, budgets: Sequence[float] = (0.1, 0.2, 0.3)) -> pd.DataFrame:

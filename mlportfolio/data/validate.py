@@ -8,13 +8,14 @@ Docs: https://mlportfolio.github.io/mlportfolio/data_validate.html.md"""
 from __future__ import annotations
 import json
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.config import get_settings
-from ..core.errors import DataValidationError, InputError, ConfigError, markdown_text
+from ..core.errors import DataValidationError, InputError, ConfigError, markdown_table, markdown_text
 from ..core.resources import resource_path, load_yaml
 from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import FEATURE_NAMES, COUNT_FEATURES, near_dup_key
@@ -250,13 +251,7 @@ def validate_dataset(df: pd.DataFrame, contract: dict | str | Path | None = None
     return report
 
 # %% ../../nbs/13_data_validate.ipynb #1c91f020
-def _md_table(df: pd.DataFrame) -> str:
-    "A Markdown table of `df`; names and values are text (`markdown_text`), so a value with `|` or `<` cannot break it."
-    cell = lambda v: f'{v:.3g}' if isinstance(v, float) else markdown_text(v, 200)
-    cols = [cell(df.index.name or '')] + [cell(c) for c in df.columns]
-    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    for i, r in df.iterrows(): lines.append('| ' + ' | '.join([cell(i)] + [cell(v) for v in r]) + ' |')
-    return '\n'.join(lines)
+_md_table = partial(markdown_table, index=True, float_format='.3g')   # the card's tables: the index first, figures to 3 digits
 
 def dataset_card(df: pd.DataFrame, report: dict, features: pd.DataFrame | None = None, title: str = 'Privacy-intent dataset',
                  meta: dict | None = None, taxonomy: Taxonomy | None = None, realism: str | None = None) -> str:

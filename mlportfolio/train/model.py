@@ -294,13 +294,13 @@ def _packaged_kinds() -> dict[str, str]:
     return {t.id: t.kind for t in load_templates().templates}
 
 def subclass_labels(labels, template_ids=None, subtypes=None, negative: str = 'other', parent: str | None = None,
-                    templates=None, kinds=None) -> np.ndarray:
+                    kinds=None) -> np.ndarray:
     """`labels` refined for `SubclassClassifier`: a `negative` row of a hard-negative or mixed template becomes `other:hard` /
     `other:mixed`, a `parent` row (default `SUBTYPE_PARENT`) with a subtype `privacy_request:<subtype>`. A row's kind is
-    its entry in `kinds` (the data's `template_kind` column, written by the generator) where there is one, else its
-    template's kind in `templates` (default: the packaged templates) by template id."""
+    its entry in `kinds` (the data's `template_kind` column, written by the generator) where there is one, else the
+    kind of the packaged template with its template id (data generated before the column existed)."""
     n, parent = len(labels), parent or SUBTYPE_PARENT
-    by_id = {} if template_ids is None else _packaged_kinds() if templates is None else {t.id: t.kind for t in templates.templates}
+    by_id = {} if template_ids is None else _packaged_kinds()
     tids = list(template_ids) if template_ids is not None else [None] * n
     subs = list(subtypes) if subtypes is not None else [None] * n
     row_kinds = list(kinds) if kinds is not None else [None] * n
