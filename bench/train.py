@@ -138,9 +138,11 @@ def quality(data, df, args):
           f'subtype f1_macro {out.subtype_metrics.get("f1_macro", float("nan")):.4f}')
     print('best params:', json.dumps(out.params))
     if out.test_metrics.get('composition'): print('test split composition:', json.dumps(out.test_metrics['composition']))
-    if out.model is not None and out.model.embed_folder() is not None:
-        rec = json.loads((out.model.embed_folder()/'finetune.json').read_text())
-        print(f"fine-tuned embedding: {out.model.embed_folder().name}, {rec['steps']} steps in {rec['seconds']}s, loss {rec['loss_first']:.3f} -> {rec['loss_last']:.3f}")
+    folder = out.model.embed_folder() if out.model is not None else None
+    if folder is not None and (folder/'finetune.json').is_file():
+        rec = json.loads((folder/'finetune.json').read_text())
+        print(f"fine-tuned embedding: {folder.name}, {rec['steps']} steps in {rec['seconds']}s, loss {rec['loss_first']:.3f} -> {rec['loss_last']:.3f}")
+    elif folder is not None: print(f'embedding model folder: {folder} (copied into the registered version)')
     print('per class (test):', json.dumps({c: round(v['f1'], 4) for c, v in out.test_metrics['per_class'].items()}))
     print('curation:', json.dumps({k: v for k, v in out.curation.items() if k != 'balance'}))
     print('warnings:', out.warnings)

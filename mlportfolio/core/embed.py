@@ -480,7 +480,9 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return EMBED_DIM if self.model_id == DEFAULT_MODEL_NAME else self.model.get_sentence_embedding_dimension()
+        if self.model_id == DEFAULT_MODEL_NAME: return EMBED_DIM
+        m = self.model   # sentence-transformers renamed the method (6.x warns on the old name; 3.x-5.x has only the old one)
+        return (getattr(m, 'get_embedding_dimension', None) or m.get_sentence_embedding_dimension)()
 
     @property
     def cache(self) -> EmbeddingCache | None:
@@ -661,18 +663,27 @@ def _as_text_list(X) -> list:
     return list(X)
 
 class EmbeddingTransformer(TransformerMixin, BaseEstimator):
-    "sklearn transformer: texts in, `(n, 384)` embeddings out. Pickles without the weights; they reload lazily."
+    """sklearn transformer: texts in, `(n, 384)` embeddings out (another width for another `model`). Pickles without the
+    weights; they reload lazily, from the model it was fitted with, whatever `MLP_EMBED_MODEL` says later."""
     def __init__(self, model: str | None = None, batch_size: int | None = None, cache: bool = True, progress: bool = False):
         self.model, self.batch_size, self.cache, self.progress = model, batch_size, cache, progress
 
     def fit(self, X, y=None):
-        "Nothing to learn; records the model id and output width."
+        "Nothing to learn; records which model it read (`model_ref_`: the packaged name, or the resolved path), its id and width."
         emb = self._embedder()
+        packaged = emb.load_path == str(packaged_model_path())
+        self.model_ref_ = self.model or (DEFAULT_MODEL_NAME if packaged else emb.load_path)
         self.model_id_, self.n_features_out_ = emb.model_id, emb.dim
         return self
 
     def _embedder(self) -> Embedder:
-        return get_embedder(self.model, batch_size=self.batch_size, cache=self.cache, progress=self.progress)
+        emb = get_embedder(self.model or getattr(self, 'model_ref_', None), batch_size=self.batch_size, cache=self.cache,
+                           progress=self.progress)
+        fitted_id = getattr(self, 'model_id_', None)   # a transformer pickled before `model_ref_` follows the environment
+        if fitted_id and not self.model and not hasattr(self, 'model_ref_') and emb.model_id != fitted_id:
+            raise ModelError(f'this transformer was fitted on embeddings of {fitted_id!r}, but MLP_EMBED_MODEL now gives '
+                             f'{emb.model_id!r}; unset MLP_EMBED_MODEL or set it back to {fitted_id!r}')
+        return emb
 
     def transform(self, X) -> np.ndarray:
         "Embed the texts of `X`."

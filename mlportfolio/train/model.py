@@ -27,7 +27,8 @@ from sklearn.preprocessing import StandardScaler, normalize
 try: from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2 as inplace_l2   # private: tfidf_rows falls back to `normalize`
 except ImportError: inplace_l2 = None
 
-from ..core.embed import BLAS_THREADS, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts, thread_pool
+from ..core.embed import (BLAS_THREADS, DEFAULT_MODEL_NAME, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts,
+                                    packaged_model_path, thread_pool)
 from ..core.errors import ConfigError, InputError
 from ..core.predictions import prediction_frame, prediction_rows
 from ..data.generate import load_templates
@@ -497,15 +498,17 @@ def _embed_step(model: IntentModel) -> EmbeddingTransformer:
 
 @patch
 def embed_folder(self: IntentModel) -> Path | None:
-    "The local folder of a fine-tuned embedding model (`core.finetune`, with its `finetune.json`) the branch reads, else None."
-    ref = _embed_step(self).model
-    return Path(ref) if ref and (Path(ref)/'finetune.json').is_file() else None
+    "The local model folder the embedding branch reads (fine-tuned, or another encoder), else None: the packaged MiniLM travels by name."
+    step = _embed_step(self)
+    ref = step.model or getattr(step, 'model_ref_', None)
+    if not ref or ref == DEFAULT_MODEL_NAME or not Path(ref).is_dir(): return None
+    return None if Path(ref).absolute() == packaged_model_path() else Path(ref)
 
 @patch
 def use_embed_folder(self: IntentModel, path: str | Path) -> IntentModel:
-    "Point the embedding branch at `path` (a copy of the fine-tuned folder, e.g. inside the model's MLflow artifact)."
-    if not (Path(path)/'finetune.json').is_file():
-        raise InputError(f'{path} is not a fine-tuned embedding folder (no finetune.json); write one with core.finetune.finetune_embedder')
+    "Point the embedding branch at `path` (a copy of its model folder, e.g. inside the model's MLflow artifact)."
+    if not any((Path(path)/f).is_file() for f in ('modules.json', 'config.json')):
+        raise InputError(f'{path} is not an embedding model folder (no modules.json or config.json)')
     _embed_step(self).model = str(path)
     self.params['embed_model'] = str(path)
     return self

@@ -33,8 +33,8 @@ HISTORY_TAG = 'mlp.champion_history'
 # %% auto #0
 __all__ = ['log', 'MODEL_NAME', 'EXPERIMENT', 'CHAMPION', 'CHALLENGER', 'HISTORY_TAG', 'EXPORT_PREFIX', 'check_tracking_server',
            'mlflow_client', 'ensure_experiment', 'PrivacyIntentPyfunc', 'model_signature', 'library_versions',
-           'register_model', 'resolve_version', 'recorded_digest', 'load_model', 'list_versions', 'show_version',
-           'evaluation_predictions', 'test_predictions', 'promote', 'rollback', 'export_model']
+           'encoder_copy', 'register_model', 'resolve_version', 'recorded_digest', 'load_model', 'list_versions',
+           'show_version', 'evaluation_predictions', 'test_predictions', 'promote', 'rollback', 'export_model']
 
 # %% ../../nbs/24_train_registry.ipynb #3aad5a39
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -80,7 +80,7 @@ class PrivacyIntentPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import joblib
         self.model = joblib.load(context.artifacts['intent_model'])
-        if 'embed_model' in context.artifacts: self.model.use_embed_folder(context.artifacts['embed_model'])   # a fine-tuned branch
+        if 'embed_model' in context.artifacts: self.model.use_embed_folder(context.artifacts['embed_model'])   # its own encoder
 
     def predict(self, context, model_input, params=None):
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -112,6 +112,12 @@ def library_versions() -> dict:
     return out
 
 # %% ../../nbs/24_train_registry.ipynb #6b135b83
+def encoder_copy(folder: Path, dest: str | Path) -> Path:
+    "A plain copy of an encoder folder under `dest` (links followed: MLflow refuses artifacts that resolve outside the folder)."
+    import shutil
+    try: return Path(shutil.copytree(folder, Path(dest)/folder.name, symlinks=False))
+    except OSError as e: raise ModelError(f'cannot copy the embedding model folder {folder} into the version: {e}') from None
+
 def register_model(model, metadata: dict, example_texts: list[str], model_name: str = MODEL_NAME,
                    tags: dict | None = None) -> int:
     "Log `model` (an `IntentModel`) as a pyfunc in the active run, register it as a new version, give it `challenger`; returns the version."
@@ -127,7 +133,7 @@ def register_model(model, metadata: dict, example_texts: list[str], model_name: 
         path = Path(d)/'intent_model.joblib'
         joblib.dump(model, path)
         artifacts = {'intent_model': str(path)}
-        if model.embed_folder() is not None: artifacts['embed_model'] = str(model.embed_folder())   # its weights travel with it
+        if model.embed_folder() is not None: artifacts['embed_model'] = str(encoder_copy(model.embed_folder(), d))   # its weights travel with it
         info = mlflow.pyfunc.log_model(name='model', python_model=PrivacyIntentPyfunc(), artifacts=artifacts,
                                        signature=model_signature(model, example_texts[:3]),
                                        input_example=pd.DataFrame({'text': example_texts[:3]}),

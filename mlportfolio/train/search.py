@@ -257,7 +257,7 @@ def run_search(texts, y, emb: np.ndarray, cfg: TrainConfig | None = None, groups
     nc = ff.near_constant(full[best])
     if nc['embedding'] or nc['tfidf_svd']:
         warnings.append(f"near-constant features on fold 0: embedding columns {nc['embedding']}, TF-IDF/SVD columns {nc['tfidf_svd']} "
-                        '(scaled to 0, so harmless to the classifier; MiniLM has a few such dimensions)')
+                        '(scaled to 0, so harmless to the classifier; sentence encoders such as MiniLM have a few such dimensions)')
     for w in warnings: log.warning(w)
     res = SearchResult(best_params=full[best], best_score=float(trials.cv_mean[best]), best_std=float(trials.cv_std[best]),
                        trials=trials, scoring=s.scoring, mode=s.mode, n_folds=len(folds),
