@@ -63,6 +63,7 @@ def resolve_model(model: str | None = None) -> tuple[str, str]:
     if p.exists():
         if not p.is_dir(): raise ModelError(f'embedding model path {p} is not a folder')
         return p.name, str(p.absolute())
+    if model.startswith(('/', './', '../', '~')): raise ModelError(f'embedding model folder {p} does not exist')
     return model, model  # a name: sentence-transformers finds it in the local HF cache, offline
 
 # %% ../../nbs/04_embed.ipynb #c84e7ad5

@@ -26,9 +26,9 @@ from .tables import taxonomy_classes
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SMOKE_TEXTS', 'LoadedModel', 'input_names', 'embedding_available', 'check_compatibility', 'cache_root',
-           'lkg_path', 'read_lkg', 'write_lkg', 'prune_cache', 'pick_export_version', 'is_export_ref', 'fetch_export',
-           'fetch_registry', 'load_folder', 'resolve_scoring_model']
+__all__ = ['log', 'SMOKE_TEXTS', 'LoadedModel', 'input_names', 'embedding_available', 'carried_encoder', 'check_compatibility',
+           'cache_root', 'lkg_path', 'read_lkg', 'write_lkg', 'prune_cache', 'pick_export_version', 'is_export_ref',
+           'fetch_export', 'fetch_registry', 'load_folder', 'resolve_scoring_model']
 
 # %% ../../nbs/31_pcc_model.ipynb #c648ec30
 @dataclass
@@ -82,6 +82,13 @@ def embedding_available(name: str | None) -> str | None:
     cached = Path(HF_HUB_CACHE)/f"models--{name.replace('/', '--')}"
     return None if cached.exists() or (Path(HF_HUB_CACHE)/f"models--sentence-transformers--{name}").exists() else f'embedding model {name!r} is not available offline'
 
+def carried_encoder(model) -> Path | None:
+    "The encoder folder a loaded version carries inside its artifact (`IntentModel.embed_folder`), else None."
+    try: inner = model.unwrap_python_model().model
+    except Exception: return None   # another flavour, or a pyfunc without an `IntentModel`
+    folder = getattr(inner, 'embed_folder', None)
+    return folder() if callable(folder) else None
+
 def check_compatibility(model, info: dict, taxonomy: list[str] | None = None) -> None:
     "Raise `ModelError` listing every reason `model` cannot score here (see the list above)."
     tax = taxonomy or taxonomy_classes()
@@ -93,7 +100,7 @@ def check_compatibility(model, info: dict, taxonomy: list[str] | None = None) ->
     names = input_names(model)
     if names is None: problems.append('it has no input signature')
     elif 'text' not in names: problems.append(f'its signature takes {names}, not a text column')
-    why = embedding_available(info.get('embedding_model'))
+    why = None if carried_encoder(model) is not None else embedding_available(info.get('embedding_model'))
     if why: problems.append(why)
     if not problems:
         try:

@@ -27,7 +27,7 @@ from ..core.warehouse import Warehouse, get_warehouse
 from ..core.predictions import prob_column
 from .tables import (CASES, MAX_TEXT_CHARS, ensure_pcc_tables, output_columns, parse_day, pcc_specs,
                                     pcc_sql, taxonomy_classes)
-from .model import LoadedModel, fetch_export, load_folder, resolve_scoring_model
+from .model import LoadedModel, carried_encoder, fetch_export, load_folder, resolve_scoring_model
 from .engine import check_engine, read_frames, run_local, run_ray
 from ..data.features import text_features
 from .monitor import DRIFT_THRESHOLD, drift_figures, flush_pending, monitor_row, new_run_id, write_monitor_row
@@ -209,8 +209,8 @@ def note_model(res: ScoreResult, lm: LoadedModel) -> None:
     "Stage 2 (after `resolve_scoring_model`): record the model on the result; warn on a fallback or an embedding backend the model was not trained with."
     res.model_version, res.model_source, res.fallback_used = lm.version, lm.source, lm.fallback_used
     if lm.fallback_used: res.notes.append(f'FALLBACK: {lm.fallback_reason}; scored with last-known-good version {lm.version}')
-    if lm.embedding_model:
-        why = backend_mismatch(lm.info.get('embed_backend') or 'torch', lm.embedding_model)
+    if lm.embedding_model:   # the encoder the model reads: the folder it carries, else the one its metadata names
+        why = backend_mismatch(lm.info.get('embed_backend') or 'torch', str(carried_encoder(lm.model) or lm.embedding_model))
         if why: log.warning('%s', why); res.notes.append(f'WARNING: {why}')
 
 def partition_counts(wh: Warehouse, day: dt.date) -> tuple[int, int]:

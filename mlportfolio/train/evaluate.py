@@ -222,7 +222,7 @@ def model_card(info: dict) -> str:
              f"{info.get('curation', {}).get('near_duplicates_dropped')}, cross-split near-duplicates dropped {info.get('curation', {}).get('cross_split_dropped')})",
              f"- Fitted on: {info.get('fit_on')} ({info.get('n_train')} rows)", '',
              '## Model', '',
-             f"- Features: {info.get('feature_dims')} (MiniLM `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD"
+             f"- Features: {info.get('feature_dims')} (embeddings of `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD"
              f"{' + character 3-5 gram TF-IDF/SVD' if 'char_svd' in (info.get('feature_dims') or {}) else ''}"
              f"{' + clause intents (mixed requests)' if 'clauses' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
              *([f"- Classifier fitted on sub-classes {', '.join(f'`{c}`' for c in info['fitted_classes'])}, their probabilities summed "
