@@ -23,6 +23,7 @@ from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
 from ..core.http import BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
+from ..core.predictions import python_model_of
 from ..pcc.model import LoadedModel, resolve_scoring_model, is_export_ref, pick_export_version
 from .schemas import (ApiSettings, OneText, ManyTexts, PredictRequest, Prediction, PredictResponse, Latency,
                                      ErrorResponse, LabelInfo, LabelsResponse, ModelResponse, BackendState, HealthResponse,
@@ -35,8 +36,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'REQUESTS', 'REQUEST_SECONDS', 'ESCALATIONS', 'FALLBACKS', 'SHED', 'RELOADS', 'ESCALATION_RATE',
            'ESCALATION_RATE_CALIBRATED', 'MODEL_INFO', 'STATUSES', 'OPEN_ROUTES', 'ERRORS', 'PREDICT_ERRORS',
-           'WORKER_STARTUP_S', 'Serving', 'python_model_of', 'target_of', 'ModelHolder', 'classifier_answer',
-           'llm_answer', 'escalate', 'answer_texts', 'create_app', 'serve']
+           'WORKER_STARTUP_S', 'Serving', 'target_of', 'ModelHolder', 'classifier_answer', 'llm_answer', 'escalate',
+           'answer_texts', 'create_app', 'serve']
 
 # %% ../../nbs/44_api_app.ipynb #61e5e649
 REQUESTS = counter('api_requests', 'Inference API requests', ('route', 'status'))
@@ -66,7 +67,11 @@ class Serving:
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))
     direct: Any = field(default=None, init=False, repr=False)   # the pyfunc's own Python model, when it has one
 
-    def __post_init__(self): self.direct = python_model_of(self.model)
+    def __post_init__(self):
+        # The service calls the Python model's `predict` itself: MLflow's wrapper checks the input against the signature on
+        # every call (0.5 ms, once per batch), and the service builds that input itself, a `text` column of validated
+        # strings; the signature was checked when the model loaded.
+        self.direct = python_model_of(self.model.model)
 
     @property
     def version(self) -> str: return self.model.version
@@ -81,15 +86,6 @@ class Serving:
         if not isinstance(out, (pd.DataFrame, list)) or len(out) != len(texts):
             raise ModelError(f'model {self.version} returned {type(out).__name__} of {len(out)} rows for {len(texts)} inputs')
         return (out.reset_index(drop=True) if isinstance(out, pd.DataFrame) else out), self.version
-
-def python_model_of(m: LoadedModel):
-    """The `mlflow.pyfunc.PythonModel` inside `m`, or None (another flavour). The service calls its `predict` itself:
-    MLflow's wrapper checks the input against the signature on every call (0.5 ms, once per batch), and the service
-    builds that input itself, a `text` column of validated strings; the signature was checked when the model loaded."""
-    unwrap = getattr(m.model, 'unwrap_python_model', None)
-    try: inner = unwrap() if unwrap is not None else None
-    except Exception: return None
-    return inner if callable(getattr(inner, 'predict', None)) else None
 
 def target_of(ref: str) -> str:
     "What `ref` names right now: the registry version of an alias or version, or the chosen folder of an export."

@@ -31,8 +31,8 @@ DEFAULT_MODEL_NAME = 'all-MiniLM-L6-v2'
 
 # %% auto #0
 __all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'BLAS_THREADS', 'EMBED_BACKENDS', 'QUALITY_MEAN_COS', 'QUALITY_MIN_COS',
-           'packaged_model_path', 'resolve_model', 'resolve_device', 'check_texts', 'set_torch_threads', 'blas_limit',
-           'EmbeddingCache', 'check_backend', 'onnx_available', 'require_onnxruntime', 'max_seq_length',
+           'packaged_model_path', 'is_packaged', 'resolve_model', 'resolve_device', 'check_texts', 'set_torch_threads',
+           'blas_limit', 'EmbeddingCache', 'check_backend', 'onnx_available', 'require_onnxruntime', 'max_seq_length',
            'fast_tokenizer', 'mean_pool_normalise', 'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder',
            'onnx_model', 'thread_pool', 'onnx_session', 'OnnxEncoder', 'PipelinedEncoder', 'default_batch_threads',
            'Embedder', 'get_embedder', 'encode', 'sample_corpus', 'cosine_quality', 'measure_backends',
@@ -51,6 +51,13 @@ def packaged_model_path() -> Path | None:
     if not path.is_dir(): return None
     _PACKAGED_MODEL.append(path)
     return path
+
+def is_packaged(ref: str | Path | None) -> bool:
+    "Whether `ref` names the packaged MiniLM: by name, or by the path of its folder (a link to it is another folder)."
+    if ref is None: return False
+    if str(ref) in (DEFAULT_MODEL_NAME, f'sentence-transformers/{DEFAULT_MODEL_NAME}'): return True
+    path = packaged_model_path()
+    return path is not None and Path(ref).expanduser().absolute() == path
 
 def resolve_model(model: str | None = None) -> tuple[str, str]:
     "`(model_id, load_path)` for `model`, `MLP_EMBED_MODEL`, or the packaged MiniLM, in that order."
@@ -672,8 +679,7 @@ class EmbeddingTransformer(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         "Nothing to learn; records which model it read (`model_ref_`: the packaged name, or the resolved path), its id and width."
         emb = self._embedder()
-        packaged = emb.load_path == str(packaged_model_path())
-        self.model_ref_ = self.model or (DEFAULT_MODEL_NAME if packaged else emb.load_path)
+        self.model_ref_ = self.model or (DEFAULT_MODEL_NAME if is_packaged(emb.load_path) else emb.load_path)
         self.model_id_, self.n_features_out_ = emb.model_id, emb.dim
         return self
 

@@ -17,7 +17,7 @@ from .errors import DataValidationError, InputError
 
 # %% auto #0
 __all__ = ['BASE_COLUMNS', 'prob_column', 'prediction_columns', 'probabilities', 'prediction_frame', 'prediction_rows',
-           'prediction_schema', 'validate_predictions']
+           'python_model_of', 'classifier_of', 'prediction_schema', 'validate_predictions']
 
 # %% ../../nbs/05c_predictions.ipynb #88e2e63b
 BASE_COLUMNS = ['predicted_label', 'subtype_label', 'confidence']
@@ -62,6 +62,18 @@ def prediction_rows(proba, classes: Sequence[str], subtypes: Sequence | None = N
     cols = _prediction_columns(proba, classes, subtypes, extra)
     return [dict(zip(cols, row)) for row in zip(*(np.asarray(v).tolist() if isinstance(v, np.ndarray) else list(v) for v in cols.values()))]
 
+
+# %% ../../nbs/05c_predictions.ipynb #31e7db3a
+def python_model_of(model):
+    "The `PythonModel` inside a loaded pyfunc `model` (one with a `predict`), or None: another flavour, or not a pyfunc."
+    unwrap = getattr(model, 'unwrap_python_model', None)
+    try: inner = unwrap() if unwrap is not None else None
+    except Exception: return None   # MLflow raises when the pyfunc wraps no PythonModel
+    return inner if callable(getattr(inner, 'predict', None)) else None
+
+def classifier_of(model):
+    "The classifier a loaded version wraps (train's `IntentModel`, the `PythonModel`'s `.model`), or None."
+    return getattr(python_model_of(model), 'model', None)
 
 # %% ../../nbs/05c_predictions.ipynb #8ec6c88b
 def prediction_schema(classes: Sequence[str], subtypes: Sequence[str] | None = None, atol: float = 1e-3,

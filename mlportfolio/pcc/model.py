@@ -20,7 +20,7 @@ from ..core.errors import MLPError, ModelError, NotFoundError, InputError
 from ..core.store import atomic_path
 from ..core.guard import MODEL_DIGEST_KEY, verify_model_folder
 from ..core.obs import get_logger
-from ..core.predictions import prob_column
+from ..core.predictions import classifier_of, prob_column
 from .tables import taxonomy_classes
 
 log = get_logger(__name__)
@@ -84,9 +84,7 @@ def embedding_available(name: str | None) -> str | None:
 
 def carried_encoder(model) -> Path | None:
     "The encoder folder a loaded version carries inside its artifact (`IntentModel.embed_folder`), else None."
-    try: inner = model.unwrap_python_model().model
-    except Exception: return None   # another flavour, or a pyfunc without an `IntentModel`
-    folder = getattr(inner, 'embed_folder', None)
+    folder = getattr(classifier_of(model), 'embed_folder', None)   # None: another flavour, or a pyfunc without an `IntentModel`
     return folder() if callable(folder) else None
 
 def check_compatibility(model, info: dict, taxonomy: list[str] | None = None) -> None:

@@ -86,8 +86,10 @@ def explain_cmd(texts: List[str] = typer.Argument(..., help='One or more message
     "Explain predictions: the TF-IDF terms that pushed the intent, and the nearest labelled training examples."
     from dataclasses import asdict
     from mlportfolio.train.explain import explain, explanations_markdown
+    from mlportfolio.core.predictions import classifier_of
     from mlportfolio.train.registry import load_model
     pyfunc, _ = load_model(int(model) if model.isdigit() else model)
-    exps = explain(pyfunc.unwrap_python_model().model, texts, terms, neighbours)
+    if (classifier := classifier_of(pyfunc)) is None: raise InputError(f'model {model!r} is not a privacy-intent classifier; explain needs one')
+    exps = explain(classifier, texts, terms, neighbours)
     if as_json: print(json.dumps([asdict(e) for e in exps])); return
     console.print(explanations_markdown(exps), markup=False, highlight=False, soft_wrap=True)

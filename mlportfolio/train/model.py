@@ -27,8 +27,7 @@ from sklearn.preprocessing import StandardScaler, normalize
 try: from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2 as inplace_l2   # private: tfidf_rows falls back to `normalize`
 except ImportError: inplace_l2 = None
 
-from ..core.embed import (BLAS_THREADS, DEFAULT_MODEL_NAME, EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts,
-                                    packaged_model_path, thread_pool)
+from ..core.embed import EmbeddingTransformer, EMBED_DIM, blas_limit, check_texts, is_packaged, thread_pool
 from ..core.errors import ConfigError, InputError
 from ..core.predictions import prediction_frame, prediction_rows
 from ..data.generate import load_templates
@@ -501,8 +500,7 @@ def embed_folder(self: IntentModel) -> Path | None:
     "The local model folder the embedding branch reads (fine-tuned, or another encoder), else None: the packaged MiniLM travels by name."
     step = _embed_step(self)
     ref = step.model or getattr(step, 'model_ref_', None)
-    if not ref or ref == DEFAULT_MODEL_NAME or not Path(ref).is_dir(): return None
-    return None if Path(ref).absolute() == packaged_model_path() else Path(ref)
+    return None if not ref or is_packaged(ref) or not Path(ref).is_dir() else Path(ref)
 
 @patch
 def use_embed_folder(self: IntentModel, path: str | Path) -> IntentModel:
