@@ -37,6 +37,8 @@ def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15)
     y_pred = np.asarray(classes, dtype=object)[proba.argmax(1)]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     roc, pr = {}, {}
+    # log loss wants rows that sum to 1 in float64; float32 probabilities (a k-NN's) miss by about 1e-7, and sklearn warns
+    dist = np.clip(proba, 1e-15, None); dist /= dist.sum(1, keepdims=True)
     for j, c in enumerate(classes):
         pos = y_true == c
         if pos.any() and (~pos).any():
@@ -48,7 +50,7 @@ def classification_metrics(y_true, proba: np.ndarray, classes, n_bins: int = 15)
         f1_weighted=float(f1_score(y_true, y_pred, average='weighted', zero_division=0)),
         roc_auc_ovr=float(np.mean(list(roc.values()))) if roc else float('nan'),
         pr_auc_ovr=float(np.mean(list(pr.values()))) if pr else float('nan'),
-        log_loss=float(log_loss(y_true, np.clip(proba[:, np.argsort(classes)], 1e-15, 1), labels=sorted(classes))),
+        log_loss=float(log_loss(y_true, dist[:, np.argsort(classes)], labels=sorted(classes))),
         ece=expected_calibration_error(y_true, proba, classes, n_bins),
         per_class={c: dict(precision=float(p[j]), recall=float(r[j]), f1=float(f[j]), support=int(s[j]),
                            roc_auc=roc.get(c), pr_auc=pr.get(c)) for j, c in enumerate(classes)},
