@@ -11,6 +11,8 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..core.http import NOT_BLANK
+
 MAX_TEXTS = 64
 MAX_TEXT_CHARS = 5_000
 MAX_BODY_BYTES = 512 * 1024
@@ -43,7 +45,8 @@ class ApiSettings(BaseSettings):
     log_bodies: bool = Field(False, description='Log request texts (off: only their count and length)')
 
 # %% ../../nbs/41_api_schemas.ipynb #54bb20db
-Text = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description=f'Raw text, 1 to {MAX_TEXT_CHARS:,} characters')
+Text = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK,
+             description=f'Raw text, 1 to {MAX_TEXT_CHARS:,} characters, not whitespace alone')
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra='forbid', strict=True)    # strict: `true` is not a threshold, `1` is not a text
@@ -58,8 +61,9 @@ class OneText(_Options):
 
 class ManyTexts(_Options):
     "Body of `POST /predict` for up to `MAX_TEXTS` texts."
-    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]] = Field(
-        ..., min_length=1, max_length=MAX_TEXTS, description=f'1 to {MAX_TEXTS} texts of 1 to {MAX_TEXT_CHARS:,} characters, answered in this order')
+    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK)]] = Field(
+        ..., min_length=1, max_length=MAX_TEXTS,
+        description=f'1 to {MAX_TEXTS} texts of 1 to {MAX_TEXT_CHARS:,} characters (not whitespace alone), answered in this order')
     def items(self) -> list[str]: return [valid_utf8(t) for t in self.texts]
 
 PredictRequest = Union[OneText, ManyTexts]

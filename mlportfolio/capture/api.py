@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
 from ..core.embed import encode, set_torch_threads
-from ..core.http import BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests
+from ..core.http import NOT_BLANK, BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests
 from ..core.obs import counter, histogram, get_logger
 from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE, AddedNote, NotePreview, SearchHit
 from .store import ACTIVE_NOTES, Note
@@ -37,7 +37,7 @@ __all__ = ['log', 'MAX_BODY_BYTES', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'AddOut', '
 class NoteIn(BaseModel):
     "Body of `POST /notes`."
     model_config = ConfigDict(extra='forbid')
-    text: str = Field(..., min_length=1, pattern=r'\S', description='The note, in the QuickCapture grammar')
+    text: str = Field(..., min_length=1, pattern=NOT_BLANK, description='The note, in the QuickCapture grammar')
     id: Optional[str] = Field(None, pattern=r'^[A-Za-z0-9_.:\-]{1,64}$',
                               description='Client-generated note id (makes replays idempotent; the same id with another text is a 409)')
     dry_run: bool = Field(False, strict=True, description='Parse and route only; store nothing (true or false, not 0 or "yes")')
@@ -45,7 +45,7 @@ class NoteIn(BaseModel):
 class NotePatch(BaseModel):
     "Body of `PATCH /notes/{id}`."
     model_config = ConfigDict(extra='forbid')
-    text: str = Field(..., min_length=1, pattern=r'\S', description='The new text of the note')
+    text: str = Field(..., min_length=1, pattern=NOT_BLANK, description='The new text of the note')
 
 class ErrorOut(BaseModel):
     "Body of every error response."

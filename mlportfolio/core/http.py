@@ -15,8 +15,8 @@ from .obs import get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers', 'key_matches',
-           'ObserveRequests', 'observe_requests', 'freeze_heap']
+__all__ = ['log', 'NOT_BLANK', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers',
+           'key_matches', 'ObserveRequests', 'observe_requests', 'freeze_heap']
 
 # %% ../../nbs/06c_http.ipynb #bcca7671
 def json_error(status: int, message: str, kind: str, headers: dict | None = None):
@@ -62,10 +62,28 @@ def status_of(e: Exception, statuses: Mapping[type, int]) -> int:
     "HTTP status of error `e`: that of the first class in `statuses` it is an instance of, else 400."
     return next((code for cls, code in statuses.items() if isinstance(e, cls)), 400)
 
+NOT_BLANK = r'\S'   # the `pattern` of a text field that must hold a character other than whitespace
+
+def _loc(er: dict) -> list:
+    return [x for x in er.get('loc', ()) if x != 'body']
+
+def _problem(er: dict, shaped: bool) -> str:
+    "One validation problem as `field: message`; `shaped`: the first `loc` item names a union member, and is dropped."
+    loc, kind, ctx = _loc(er)[1 if shaped else 0:], er.get('type'), er.get('ctx') or {}
+    if kind == 'json_invalid': return f"body: not valid JSON ({ctx.get('error', 'decode error')}, at character {loc[0] if loc else '?'})"
+    blank = kind == 'string_pattern_mismatch' and ctx.get('pattern') == NOT_BLANK
+    return f"{'.'.join(map(str, loc)) or 'body'}: {'must contain a character other than whitespace' if blank else er.get('msg', 'invalid')}"
+
 def validation_message(errors: list[dict]) -> str:
-    "The first three problems of a request validation error as `field: message; ...` (at most 500 characters)."
-    parts = [f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body') or 'body'}: {er.get('msg', 'invalid')}" for er in errors[:3]]
-    return '; '.join(parts)[:500] or 'invalid request'
+    """A request validation error as `field: message; ...` (three problems, 500 characters at most). A body that may take
+    several shapes (a union of models, which pydantic names by class in `loc`) is judged by the shapes it came closest
+    to, those with the fewest problems, without their class names; shapes that tie are joined by `or`."""
+    shaped = bool(errors) and all(_loc(er) and isinstance(_loc(er)[0], str) and _loc(er)[0][:1].isupper() for er in errors)
+    groups: dict = {}
+    for er in errors: groups.setdefault(_loc(er)[0] if shaped else None, []).append(er)
+    fewest = min(map(len, groups.values()), default=0)
+    texts = ['; '.join(dict.fromkeys(_problem(er, shaped) for er in g[:3])) for g in groups.values() if len(g) == fewest]
+    return ' or '.join(dict.fromkeys(texts))[:500] or 'invalid request'
 
 def install_error_handlers(app, statuses: Mapping[type, int], logger=None, allowed_methods: Callable | None = None) -> None:
     "Answer every error of FastAPI `app` with `json_error` (see above); `allowed_methods(scope)` gives a 405's `Allow` header."
