@@ -14,10 +14,10 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.resources import resource_path
 from .scenes import SHAPES, COLORS, SIZES
-from .programs import parse_question, build_question, execute, RELATIONS, MATERIAL_WORDS
+from .programs import parse_question, build_question, execute, RELATIONS, MATERIAL_WORDS, VOCABULARY
 
 # %% auto #0
-__all__ = ['PHRASES', 'WORDS', 'FILLER', 'HEAD_WORDS', 'REL_WORDS', 'normalize', 'sketch', 'paraphrase_sketches',
+__all__ = ['PHRASES', 'WORDS', 'FILLER', 'HEAD_WORDS', 'REL_WORDS', 'NEGATIONS', 'normalize', 'sketch', 'paraphrase_sketches',
            'sketch_classifier', 'program_from_sketch', 'parse_free', 'freeform_questions', 'freeform_accuracy']
 
 # %% ../../nbs/81a_perception_freeform.ipynb #0951c7ab
@@ -33,13 +33,15 @@ WORDS = {
     'grey': 'gray', 'violet': 'purple', 'colour': 'color', 'item': 'thing', 'items': 'things', 'object': 'thing',
     'objects': 'things', 'shapes': 'things', 'anything': 'thing', 'something': 'thing', 'under': 'below',
     'underneath': 'below', 'beneath': 'below', 'over': 'above', 'which': 'what',
+    **dict.fromkeys(['largest', 'biggest'], 'large'), **dict.fromkeys(['smallest', 'tiniest'], 'small'),   # two sizes: the large one
 }
 FILLER = set('please the a an can you tell me do see in image picture scene there is are any all that this of which'.split())
 
 def normalize(question: str) -> list[str]:
     "Lowercased words with phrase and word synonyms applied (`'Count the big balls'` -> `['count', 'the', 'large', 'circles']`)."
     if not isinstance(question, str) or not question.strip(): raise InputError('the question is empty; ask e.g. "how many red circles are there?"')
-    text = ' ' + ' '.join(re.findall(r"[a-z]+", question.lower().replace("'s", ' is'))) + ' '
+    text = question.lower().replace("’", "'").replace("n't", ' not').replace("'s", ' is')
+    text = ' ' + ' '.join(re.findall(r"[a-z]+", text)) + ' '
     for old, new in PHRASES: text = text.replace(f' {old} ', f' {new} ')
     return [WORDS.get(w, w) for w in text.split()]
 
@@ -139,17 +141,27 @@ def program_from_sketch(label: str, nps: list[dict], rels: list[str], attr: str 
               'same': 'compare', 'or': 'logic', 'and_rel': 'logic'}.get(form, form)
     return build_question(family, form, **p)[1]
 
+NEGATIONS = {'not', 'no', 'none', 'nothing', 'never', 'except', 'excluding', 'without', 'neither', 'nor', 'other', 'besides'}
+
 def parse_free(question: str) -> tuple[list[dict], str]:
-    "Question text -> `(program, how)`: `rules` (fast path), `normalized` (rules after synonyms) or `sketch` (classifier); else the rules' error."
+    """Question text -> `(program, how)`: `rules` (fast path), `normalized` (rules after synonyms) or `sketch` (classifier).
+    A question that negates or excludes is refused: the programs cannot say "not", and the sketch would drop the word and
+    answer the opposite question. When every step fails: the first word outside the vocabulary, else the rules' error."""
     try: return parse_question(question), 'rules'
-    except InputError as e: first = e   # when every step fails, the rule parser's error (vocabulary, forms) is the clearest
+    except InputError as e: first = e
     words = normalize(question)
+    if negated := [w for w in words if w in NEGATIONS]:
+        raise InputError(f'{negated[0]!r}: questions that negate or exclude ("not", "except", "without") are not supported; '
+                         'ask about what is there, e.g. "how many things are red or blue?"')
     try: return parse_question(' '.join(words)), 'normalized'
     except InputError: pass
     text, nps, rels, attr = sketch(words)
     label = sketch_classifier().predict([text])[0]
     try: return program_from_sketch(label, nps, rels, attr), 'sketch'
-    except InputError: raise first from None
+    except InputError: pass
+    unknown = [w for w in words if w not in VOCABULARY]   # in the user's words after synonyms: not a stray apostrophe
+    if unknown: raise InputError(f"unknown word {unknown[0]!r} in the question; vocabulary: {' '.join(VOCABULARY)}") from None
+    raise first from None
 
 # %% ../../nbs/81a_perception_freeform.ipynb #05a70b85
 def freeform_questions() -> list[dict]:
