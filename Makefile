@@ -52,14 +52,16 @@ clean-nbs: install ## Strip notebook metadata and outputs the way CI expects
 check-sync: install ## Fail if notebooks are unclean or modules, package data or README are out of sync
 	$(BIN)/python tools/sync.py --check
 
+# The tests' throwaway MLP_HOMEs share one embedding cache and one converted local LLM (about 500 MB, 30 s to convert)
+quick test pytest: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
+quick test pytest: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
+
 quick: install ## nbdev-test without the slow cells
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: install ## The integration tests in tests/ (two processes, one test file each at a time)
 	$(BIN)/python -m pytest tests -q -n 2 --dist loadfile
 
-test: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
-test: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
 test: check-sync ## Everything CI runs: sync checks, every notebook test (slow included), pytest
 	$(BIN)/nbdev-test --flags slow --n-workers 2 --timing
 	$(BIN)/python -m pytest tests -q -n 2 --dist loadfile --durations=25
