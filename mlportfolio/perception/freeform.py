@@ -41,6 +41,7 @@ def normalize(question: str) -> list[str]:
     "Lowercased words with phrase and word synonyms applied (`'Count the big balls'` -> `['count', 'the', 'large', 'circles']`)."
     if not isinstance(question, str) or not question.strip(): raise InputError('the question is empty; ask e.g. "how many red circles are there?"')
     text = question.lower().replace("’", "'").replace("n't", ' not').replace("'s", ' is')
+    text = re.sub(r'\bno\.(?=\s|$)', 'number', text)   # "the no. of red balls": not a negation
     text = ' ' + ' '.join(re.findall(r"[a-z]+", text)) + ' '
     for old, new in PHRASES: text = text.replace(f' {old} ', f' {new} ')
     return [WORDS.get(w, w) for w in text.split()]
