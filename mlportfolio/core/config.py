@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import ConfigError, mask_secrets, printable
 
 # %% auto #0
-__all__ = ['Settings', 'validation_lines', 'get_settings', 'ensure_dir', 'ensure_home', 'mask_secret', 'settings_table']
+__all__ = ['Settings', 'validation_lines', 'get_settings', 'ensure_dir', 'ensure_home', 'scratch_home', 'mask_secret',
+           'settings_table']
 
 # %% ../../nbs/01_config.ipynb #1a0d05ea
 class Settings(BaseSettings):
@@ -172,6 +173,20 @@ def ensure_home(settings: Settings | None = None) -> Settings:
     ensure_dir(s.home, 'MLP_HOME')
     for d in (s.cache_dir, s.runs_dir, s.lineage_dir, s.models_dir, s.data_dir): d.mkdir(exist_ok=True)
     return s
+
+# %% ../../nbs/01_config.ipynb #e1a2610d
+def _remove_if_owner(folder, pid: int) -> None:
+    import os, shutil   # local: it runs at exit, when a notebook's namespace may be gone already
+    if os.getpid() == pid: shutil.rmtree(folder, ignore_errors=True)   # never from a forked child
+
+def scratch_home(prefix: str = 'mlp-scratch-') -> Path:
+    """A new temporary `MLP_HOME`, set in the environment and removed when the process that made it exits: at
+    interpreter exit, and also in a multiprocessing worker (which ends with `os._exit`, skipping `atexit`)."""
+    from multiprocessing import util
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ['MLP_HOME'] = str(home)
+    util.Finalize(None, _remove_if_owner, args=(home, os.getpid()), exitpriority=0)
+    return home
 
 # %% ../../nbs/01_config.ipynb #7d5ba5ff
 def mask_secret(value) -> str:
