@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..core.http import NOT_BLANK
+from ..core.guard import NOT_BLANK
 
 MAX_TEXTS = 64
 MAX_TEXT_CHARS = 5_000

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.config import get_settings
 from ..core.errors import MLPError, InputError, NotFoundError, StoreError, ConfigError, ConflictError
 from ..core.embed import encode, set_torch_threads
-from ..core.http import NOT_BLANK, BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests
+from ..core.guard import NOT_BLANK
+from ..core.http import BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests
 from ..core.obs import counter, histogram, get_logger
 from .service import QuickCapture, MAX_FILTER_TAGS, REVIEW_QUEUE, AddedNote, NotePreview, SearchHit
 from .store import ACTIVE_NOTES, Note

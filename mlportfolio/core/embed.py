@@ -20,6 +20,7 @@ from .config import get_settings, ensure_dir
 from .embed_tokens import start_worker, tokenise_chunk
 from .errors import InputError, ModelError
 from .extras import missing_distributions
+from .guard import is_blank
 from .obs import get_logger
 from .resources import resource_path
 from .store import atomic_path, sha256_file
@@ -82,14 +83,16 @@ def resolve_device(device: str = 'auto') -> str:
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
-def check_texts(texts, who: str = 'encode') -> list[str]:
-    "Validate the input of `who` (`encode`, a classifier's `predict`...): a sequence of strings; a None or non-string item is named by its index."
+def check_texts(texts, who: str = 'encode', allow_blank: bool = True) -> list[str]:
+    """Validate the input of `who` (`encode`, a classifier's `predict`...): a sequence of strings; a None or non-string item
+    is named by its index, and so is a blank one (white space only, `core.guard.is_blank`) unless `allow_blank`."""
     if isinstance(texts, str): raise InputError(f'{who} expects a list of texts, not a single string; wrap it: [text]')
     if texts is None: raise InputError(f'{who} expects a list of texts, got None')
     texts = list(texts.tolist() if hasattr(texts, 'tolist') else texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise InputError(f'texts[{i}] is {"None" if t is None else type(t).__name__ + " " + repr(t)[:40]}; every item must be a string')
+        if not allow_blank and is_blank(t): raise InputError(f'texts[{i}] is blank (white space only): {who} needs a text that says something')
     return texts
 
 # %% ../../nbs/04_embed.ipynb #b7ac7d44

@@ -12,8 +12,8 @@ from pathlib import Path
 from .errors import InputError, ModelError, MASK, mask_secrets, printable
 
 # %% auto #0
-__all__ = ['MODEL_DIGEST_KEY', 'LOG_LEVELS', 'is_ascii_int', 'ascii_int', 'check_output', 'csv_safe', 'csv_safe_frame',
-           'make_private', 'folder_digest', 'verify_model_folder', 'check_bind']
+__all__ = ['NOT_BLANK', 'MODEL_DIGEST_KEY', 'LOG_LEVELS', 'is_ascii_int', 'ascii_int', 'is_blank', 'check_output', 'csv_safe',
+           'csv_safe_frame', 'make_private', 'folder_digest', 'verify_model_folder', 'check_bind']
 
 # %% ../../nbs/06b_guard.ipynb #02565b10
 _ASCII_INT = re.compile(r'-?[0-9]+')
@@ -30,6 +30,14 @@ def ascii_int(value, what: str = 'value', lo: int | None = None, hi: int | None 
     if (lo is not None and n < lo) or (hi is not None and n > hi):
         raise InputError(f"{what} {n if len(str(n)) < 30 else str(n)[:27] + '…'} is out of range: allowed {lo if lo is not None else '-∞'} to {hi if hi is not None else '∞'}")
     return n
+
+# %% ../../nbs/06b_guard.ipynb #cd1ee840
+NOT_BLANK = r'[^\s\x1c-\x1f\x85\ufeff]'   # one character that is white space to none of Python, ECMA (JSON Schema) and Rust regexes
+_VISIBLE = re.compile(NOT_BLANK)
+
+def is_blank(text) -> bool:
+    "True when `text` is None or a string with no character outside white space (`NOT_BLANK` finds none)."
+    return text is None or _VISIBLE.search(str(text)) is None
 
 # %% ../../nbs/06b_guard.ipynb #f89801cb
 def check_output(path, what: str = '--out', parents: bool = False, folder: bool = False):

@@ -10,13 +10,14 @@ import secrets, time
 from typing import Callable, Mapping
 
 from .errors import MLPError
+from .guard import NOT_BLANK
 from .obs import get_logger
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NOT_BLANK', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers',
-           'key_matches', 'ObserveRequests', 'observe_requests', 'freeze_heap']
+__all__ = ['log', 'json_error', 'BodyLimit', 'status_of', 'validation_message', 'install_error_handlers', 'key_matches',
+           'ObserveRequests', 'observe_requests', 'freeze_heap']
 
 # %% ../../nbs/06c_http.ipynb #bcca7671
 def json_error(status: int, message: str, kind: str, headers: dict | None = None):
@@ -61,8 +62,6 @@ class BodyLimit:
 def status_of(e: Exception, statuses: Mapping[type, int]) -> int:
     "HTTP status of error `e`: that of the first class in `statuses` it is an instance of, else 400."
     return next((code for cls, code in statuses.items() if isinstance(e, cls)), 400)
-
-NOT_BLANK = r'\S'   # the `pattern` of a text field that must hold a character other than whitespace
 
 def _loc(er: dict) -> list:
     return [x for x in er.get('loc', ()) if x != 'body']

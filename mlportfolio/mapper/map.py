@@ -21,7 +21,7 @@ from ..core.embed import get_embedder, read_texts
 from ..core.errors import ConfigError, InputError
 from ..core.io import read_table
 from ..core.store import atomic_path
-from ..core.guard import csv_safe_frame
+from ..core.guard import csv_safe_frame, is_blank
 from ..core.obs import get_logger
 from . import metrics as M
 
@@ -71,7 +71,7 @@ def parse_input(spec: str) -> tuple[str | None, str]:
 def validate_frame(df: pd.DataFrame, drop_empty: bool = False) -> pd.DataFrame:
     "Check texts are non-empty strings and there are 2+ domains; `drop_empty` drops empty texts instead of failing."
     if len(df) == 0: raise InputError('the input holds no rows')
-    bad = np.array([not isinstance(t, str) or not t.strip() for t in df['text']])
+    bad = np.array([not isinstance(t, str) or is_blank(t) for t in df['text']])
     if bad.any():
         if not drop_empty:
             first = int(np.flatnonzero(bad)[0])

@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError, MLPError, NotFoundError, StoreError
+from ..core.guard import NOT_BLANK
 from ..core.http import BodyLimit, freeze_heap, install_error_handlers, observe_requests
 from ..core.obs import counter, get_logger, histogram
 from .agents import CombineRule
-from .run import VISIBLE, Reviewer, check_predictions, review_run
+from .run import Reviewer, check_predictions, review_run
 from .store import AuditLog
 
 log = get_logger(__name__)
@@ -40,8 +41,8 @@ __all__ = ['log', 'HTTP_REQUESTS', 'HTTP_SECONDS', 'MAX_BODY_BYTES', 'STATUSES',
 class ReviewItem(BaseModel):
     "One prediction to review."
     model_config = ConfigDict(extra='forbid')
-    id: str = Field(..., min_length=1, max_length=200, pattern=VISIBLE, description='Item id (not blank)')
-    text: str = Field(..., min_length=1, max_length=10_000, pattern=VISIBLE, description='The audited text (not blank)')
+    id: str = Field(..., min_length=1, max_length=200, pattern=NOT_BLANK, description='Item id (not blank)')
+    text: str = Field(..., min_length=1, max_length=10_000, pattern=NOT_BLANK, description='The audited text (not blank)')
     pred_label: str = Field(..., min_length=1, max_length=100, description='The predicted label: an intent of the taxonomy (an enum in the served schema)')
     confidence: Optional[float] = Field(None, ge=0, le=1, description="The model's confidence")
 

@@ -72,10 +72,8 @@ def block_pushes(model: IntentModel, F: np.ndarray, i: int, c: int) -> dict[str,
 
 def explain(model: IntentModel, texts, n_terms: int = 6, n_neighbours: int = 3) -> list[Explanation]:
     "Predicted intent, confidence, ood score, the word TF-IDF terms (and char n-grams) that pushed it, each block's push, each clause's likeliest request intent (with the clause branch) and the nearest labelled training texts."
-    texts = check_texts(texts, 'explain')
+    texts = check_texts(texts, 'explain', allow_blank=False)
     if not texts: return []
-    blank = [i for i, t in enumerate(texts) if not t.strip()]
-    if blank: raise InputError(f'texts[{blank[0]}] is blank: there is nothing to explain')
     branches = dict(model.features.transformer_list)
     tw = {name: branch_term_weights(model, name) for name in ('tfidf', 'char') if name in branches}
     clause_model = branches['clauses'].named_steps['features'] if 'clauses' in branches else None

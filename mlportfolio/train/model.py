@@ -427,13 +427,13 @@ class IntentModel:
 
     def predict_proba(self, texts, calibrated: bool = True) -> np.ndarray:
         "Intent probabilities, columns in `classes` order (`calibrated=False`: the classifier's raw probabilities)."
-        with blas_limit(): return self.proba_from_features(union_transform(self.features, check_texts(texts, 'predict')), calibrated)
+        with blas_limit(): return self.proba_from_features(union_transform(self.features, check_texts(texts, 'predict', allow_blank=False)), calibrated)
 
     def predict_arrays(self, texts) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """`(proba, subtypes, ood_score)` of raw texts: the calibrated intent probabilities, each row's subtype (None where
         the label has none; None for no texts) and the out-of-distribution score (NaN without `ood`). The score needs only
         the embedding block: it starts on a side thread as soon as that block exists, beside the other branches."""
-        texts = check_texts(texts, 'predict')
+        texts = check_texts(texts, 'predict', allow_blank=False)
         ood = np.full(len(texts), np.nan)
         if not texts: return np.zeros((0, len(self.classes))), None, ood
         side = []
