@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 from ..core.extras import require_extra
 require_extra('serve', 'the inference API')  # one clear line, naming the extra, when its dependencies are missing
 from ..core.config import get_settings
-from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError
+from ..core.errors import MLPError, InputError, NotFoundError, ModelError, ConfigError, printable
 from ..core.http import BodyLimit, freeze_heap, install_error_handlers, json_error, observe_requests, status_of
 from ..core.obs import counter, histogram, get_logger, _get_or_create
 from ..core.predictions import python_model_of
@@ -138,14 +138,14 @@ def reload(self: ModelHolder) -> str:
     with self._lock:
         try: target = target_of(self.ref)
         except Exception as e:
-            self.last_error = f'cannot resolve {self.ref!r}: {str(e)[:200]}'
+            self.last_error = f'cannot resolve {printable(self.ref, 120)!r}: {printable(str(e))}'
             log.warning(self.last_error); RELOADS.labels('error').inc(); return 'error'
         if self.current is not None and target == self.current.target: return 'unchanged'
         if target in self.refused: return 'unchanged'
         try: m = resolve_scoring_model(self.ref if is_export_ref(self.ref) else target, force_latest=True, fallback=True)  # a service keeps serving last-known-good
         except Exception as e:
             self.last_error = str(e)[:300]; self.refused[target] = self.last_error
-            log.error('model %s (%s) refused and none to fall back to: %s', self.ref, target, self.last_error)
+            log.error('model %s (%s) refused and none to fall back to: %s', printable(self.ref, 120), target, self.last_error)
             RELOADS.labels('refused').inc(); return 'refused'
         if m.fallback_used and self.current is not None:
             self.refused[target] = m.fallback_reason
