@@ -55,6 +55,9 @@ check-sync: install ## Fail if notebooks are unclean or modules, package data or
 # The tests' throwaway MLP_HOMEs share one embedding cache and one converted local LLM (about 500 MB, 30 s to convert)
 quick test pytest: export MLP_EMBED_CACHE_DIR ?= $(CURDIR)/.test-cache/embeddings
 quick test pytest: export MLP_LLM_CACHE_DIR ?= $(CURDIR)/.test-cache/llm
+# Two test processes share the machine's cores: one torch and BLAS thread each, instead of each spinning up one per core
+quick test pytest: export MLP_TORCH_THREADS ?= 1
+quick test pytest: export OMP_NUM_THREADS ?= 1
 
 quick: install ## nbdev-test without the slow cells
 	$(BIN)/nbdev-test --n-workers 2

@@ -42,6 +42,15 @@ def test_every_numeric_option_has_bounds():
     assert not unbounded, f'numeric options without min= and max=: {unbounded}'
 
 
+def test_small_work_options_exist():
+    "The options the scan adds to keep a case's work small are real options of those commands (else every case is a usage error)."
+    commands = {tuple(path): cmd for path, cmd in hostile_scan.walk_commands()}
+    for path, options in hostile_scan.SMALL_WORK.items():
+        assert path in commands, f"mlp {' '.join(path)} no longer exists"
+        known = {o for p in commands[path].params for o in getattr(p, 'opts', ())}
+        assert set(options) <= known, f"mlp {' '.join(path)} has no option {sorted(set(options) - known)}"
+
+
 @pytest.mark.timeout(1800)   # about 1,400 cases, each in a forked child: minutes on a quiet 2-core box, far more on a busy one
 def test_hostile_scan_no_traceback(tmp_path):
     "Every command, --help, then each hostile value in each parameter: never a traceback or an internal error."

@@ -101,12 +101,16 @@ def fresh_venv(where: Path, spec: str) -> Path:
     venv.EnvBuilder(with_pip=True).create(where)
     bin_ = where/'bin'
     pins = ['torch==2.14.1', 'torchvision==0.29.1'] if '[' in spec else []  # the torch this project is tested with
-    r = subprocess.run([str(bin_/'python'), '-m', 'pip', 'install', '--quiet', spec, *pins], capture_output=True, text=True, timeout=1500)
+    # --no-compile: a module is byte-compiled when it is first imported, as a user's would be; the install skips
+    # compiling the many modules of torch, transformers and ray that no test imports
+    r = subprocess.run([str(bin_/'python'), '-m', 'pip', 'install', '--quiet', '--no-compile', spec, *pins],
+                       capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     return bin_
 
 def run_in(bin_: Path, cwd: Path, *args, env=None, timeout=600) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+    # PYTHONDONTWRITEBYTECODE dropped too: the venv is installed --no-compile, so its first imports write the byte code
+    clean = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV', 'PYTHONDONTWRITEBYTECODE')}
     return subprocess.run([*args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**clean, 'PATH': f"{bin_}:{clean.get('PATH', '')}", **(env or {})})
 
