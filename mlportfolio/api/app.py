@@ -136,16 +136,17 @@ class ModelHolder:
 def reload(self: ModelHolder) -> str:
     "Load the version `ref` names now if it changed; `loaded`, `swapped`, `unchanged`, `refused` or `error`."
     with self._lock:
+        ref = printable(self.ref, 120)   # as logs name it: cut short, escape codes shown, secrets masked
         try: target = target_of(self.ref)
         except Exception as e:
-            self.last_error = f'cannot resolve {printable(self.ref, 120)!r}: {printable(str(e))}'
+            self.last_error = f'cannot resolve {ref!r}: {printable(str(e))}'
             log.warning(self.last_error); RELOADS.labels('error').inc(); return 'error'
         if self.current is not None and target == self.current.target: return 'unchanged'
         if target in self.refused: return 'unchanged'
         try: m = resolve_scoring_model(self.ref if is_export_ref(self.ref) else target, force_latest=True, fallback=True)  # a service keeps serving last-known-good
         except Exception as e:
             self.last_error = str(e)[:300]; self.refused[target] = self.last_error
-            log.error('model %s (%s) refused and none to fall back to: %s', printable(self.ref, 120), target, self.last_error)
+            log.error('model %s (%s) refused and none to fall back to: %s', ref, target, self.last_error)
             RELOADS.labels('refused').inc(); return 'refused'
         if m.fallback_used and self.current is not None:
             self.refused[target] = m.fallback_reason

@@ -12,8 +12,8 @@ from pathlib import Path
 from .errors import InputError, ModelError, MASK, mask_secrets, printable
 
 # %% auto #0
-__all__ = ['NOT_BLANK', 'MODEL_DIGEST_KEY', 'LOG_LEVELS', 'is_ascii_int', 'ascii_int', 'is_blank', 'check_output', 'csv_safe',
-           'csv_safe_frame', 'make_private', 'folder_digest', 'verify_model_folder', 'check_bind']
+__all__ = ['NOT_BLANK', 'MODEL_DIGEST_KEY', 'LOG_LEVELS', 'is_ascii_int', 'ascii_int', 'is_blank', 'blank_mask', 'check_output',
+           'csv_safe', 'csv_safe_frame', 'make_private', 'folder_digest', 'verify_model_folder', 'check_bind']
 
 # %% ../../nbs/06b_guard.ipynb #02565b10
 _ASCII_INT = re.compile(r'-?[0-9]+')
@@ -38,6 +38,10 @@ _VISIBLE = re.compile(NOT_BLANK)
 def is_blank(text) -> bool:
     "True when `text` is None or a string with no character outside white space (`NOT_BLANK` finds none)."
     return text is None or _VISIBLE.search(str(text)) is None
+
+def blank_mask(texts):
+    "`is_blank` over a pandas Series, vectorised: True where the value is missing or white space only."
+    return texts.isna() | ~texts.astype(str).str.contains(NOT_BLANK, regex=True)
 
 # %% ../../nbs/06b_guard.ipynb #f89801cb
 def check_output(path, what: str = '--out', parents: bool = False, folder: bool = False):

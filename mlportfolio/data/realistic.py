@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError, DataValidationError
-from ..core.guard import NOT_BLANK
+from ..core.guard import blank_mask
 from ..core.resources import resource_path
 from ..core.taxonomy import load_taxonomy, Taxonomy
 from .features import near_dup_key
@@ -33,7 +33,7 @@ def _check_realistic(df: pd.DataFrame, taxonomy: Taxonomy, where) -> None:
     missing = [c for c in REALISTIC_COLUMNS if c not in df.columns]
     if missing: raise DataValidationError(f"{where}: missing column(s) {', '.join(missing)}; needs {', '.join(REALISTIC_COLUMNS)}")
     if df['id'].duplicated().any(): raise DataValidationError(f"{where}: duplicate id {df['id'][df['id'].duplicated()].iloc[0]!r}")
-    blank = ~df['text'].astype(str).str.contains(NOT_BLANK, regex=True)
+    blank = blank_mask(df['text'])
     if blank.any(): raise DataValidationError(f"{where}: empty text in row {df['id'][blank].iloc[0]!r}")
     bad = sorted(set(df['split']) - set(REALISTIC_SPLITS))
     if bad: raise DataValidationError(f"{where}: unknown split {bad[0]!r}; allowed: {', '.join(REALISTIC_SPLITS)}")

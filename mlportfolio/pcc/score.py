@@ -21,7 +21,7 @@ require_extra('pcc', 'batch scoring (pcc)')  # before core.embed: a bare install
 from ..core.config import get_settings
 from ..core.embed import backend_mismatch
 from ..core.errors import MLPError, JobError, NotFoundError, WarehouseError, InputError, ModelError
-from ..core.guard import NOT_BLANK
+from ..core.guard import blank_mask
 from ..core.obs import BatchRun, get_logger, counter, histogram
 from ..core.store import ArtifactStore
 from ..core.warehouse import Warehouse, get_warehouse
@@ -49,7 +49,7 @@ def row_drop_reasons(df: pd.DataFrame, max_chars: int = MAX_TEXT_CHARS) -> pd.Se
     isnull = text.isna()
     reason[isnull] = 'null_text'
     s = text.where(~isnull, '').astype(str)
-    reason[(~isnull) & ~s.str.contains(NOT_BLANK, regex=True)] = 'empty_text'
+    reason[(~isnull) & blank_mask(s)] = 'empty_text'
     reason[reason.isna() & (s.str.len() > max_chars)] = 'text_too_long'
     return reason
 

@@ -22,7 +22,7 @@ import pandas as pd
 from ..core.config import get_settings
 from ..core.embed import encode
 from ..core.errors import InputError, NotFoundError
-from ..core.guard import NOT_BLANK
+from ..core.guard import blank_mask
 from ..core.io import read_table
 from ..core.obs import counter, histogram, get_logger
 from ..core.store import atomic_path
@@ -50,10 +50,10 @@ def check_predictions(df: pd.DataFrame, taxonomy: Taxonomy, what: str = 'predict
     if missing: raise InputError(f"{what} lack column(s) {', '.join(missing)}; they have: {', '.join(map(str, df.columns))}")
     if not len(df): raise InputError(f'{what} hold no rows')
     out = pd.DataFrame(dict(id=df['id'].astype(str), text=df['text'], pred_label=df['pred_label'].astype(str)))
-    empty = out.text.isna() | ~out.text.astype(str).str.contains(NOT_BLANK, regex=True)
+    empty = blank_mask(out.text)
     if empty.any(): raise InputError(f'{what}: {int(empty.sum())} row(s) have an empty text (first: id {out.id[empty].iloc[0]!r}); every audited item needs its text')
     out['text'] = out.text.astype(str)
-    if (~out.id.str.contains(NOT_BLANK, regex=True)).any(): raise InputError(f'{what}: an id is empty; every row needs an id')
+    if blank_mask(out.id).any(): raise InputError(f'{what}: an id is empty; every row needs an id')
     dup = out.id.duplicated()
     if dup.any(): raise InputError(f'{what}: id {out.id[dup].iloc[0]!r} appears more than once; ids must be unique')
     check_labels(out.pred_label, taxonomy, what)
