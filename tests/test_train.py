@@ -174,11 +174,12 @@ def test_char_ngram_branch_through_the_registry(home, dataset, tmp_path):
     from mlportfolio.train.registry import load_model
     pyfunc, info = load_model('champion')
     dims = info.feature_dims
-    assert set(dims) == {'embedding', 'tfidf_svd', 'char_svd', 'clauses', 'total'} and dims['total'] == sum(v for k, v in dims.items() if k != 'total')
-    assert 'character 3-5 gram TF-IDF/SVD' in info.card and 'clause intents' in info.card and info.params['char_weight'] == 0.3
+    assert set(dims) == {'embedding', 'tfidf_svd', 'char_svd', 'clauses', 'words', 'total'} and dims['total'] == sum(v for k, v in dims.items() if k != 'total')
+    assert 'character 3-5 gram TF-IDF/SVD' in info.card and 'clause intents' in info.card and 'bag-of-words intents' in info.card
+    assert info.params['char_weight'] == 0.3
     texts = pd.DataFrame({'text': ['Please delete my account and all my data.', 'pls delte my acount', 'Where is my refund?']})
     model = pyfunc.unwrap_python_model().model
     pd.testing.assert_frame_equal(pyfunc.predict(texts), model.predict_frame(texts.text.tolist()))
-    assert model.feature_slices()['char'].stop == model.feature_slices()['clauses'].start and model.feature_slices()['clauses'].stop == dims['total']
+    assert model.feature_slices()['char'].stop == model.feature_slices()['clauses'].start and model.feature_slices()['words'].stop == dims['total']
     r = run_mlp('train', 'explain', 'pls delte my acount', check=0, env={'COLUMNS': '200'})
     assert 'push by feature block: embedding' in r.stdout and ', char ' in r.stdout and ', clauses ' in r.stdout and 'character n-grams pushing' in r.stdout

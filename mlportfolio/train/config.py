@@ -25,7 +25,7 @@ __all__ = ['DEFAULT_CONFIG', 'PARAM_KEYS', 'Section', 'DataConfig', 'CurationCon
 # %% ../../nbs/20a_train_config.ipynb #7f8abc57
 DEFAULT_CONFIG = 'train/train.yaml'
 PARAM_KEYS = ('embed_model', 'emb_weight', 'tfidf_weight', 'text_features_weight', 'tfidf_max_features', 'ngram_max', 'svd_components',
-              'char_weight', 'char_max_features', 'char_svd_components', 'clause_weight', 'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C',
+              'char_weight', 'char_max_features', 'char_svd_components', 'clause_weight', 'words_weight', 'kind', 'C', 'class_weight', 'max_iter', 'imbalance', 'subtype_C',
               'subclasses')
 
 class Section(BaseModel):
@@ -63,6 +63,7 @@ class FeaturesConfig(Section):
     tfidf_weight: float = Field(ge=0, le=10)
     text_features_weight: float = Field(ge=0, le=10)
     clause_weight: float = Field(0.0, ge=0, le=10)   # absent (a config saved before the branch existed): off
+    words_weight: float = Field(0.0, ge=0, le=10)    # the same for the bag-of-words intent branch
     tfidf_max_features: int = Field(ge=1)
     ngram_max: int = Field(ge=1)
     svd_components: int = Field(ge=1)

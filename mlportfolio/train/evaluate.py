@@ -226,7 +226,8 @@ def model_card(info: dict) -> str:
              '## Model', '',
              f"- Features: {info.get('feature_dims')} (embeddings of `{info.get('embedding_model')}`{tuned} + TF-IDF/SVD"
              f"{' + character 3-5 gram TF-IDF/SVD' if 'char_svd' in (info.get('feature_dims') or {}) else ''}"
-             f"{' + clause intents (mixed requests)' if 'clauses' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
+             f"{' + clause intents (mixed requests)' if 'clauses' in (info.get('feature_dims') or {}) else ''}"
+             f"{' + bag-of-words intents' if 'words' in (info.get('feature_dims') or {}) else ''}, standardised and weighted)",
              *([f"- Classifier fitted on sub-classes {', '.join(f'`{c}`' for c in info['fitted_classes'])}, their probabilities summed "
                 f"back to the intents (`other`'s template kinds, `privacy_request`'s subtypes: `classifier.subclasses`)"]
                if len(info.get('fitted_classes') or []) > len(info.get('classes') or []) else []),

@@ -37,8 +37,8 @@ from .config import PARAM_KEYS, TrainConfig, load_train_config
 __all__ = ['CLAUSE_BREAK', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD',
            'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
            'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses', 'ClauseIntents',
-           'subclass_labels', 'parent_label', 'SubclassClassifier', 'build_classifier', 'uses_subclasses',
-           'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
+           'WordIntents', 'subclass_labels', 'parent_label', 'SubclassClassifier', 'build_classifier',
+           'uses_subclasses', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -144,7 +144,7 @@ class TextFeatures(BaseEstimator, TransformerMixin):
         return compute_features(pd.Series(list(X), dtype='string')).to_numpy(dtype=float)
 
 def build_features(p: dict, seed: int = 42) -> FeatureUnion:
-    "The weighted union: MiniLM and TF-IDF/SVD branches (584 wide), then the char n-gram branch when `char_weight` > 0, the 26 text features when `text_features_weight` > 0 and the clause-intent features when `clause_weight` > 0."
+    "The weighted union: MiniLM and TF-IDF/SVD branches (584 wide), then the char n-gram branch when `char_weight` > 0, the 26 text features when `text_features_weight` > 0, the clause-intent features when `clause_weight` > 0 and the bag-of-words intent features when `words_weight` > 0."
     branches = [('embedding', build_embed_branch(p)), ('tfidf', build_text_branch(p, seed))]
     weights = {'embedding': float(p['emb_weight']), 'tfidf': float(p['tfidf_weight'])}
     if char_key(p) is not None:
@@ -156,6 +156,9 @@ def build_features(p: dict, seed: int = 42) -> FeatureUnion:
     if float(p.get('clause_weight') or 0) > 0:
         branches.append(('clauses', Pipeline([('features', ClauseIntents(seed=seed)), ('scale', StandardScaler())])))
         weights['clauses'] = float(p['clause_weight'])
+    if float(p.get('words_weight') or 0) > 0:
+        branches.append(('words', Pipeline([('features', WordIntents(seed=seed)), ('scale', StandardScaler())])))
+        weights['words'] = float(p['words_weight'])
     return FeatureUnion(branches, transformer_weights=weights)
 
 # %% ../../nbs/20_train_model.ipynb #da08fcaa
@@ -281,6 +284,48 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         P = self._clause_proba(self.model_, clauses)
         classes = self.model_.named_steps['clf'].classes_
         return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
+
+# %% ../../nbs/20_train_model.ipynb #275b19d4
+class WordIntents(BaseEstimator, TransformerMixin):
+    """Per message: the log-probability of each label from a bag-of-words model (TF-IDF of the 1-2 grams seen in at
+    least two messages, no SVD, + logistic regression with balanced class weights). `fit_transform` returns cross-fitted
+    values (`folds`), `transform` the full model's."""
+    def __init__(self, C: float = 4.0, folds: int = 5, seed: int = 42):
+        self.C, self.folds, self.seed = C, folds, seed
+
+    def _fit_word_model(self, X: np.ndarray, y: np.ndarray) -> Pipeline:
+        "The bag-of-words model of `y` on the texts `X`."
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(X) >= 100 else 1, strip_accents='unicode')
+        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=3000))]).fit(X, y)
+
+    @staticmethod
+    def _features(model: Pipeline, texts) -> np.ndarray:
+        "Log-probabilities (floored at 1e-6) of `texts`, TF-IDF through `tfidf_rows` (sklearn's numbers, unchecked)."
+        P = model.named_steps['clf'].predict_proba(tfidf_rows(model.named_steps['tfidf'], list(texts)))
+        return np.log(np.clip(P, 1e-6, 1.0))
+
+    def fit(self, X, y=None) -> 'WordIntents':
+        if y is None: raise InputError('WordIntents needs the labels: it fits a bag-of-words model of them')
+        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
+        if len(set(y)) < 2: raise InputError(f'WordIntents needs at least two labels; got only {sorted(set(y))}')
+        self.model_ = self._fit_word_model(X, y)
+        self.classes_ = self.model_.classes_
+        self.n_features_out_ = len(self.classes_)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        "Fit, and return out-of-fold values: each fold scored by a model fitted without it (in-sample when a label has under 2 rows)."
+        self.fit(X, y)
+        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
+        k = min(self.folds, int(pd.Series(y).value_counts().min()))
+        if k < 2: return self._features(self.model_, X)
+        out = np.zeros((len(X), self.n_features_out_))
+        for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(X, y):
+            out[va] = self._features(self._fit_word_model(X[tr], y[tr]), X[va])   # stratified: every fold model has every label
+        return out
+
+    def transform(self, X) -> np.ndarray:
+        return self._features(self.model_, X)
 
 # %% ../../nbs/20_train_model.ipynb #6d836f32
 SUBTYPE_PARENT = 'privacy_request'   # the intent with subtypes (the second-stage classifier's)

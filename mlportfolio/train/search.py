@@ -22,7 +22,7 @@ from ..core.errors import ConfigError, InputError
 from ..core.obs import get_logger
 from .config import TrainConfig, load_train_config
 from .model import (ClauseIntents, blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
-    model_params, text_key, uses_subclasses)
+    model_params, text_key, uses_subclasses, WordIntents)
 
 log = get_logger(__name__)
 
@@ -90,7 +90,7 @@ class FoldFeatures:
         if len(self.texts) != len(self.emb): raise InputError(f'{len(self.texts)} texts but {len(self.emb)} embeddings')
         self._emb, self._text, self.fit_count, self.fit_seconds = {}, {}, 0, 0.0
         self._char, self.char_fit_count, self.char_fit_seconds = {}, 0, 0.0
-        self._clause = {}
+        self._clause, self._words = {}, {}
 
     def embed_block(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         "Standardised embeddings of fold k's (training, validation) rows; the scaler sees training rows only."
@@ -142,6 +142,16 @@ class FoldFeatures:
             self._clause[k] = (sc.transform(Qtr), sc.transform(ci.transform(self.texts[va])))
         return self._clause[k]
 
+    def words_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
+        "Bag-of-words intent features (`train.model.WordIntents`) of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
+        if k not in self._words:
+            tr, va = self.folds[k]
+            y = np.asarray(y, dtype=object)
+            wi = WordIntents(seed=self.seed)
+            sc = StandardScaler().fit(Wtr := wi.fit_transform(self.texts[tr], y[tr]))
+            self._words[k] = (sc.transform(Wtr), sc.transform(wi.transform(self.texts[va])))
+        return self._words[k]
+
     def drop_text(self, p: dict) -> None:
         "Forget the text blocks of one setting (frees memory once its trials are done)."
         for key in [key for key in self._text if key[1] == text_key(p)]: del self._text[key]
@@ -185,6 +195,9 @@ def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', 
     if float(p.get('clause_weight') or 0) > 0:          # then the clause-intent block, last in the union too
         Qtr, Qva = ff.clause_block(k, y)
         tr_parts.append(Qtr * float(p['clause_weight'])); va_parts.append(Qva * float(p['clause_weight']))
+    if float(p.get('words_weight') or 0) > 0:           # then the bag-of-words intent block, the union's last
+        Wtr, Wva = ff.words_block(k, y)
+        tr_parts.append(Wtr * float(p['words_weight'])); va_parts.append(Wva * float(p['words_weight']))
     Xtr, Xva = np.hstack(tr_parts), np.hstack(va_parts)
     ytr = y[tr]
     sampler = build_sampler(p, seed)
