@@ -1,4 +1,4 @@
-"""The sklearn pipeline behind the `privacy-intent` model: 584 "privacy_domain" features (384 MiniLM + 200 TF-IDF/SVD), a linear classifier, and a second-stage subtype classifier.
+"""The sklearn pipeline behind the `privacy-intent` model: 594 features (the seed system's 584 "privacy_domain" features, 384 MiniLM + 200 TF-IDF/SVD, and 10 clause- and word-intent features), a linear classifier, and a second-stage subtype classifier.
 
 Docs: https://mlportfolio.github.io/mlportfolio/train_model.html.md"""
 
