@@ -36,8 +36,8 @@ from .config import PARAM_KEYS, TrainConfig, load_train_config
 # %% auto #0
 __all__ = ['CLAUSE_BREAK', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD',
            'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
-           'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses', 'ClauseIntents',
-           'WordIntents', 'subclass_labels', 'parent_label', 'SubclassClassifier', 'build_classifier',
+           'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses', 'StackedBranch',
+           'ClauseIntents', 'WordIntents', 'subclass_labels', 'parent_label', 'SubclassClassifier', 'build_classifier',
            'uses_subclasses', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
@@ -221,14 +221,34 @@ def split_clauses(text: str, min_words: int = 2) -> list[str]:
     parts = [s.strip() for s in CLAUSE_BREAK.split(str(text)) if s and len(s.split()) >= min_words]
     return parts or [str(text)]
 
-class ClauseIntents(BaseEstimator, TransformerMixin):
+class StackedBranch(BaseEstimator, TransformerMixin):
+    """Base of the branches that are models of the labels themselves (`ClauseIntents`, `WordIntents`). A subclass sets
+    `folds`, `seed`, `model_` and `n_features_out_` in `fit`, and has `_fit_model(X, y)` and `_features(model, X)`.
+    `fit_transform` returns **cross-fitted** values: each stratified fold scored by a model fitted without it (in-sample
+    when a label has under 2 rows), so the classifier learns how far to trust the branch on messages it has not seen."""
+    def _fold_model(self, model):
+        "The model a fold is scored with, given the one fitted without it (a subclass may fall back to `model_`)."
+        return model
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        "Fit, and return out-of-fold values (in-sample without a model or when a label has under 2 rows)."
+        self.fit(X, y)
+        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
+        k = min(self.folds, int(pd.Series(y).value_counts().min()))
+        if k < 2 or self.model_ is None: return self._features(self.model_, X)
+        out = np.zeros((len(X), self.n_features_out_))
+        for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(X, y):
+            out[va] = self._features(self._fold_model(self._fit_model(X[tr], y[tr])), X[va])
+        return out
+
+class ClauseIntents(StackedBranch):
     """Per message: each request intent's strongest clause probability, the second strongest of those, whether two
     intents pass `threshold`, and the log clause count, from a TF-IDF + logistic model of every label but `negative`
     scored clause by clause. `fit_transform` returns cross-fitted values (`folds`), `transform` the full model's."""
     def __init__(self, negative: str = 'other', folds: int = 5, C: float = 0.3, threshold: float = 0.6, seed: int = 42):
         self.negative, self.folds, self.C, self.threshold, self.seed = negative, folds, C, threshold, seed
 
-    def _fit_clause_model(self, X: np.ndarray, y: np.ndarray):
+    def _fit_model(self, X: np.ndarray, y: np.ndarray):
         "The clause model on whole messages of the request intents; None when fewer than two of them have rows."
         keep = y != self.negative
         if len(set(y[keep])) < 2: return None
@@ -259,20 +279,12 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
         self.intents_ = sorted(set(y) - {self.negative})
         self.n_features_out_ = len(self.intents_) + 3
-        self.model_ = self._fit_clause_model(X, y)
+        self.model_ = self._fit_model(X, y)
         return self
 
-    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
-        "Fit, and return out-of-fold values: each fold scored by a clause model fitted without it (in-sample when a label has under 2 rows)."
-        self.fit(X, y)
-        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
-        k = min(self.folds, int(pd.Series(y).value_counts().min()))
-        if k < 2 or self.model_ is None: return self._features(self.model_, X)
-        out = np.zeros((len(X), self.n_features_out_))
-        for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(X, y):
-            m = self._fit_clause_model(X[tr], y[tr])
-            out[va] = self._features(m if m is not None and list(m.classes_) == self.intents_ else self.model_, X[va])
-        return out
+    def _fold_model(self, model):
+        "A fold's clause model, or the full one where the fold's lacks an intent (fewer columns)."
+        return model if model is not None and list(model.classes_) == self.intents_ else self.model_
 
     def transform(self, X) -> np.ndarray:
         return self._features(self.model_, list(X))
@@ -286,14 +298,14 @@ class ClauseIntents(BaseEstimator, TransformerMixin):
         return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
 
 # %% ../../nbs/20_train_model.ipynb #275b19d4
-class WordIntents(BaseEstimator, TransformerMixin):
+class WordIntents(StackedBranch):
     """Per message: the log-probability of each label from a bag-of-words model (TF-IDF of the 1-2 grams seen in at
     least two messages, no SVD, + logistic regression with balanced class weights). `fit_transform` returns cross-fitted
-    values (`folds`), `transform` the full model's."""
+    values (`folds`; stratified, so every fold model has every label), `transform` the full model's."""
     def __init__(self, C: float = 4.0, folds: int = 5, seed: int = 42):
         self.C, self.folds, self.seed = C, folds, seed
 
-    def _fit_word_model(self, X: np.ndarray, y: np.ndarray) -> Pipeline:
+    def _fit_model(self, X: np.ndarray, y: np.ndarray) -> Pipeline:
         "The bag-of-words model of `y` on the texts `X`."
         vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(X) >= 100 else 1, strip_accents='unicode')
         return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=3000))]).fit(X, y)
@@ -308,21 +320,10 @@ class WordIntents(BaseEstimator, TransformerMixin):
         if y is None: raise InputError('WordIntents needs the labels: it fits a bag-of-words model of them')
         X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
         if len(set(y)) < 2: raise InputError(f'WordIntents needs at least two labels; got only {sorted(set(y))}')
-        self.model_ = self._fit_word_model(X, y)
+        self.model_ = self._fit_model(X, y)
         self.classes_ = self.model_.classes_
         self.n_features_out_ = len(self.classes_)
         return self
-
-    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
-        "Fit, and return out-of-fold values: each fold scored by a model fitted without it (in-sample when a label has under 2 rows)."
-        self.fit(X, y)
-        X, y = np.asarray(list(X), dtype=object), np.asarray(y).astype(str).astype(object)
-        k = min(self.folds, int(pd.Series(y).value_counts().min()))
-        if k < 2: return self._features(self.model_, X)
-        out = np.zeros((len(X), self.n_features_out_))
-        for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(X, y):
-            out[va] = self._features(self._fit_word_model(X[tr], y[tr]), X[va])   # stratified: every fold model has every label
-        return out
 
     def transform(self, X) -> np.ndarray:
         return self._features(self.model_, X)

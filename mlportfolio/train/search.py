@@ -132,25 +132,22 @@ class FoldFeatures:
             self.char_fit_count += 1; self.char_fit_seconds += time.perf_counter() - t0          # 20k x 200 SVD is 32 MB a fold
         return self._char[key]
 
-    def clause_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
-        "Clause-intent features (`train.model.ClauseIntents`) of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
-        if k not in self._clause:
+    def _stacked_block(self, cache: dict, k: int, y, branch) -> tuple[np.ndarray, np.ndarray]:
+        "A label-fitted branch's (`train.model.StackedBranch`) features of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
+        if k not in cache:
             tr, va = self.folds[k]
             y = np.asarray(y, dtype=object)
-            ci = ClauseIntents(seed=self.seed)
-            sc = StandardScaler().fit(Qtr := ci.fit_transform(self.texts[tr], y[tr]))
-            self._clause[k] = (sc.transform(Qtr), sc.transform(ci.transform(self.texts[va])))
-        return self._clause[k]
+            sc = StandardScaler().fit(Ftr := branch.fit_transform(self.texts[tr], y[tr]))
+            cache[k] = (sc.transform(Ftr), sc.transform(branch.transform(self.texts[va])))
+        return cache[k]
+
+    def clause_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
+        "Clause-intent features (`train.model.ClauseIntents`) of fold k, as `_stacked_block`."
+        return self._stacked_block(self._clause, k, y, ClauseIntents(seed=self.seed))
 
     def words_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
-        "Bag-of-words intent features (`train.model.WordIntents`) of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
-        if k not in self._words:
-            tr, va = self.folds[k]
-            y = np.asarray(y, dtype=object)
-            wi = WordIntents(seed=self.seed)
-            sc = StandardScaler().fit(Wtr := wi.fit_transform(self.texts[tr], y[tr]))
-            self._words[k] = (sc.transform(Wtr), sc.transform(wi.transform(self.texts[va])))
-        return self._words[k]
+        "Bag-of-words intent features (`train.model.WordIntents`) of fold k, as `_stacked_block`."
+        return self._stacked_block(self._words, k, y, WordIntents(seed=self.seed))
 
     def drop_text(self, p: dict) -> None:
         "Forget the text blocks of one setting (frees memory once its trials are done)."
