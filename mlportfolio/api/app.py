@@ -139,7 +139,7 @@ def reload(self: ModelHolder) -> str:
         ref = printable(self.ref, 120)   # as logs name it: cut short, escape codes shown, secrets masked
         try: target = target_of(self.ref)
         except Exception as e:
-            self.last_error = f'cannot resolve {ref!r}: {printable(str(e))}'
+            self.last_error = f"cannot resolve '{ref}': {printable(str(e))}"
             log.warning(self.last_error); RELOADS.labels('error').inc(); return 'error'
         if self.current is not None and target == self.current.target: return 'unchanged'
         if target in self.refused: return 'unchanged'

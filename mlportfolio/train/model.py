@@ -34,11 +34,12 @@ from ..data.generate import load_templates
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['CLAUSE_BREAK', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key', 'char_key', 'AdaptiveSVD',
-           'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures', 'build_features',
-           'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses', 'StackedBranch',
-           'ClauseIntents', 'WordIntents', 'subclass_labels', 'parent_label', 'SubclassClassifier', 'build_classifier',
-           'uses_subclasses', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel', 'fit_intent_model']
+__all__ = ['CLAUSE_BREAK', 'STACKED_BRANCHES', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key', 'char_key',
+           'AdaptiveSVD', 'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures',
+           'build_features', 'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses',
+           'StackedBranch', 'ClauseIntents', 'WordIntents', 'subclass_labels', 'parent_label', 'SubclassClassifier',
+           'build_classifier', 'uses_subclasses', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel',
+           'fit_intent_model']
 
 # %% ../../nbs/20_train_model.ipynb #7ff85420
 def model_params(cfg: TrainConfig | None = None, **override) -> dict:
@@ -153,12 +154,10 @@ def build_features(p: dict, seed: int = 42) -> FeatureUnion:
     if float(p.get('text_features_weight') or 0) > 0:
         branches.append(('text_features', Pipeline([('features', TextFeatures()), ('scale', StandardScaler())])))
         weights['text_features'] = float(p['text_features_weight'])
-    if float(p.get('clause_weight') or 0) > 0:
-        branches.append(('clauses', Pipeline([('features', ClauseIntents(seed=seed)), ('scale', StandardScaler())])))
-        weights['clauses'] = float(p['clause_weight'])
-    if float(p.get('words_weight') or 0) > 0:
-        branches.append(('words', Pipeline([('features', WordIntents(seed=seed)), ('scale', StandardScaler())])))
-        weights['words'] = float(p['words_weight'])
+    for name, key, branch in STACKED_BRANCHES:   # the clause- and word-intent branches, when their weight is > 0
+        if float(p.get(key) or 0) > 0:
+            branches.append((name, Pipeline([('features', branch(seed=seed)), ('scale', StandardScaler())])))
+            weights[name] = float(p[key])
     return FeatureUnion(branches, transformer_weights=weights)
 
 # %% ../../nbs/20_train_model.ipynb #da08fcaa
@@ -327,6 +326,10 @@ class WordIntents(StackedBranch):
 
     def transform(self, X) -> np.ndarray:
         return self._features(self.model_, X)
+
+# The label-fitted branches, in the union's order: (branch name, its weight's key, its class). `build_features` and the
+# search's fold blocks (`train.search.score_fold`) both read this table, so their column orders cannot drift apart.
+STACKED_BRANCHES = (('clauses', 'clause_weight', ClauseIntents), ('words', 'words_weight', WordIntents))
 
 # %% ../../nbs/20_train_model.ipynb #6d836f32
 SUBTYPE_PARENT = 'privacy_request'   # the intent with subtypes (the second-stage classifier's)

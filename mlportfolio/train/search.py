@@ -21,8 +21,8 @@ from ..core.config import get_settings
 from ..core.errors import ConfigError, InputError
 from ..core.obs import get_logger
 from .config import TrainConfig, load_train_config
-from .model import (ClauseIntents, blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch, char_key,
-    model_params, text_key, uses_subclasses, WordIntents)
+from .model import (STACKED_BRANCHES, blas_limit, build_char_branch, build_classifier, build_sampler, build_text_branch,
+    char_key, model_params, text_key, uses_subclasses)
 
 log = get_logger(__name__)
 
@@ -90,7 +90,7 @@ class FoldFeatures:
         if len(self.texts) != len(self.emb): raise InputError(f'{len(self.texts)} texts but {len(self.emb)} embeddings')
         self._emb, self._text, self.fit_count, self.fit_seconds = {}, {}, 0, 0.0
         self._char, self.char_fit_count, self.char_fit_seconds = {}, 0, 0.0
-        self._clause, self._words = {}, {}
+        self._stacked = {name: {} for name, _, _ in STACKED_BRANCHES}   # branch name -> fold -> (training, validation) block
 
     def embed_block(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         "Standardised embeddings of fold k's (training, validation) rows; the scaler sees training rows only."
@@ -132,22 +132,16 @@ class FoldFeatures:
             self.char_fit_count += 1; self.char_fit_seconds += time.perf_counter() - t0          # 20k x 200 SVD is 32 MB a fold
         return self._char[key]
 
-    def _stacked_block(self, cache: dict, k: int, y, branch) -> tuple[np.ndarray, np.ndarray]:
-        "A label-fitted branch's (`train.model.StackedBranch`) features of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
+    def stacked_block(self, name: str, k: int, y) -> tuple[np.ndarray, np.ndarray]:
+        "A label-fitted branch's features (`train.model.STACKED_BRANCHES`: `clauses`, `words`) of fold k's training rows (cross-fitted) and validation rows, standardised on the training rows; one fit per fold."
+        cache = self._stacked[name]
         if k not in cache:
             tr, va = self.folds[k]
             y = np.asarray(y, dtype=object)
+            branch = next(cls for n, _, cls in STACKED_BRANCHES if n == name)(seed=self.seed)
             sc = StandardScaler().fit(Ftr := branch.fit_transform(self.texts[tr], y[tr]))
             cache[k] = (sc.transform(Ftr), sc.transform(branch.transform(self.texts[va])))
         return cache[k]
-
-    def clause_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
-        "Clause-intent features (`train.model.ClauseIntents`) of fold k, as `_stacked_block`."
-        return self._stacked_block(self._clause, k, y, ClauseIntents(seed=self.seed))
-
-    def words_block(self, k: int, y) -> tuple[np.ndarray, np.ndarray]:
-        "Bag-of-words intent features (`train.model.WordIntents`) of fold k, as `_stacked_block`."
-        return self._stacked_block(self._words, k, y, WordIntents(seed=self.seed))
 
     def drop_text(self, p: dict) -> None:
         "Forget the text blocks of one setting (frees memory once its trials are done)."
@@ -189,12 +183,10 @@ def score_fold(ff: FoldFeatures, k: int, p: dict, y, scoring: str = 'f1_macro', 
     if char_key(p) is not None:                          # the union's column order: embedding, tfidf, char
         Ctr, Cva = ff.char_block(k, p)
         tr_parts.append(Ctr * float(p['char_weight'])); va_parts.append(Cva * float(p['char_weight']))
-    if float(p.get('clause_weight') or 0) > 0:          # then the clause-intent block, last in the union too
-        Qtr, Qva = ff.clause_block(k, y)
-        tr_parts.append(Qtr * float(p['clause_weight'])); va_parts.append(Qva * float(p['clause_weight']))
-    if float(p.get('words_weight') or 0) > 0:           # then the bag-of-words intent block, the union's last
-        Wtr, Wva = ff.words_block(k, y)
-        tr_parts.append(Wtr * float(p['words_weight'])); va_parts.append(Wva * float(p['words_weight']))
+    for name, key, _ in STACKED_BRANCHES:               # then the clause- and word-intent blocks, in the union's order
+        if float(p.get(key) or 0) > 0:
+            Str, Sva = ff.stacked_block(name, k, y)
+            tr_parts.append(Str * float(p[key])); va_parts.append(Sva * float(p[key]))
     Xtr, Xva = np.hstack(tr_parts), np.hstack(va_parts)
     ytr = y[tr]
     sampler = build_sampler(p, seed)
