@@ -13,10 +13,10 @@ import pandas as pd
 from ..core.errors import InputError
 
 # %% auto #0
-__all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'CALIBRATORS', 'TemperatureScaling', 'brier_score', 'risk_coverage',
-           'reliability_metrics', 'expected_calibration_error', 'TopLabelIsotonic', 'cross_fit_calibration',
-           'calibrator_kind', 'crossfit_ece', 'grouped_crossfit_ece', 'sharpens', 'choose_calibration',
-           'NearestNeighbourOOD']
+__all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'CALIBRATORS', 'CALIBRATION_TARGETS', 'TemperatureScaling',
+           'brier_score', 'risk_coverage', 'confident_wrong', 'reliability_metrics', 'expected_calibration_error',
+           'TopLabelIsotonic', 'cross_fit_calibration', 'calibrator_kind', 'calibration_scores', 'crossfit_scores',
+           'grouped_crossfit_scores', 'sharpens', 'target_ratio', 'choose_calibration', 'NearestNeighbourOOD']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -78,12 +78,17 @@ def risk_coverage(y_true, proba, classes, coverages=COVERAGES) -> pd.DataFrame:
         rows.append(dict(coverage=float(c), n=k, risk=float(wrong[order[:k]].mean()), min_confidence=float(proba.max(1)[order[k - 1]])))
     return pd.DataFrame(rows)
 
+def confident_wrong(y_true, proba, classes, threshold: float = CONFIDENT) -> np.ndarray:
+    "Which rows are confident errors: top-label confidence >= `threshold` and the arg-max is not the true label."
+    proba = np.asarray(proba, float)
+    wrong = np.asarray(classes, dtype=object)[proba.argmax(1)] != np.asarray(y_true, dtype=object)
+    return wrong & (proba.max(1) >= threshold)
+
 def reliability_metrics(y_true, proba, classes, threshold: float = CONFIDENT) -> dict:
     "Brier score, confident errors (confidence >= `threshold` and wrong: count and share) and risk at each coverage."
     proba = np.asarray(proba, float)
     if len(proba) == 0: return dict(brier=float('nan'), confident_errors=0, confident_error_rate=float('nan'))
-    wrong = np.asarray(classes, dtype=object)[proba.argmax(1)] != np.asarray(y_true, dtype=object)
-    ce = int((wrong & (proba.max(1) >= threshold)).sum())
+    ce = int(confident_wrong(y_true, proba, classes, threshold).sum())
     rc = risk_coverage(y_true, proba, classes)
     return dict(brier=brier_score(y_true, proba, classes), confident_errors=ce, confident_error_rate=ce / len(proba),
                 **{f'risk_at_{int(round(r.coverage * 100))}': r.risk for r in rc.itertuples()})
@@ -159,74 +164,91 @@ def calibrator_kind(method: str) -> str:
     "`isotonic` for the `*_isotonic` methods, else `temperature`."
     return 'isotonic' if method.endswith('_isotonic') else 'temperature'
 
-def crossfit_ece(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: int = 42, kind: str = 'temperature') -> float:
-    "ECE of calibrators (`kind`) fitted on one random half of the rows and applied to the other (both ways), averaged over `repeats` splits."
+CALIBRATION_TARGETS = {'ece': 0.05, 'confident_error_rate': 0.02}
+
+def calibration_scores(y_true, proba, classes, n_bins: int = 15, threshold: float = CONFIDENT) -> dict:
+    "What a calibration is judged by: the top-label `ece` and the `confident_error_rate` (share of rows >= `threshold` and wrong)."
+    proba = np.asarray(proba, float)
+    rate = float(confident_wrong(y_true, proba, classes, threshold).mean()) if len(proba) else float('nan')
+    return {'ece': _ece(y_true, proba, classes, n_bins), 'confident_error_rate': rate}
+
+def crossfit_scores(proba, y, classes, n_bins: int = 15, repeats: int = 10, seed: int = 42, kind: str = 'temperature') -> dict:
+    "`calibration_scores` of calibrators (`kind`) fitted on one random half of the rows and applied to the other (both ways), averaged over `repeats` splits."
     proba, y = np.asarray(proba, float), np.asarray(y, dtype=object)
     out = []
     for r in range(repeats):
         idx = np.random.default_rng(seed + r).permutation(len(y)); a, b = idx[:len(y) // 2], idx[len(y) // 2:]
         Q = proba.copy()
         for f, t in ((a, b), (b, a)): Q[t] = CALIBRATORS[kind]().fit(proba[f], y[f], classes).transform(proba[t])
-        out.append(_ece(y, Q, classes, n_bins))
-    return float(np.mean(out))
+        out.append(calibration_scores(y, Q, classes, n_bins))
+    return {k: float(np.mean([o[k] for o in out])) for k in out[0]}
 
 def _fit_candidates(prefix: str, proba, y, classes) -> dict:
     return {prefix: TemperatureScaling().fit(proba, y, classes), f'{prefix}_isotonic': TopLabelIsotonic().fit(proba, y, classes)}
 
-def grouped_crossfit_ece(proba, y, classes, groups=None, n_bins: int = 15, seed: int = 42, kind: str = 'temperature') -> float:
-    "ECE of calibrators (`kind`) each fitted on one half of the `groups` (templates) and applied to the other; random halves (`crossfit_ece`) without groups."
-    if groups is None: return crossfit_ece(proba, y, classes, n_bins, seed=seed, kind=kind)
-    return _ece(y, cross_fit_calibration(proba, y, classes, groups, seed, kind), classes, n_bins)
+def grouped_crossfit_scores(proba, y, classes, groups=None, n_bins: int = 15, seed: int = 42, kind: str = 'temperature') -> dict:
+    "`calibration_scores` of calibrators (`kind`) each fitted on one half of the `groups` (templates) and applied to the other; random halves (`crossfit_scores`) without groups."
+    if groups is None: return crossfit_scores(proba, y, classes, n_bins, seed=seed, kind=kind)
+    return calibration_scores(y, cross_fit_calibration(proba, y, classes, groups, seed, kind), classes, n_bins)
 
 def sharpens(calibrator, proba) -> bool:
     "Whether `calibrator` raises the mean top-label confidence of `proba` (a temperature below 1 does)."
     P = np.asarray(proba, float)
     return bool(calibrator.transform(P).max(1).mean() > P.max(1).mean() + 1e-6)
 
-def _candidate_eces(cands, proba, y, classes, own: str, crossfit, n_bins: int) -> dict:
-    """Each candidate's ECE on one evaluation set, never on rows it was fitted on: the candidates fitted on this set (names
-    starting with `own`) by `crossfit(kind)`, the others applied to it, `none` on the raw probabilities."""
-    return {k: (_ece(y, proba, classes, n_bins) if cal is None else crossfit(calibrator_kind(k)) if k.startswith(own) else
-                _ece(y, cal.transform(proba), classes, n_bins)) for k, cal in cands.items()}
+def target_ratio(scores: dict, targets: dict) -> float:
+    "How far `scores` are from `targets`: the largest of each figure divided by its target (at most 1: every target met)."
+    return max(scores[k] / t for k, t in targets.items())
 
-def _auto_choice(cands, sel_ece: dict, held_ece: dict, select_proba) -> tuple[str, dict, list]:
-    "`(chosen, scores, excluded)`: the lowest of each candidate's worse honest ECE; fits on the selection set that sharpen are excluded."
+def _candidate_scores(cands, proba, y, classes, own: str, crossfit, n_bins: int) -> dict:
+    """Each candidate's `calibration_scores` on one evaluation set, never on rows it was fitted on: the candidates fitted on
+    this set (names starting with `own`) by `crossfit(kind)`, the others applied to it, `none` on the raw probabilities."""
+    return {k: (calibration_scores(y, proba, classes, n_bins) if cal is None else crossfit(calibrator_kind(k)) if k.startswith(own)
+                else calibration_scores(y, cal.transform(proba), classes, n_bins)) for k, cal in cands.items()}
+
+def _auto_choice(cands, sel: dict, held: dict, select_proba, targets: dict) -> tuple[str, dict, list]:
+    "`(chosen, scores, excluded)`: the lowest of each candidate's worse `target_ratio` of the two sets; fits on the selection set that sharpen are excluded."
     excluded = [k for k in cands if k.startswith('selection') and select_proba is not None and sharpens(cands[k], select_proba)]
-    scores = {k: max(v for v in (sel_ece.get(k), held_ece.get(k)) if v is not None) for k in cands
-              if k not in excluded and (k in sel_ece or k in held_ece)}
+    scores = {k: max(target_ratio(s[k], targets) for s in (sel, held) if k in s) for k in cands
+              if k not in excluded and (k in sel or k in held)}
     return (min(scores, key=scores.get) if scores else 'none'), scores, excluded
 
+def _score_columns(prefix: str, scores: dict) -> dict:
+    "The comparison table's columns for one set: `{prefix}_ece_{candidate}` and `{prefix}_confident_error_rate_{candidate}`."
+    return {f'{prefix}_{m}_{k}': v[m] for k, v in scores.items() for m in ('ece', 'confident_error_rate')}
+
 def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=None, method: str = 'auto', n_bins: int = 15,
-                       seed: int = 42, fit_groups=None):
+                       seed: int = 42, fit_groups=None, targets: dict | None = None):
     """`(calibrator or None, comparison)`: none, or a temperature or isotonic fit on the held-out-template rows (`fit_*`,
-    grouped by `fit_groups`) or on the selection set, the one whose worse honest ECE of the two sets is lowest (or `method`)."""
+    grouped by `fit_groups`) or on the selection set, the one farthest within (or least beyond) the `targets` on both sets (or `method`)."""
+    targets = dict(CALIBRATION_TARGETS if targets is None else targets)
     if method not in CALIBRATION_METHODS: raise InputError(f"calibration method {method!r} is not one of: {', '.join(CALIBRATION_METHODS)}")
     has_fit, has_sel = fit_proba is not None and len(fit_proba) >= 2, select_proba is not None and len(select_proba) >= 4
-    cands, out, sel_ece, held_ece = {'none': None}, {}, {}, {}
+    cands, out, sel, held = {'none': None}, {}, {}, {}
     if has_fit: cands.update(_fit_candidates('heldout', fit_proba, fit_y, classes))
     if has_sel: cands.update(_fit_candidates('selection', select_proba, select_y, classes))
     if has_fit:
-        held_ece = _candidate_eces(cands, fit_proba, fit_y, classes, 'heldout', n_bins=n_bins,   # template-grouped cross-fitting
-                                   crossfit=lambda kind: grouped_crossfit_ece(fit_proba, fit_y, classes, fit_groups, n_bins, seed, kind))
-        if not has_sel: held_ece.pop('heldout_isotonic')       # no selection set: nothing but these rows would check its steps
-        out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_, fit_ece_raw=held_ece['none'],
-                   fit_ece_heldout=held_ece['heldout'], **{f'heldout_ece_{k}': v for k, v in held_ece.items()})
+        held = _candidate_scores(cands, fit_proba, fit_y, classes, 'heldout', n_bins=n_bins,   # template-grouped cross-fitting
+                                 crossfit=lambda kind: grouped_crossfit_scores(fit_proba, fit_y, classes, fit_groups, n_bins, seed, kind))
+        if not has_sel: held.pop('heldout_isotonic')       # no selection set: nothing but these rows would check its steps
+        out.update(heldout_temperature=cands['heldout'].temperature_, fit_rows=cands['heldout'].n_fit_, fit_ece_raw=held['none']['ece'],
+                   fit_ece_heldout=held['heldout']['ece'], **_score_columns('heldout', held))
     if has_sel:
-        sel_ece = _candidate_eces(cands, select_proba, select_y, classes, 'selection', n_bins=n_bins,   # random halves
-                                  crossfit=lambda kind: crossfit_ece(select_proba, select_y, classes, n_bins, seed=seed, kind=kind))
-        out.update(select_rows=int(len(select_proba)), selection_temperature=cands['selection'].temperature_,
-                   **{f'select_ece_{k}': v for k, v in sel_ece.items()})
+        sel = _candidate_scores(cands, select_proba, select_y, classes, 'selection', n_bins=n_bins,   # random halves
+                                crossfit=lambda kind: crossfit_scores(select_proba, select_y, classes, n_bins, seed=seed, kind=kind))
+        out.update(select_rows=int(len(select_proba)), selection_temperature=cands['selection'].temperature_, **_score_columns('select', sel))
     if method == 'auto':
-        chosen, scores, excluded = _auto_choice(cands, sel_ece, held_ece, select_proba if has_sel else None)
-        out.update(rule='lowest worse-of-two honest ECE; fits on the selection set that sharpen excluded', excluded=excluded,
+        chosen, scores, excluded = _auto_choice(cands, sel, held, select_proba if has_sel else None, targets)
+        out.update(rule='lowest worse-of-two ratio to the targets (ECE, confident-error rate), each estimated on rows the candidate '
+                        'was not fitted on; fits on the selection set that sharpen excluded', targets=targets, excluded=excluded,
                    **{f'score_{k}': v for k, v in scores.items()})
     elif method in cands: chosen = method
     else: raise InputError(f'calibration method {method!r} needs ' + ('held-out-template predictions' if method.startswith('heldout') else 'a selection set'))
     cal = cands[chosen]
     out.update(chosen=chosen, kind=None if cal is None else calibrator_kind(chosen),
                temperature=cal.temperature_ if isinstance(cal, TemperatureScaling) else None,
-               select_ece_raw=sel_ece.get('none'), select_ece_calibrated=sel_ece.get(chosen),
-               heldout_ece_calibrated=held_ece.get(chosen))
+               **{f'{p}_{m}_{w}': d[c][m] if c in d else None for p, d in (('select', sel), ('heldout', held))
+                  for m in ('ece', 'confident_error_rate') for w, c in (('raw', 'none'), ('calibrated', chosen))})
     return cal, out
 
 

@@ -115,6 +115,8 @@ class EvaluationConfig(Section):
 
 class CalibrationConfig(Section):
     method: Literal['auto', 'heldout', 'heldout_isotonic', 'selection', 'selection_isotonic', 'none']
+    target_ece: float = Field(0.05, gt=0)                     # what `auto` weighs the candidates by (train.calibrate)
+    target_confident_error_rate: float = Field(0.02, gt=0)
 
 class OODConfig(Section):
     enabled: bool

@@ -189,6 +189,8 @@ def _reliability_lines(evals, info: dict) -> list[str]:
                 + (' (cross-fitted estimate)' if cal.get('chosen', '').startswith('selection') else '') if cal.get('select_ece_raw') is not None else '')
              + (f"; on held-out templates {_fmt(cal.get('fit_ece_raw'))} raw -> {_fmt(cal.get('heldout_ece_calibrated'))}"
                 + (' (cross-fitted by template)' if cal.get('chosen', '').startswith('heldout') else '') if cal.get('heldout_ece_calibrated') is not None else ''),
+             *([f"- Chosen among none, a temperature and isotonic regression (fitted on either set) by how well each meets the targets "
+                f"on both sets: ECE {t['ece']:g}, confident errors {t['confident_error_rate']:.1%}"] if (t := cal.get('targets')) else []),
              f"- Out-of-distribution score: mean distance to the {ood.get('k')} nearest of {ood.get('reference_rows')} training rows, divided by its "
              f"{ood.get('quantile')} quantile on {ood.get('calibrate_rows')} held-out rows (> 1: out of distribution)" if ood else '- Out-of-distribution score: none',
              '', '| evaluation | ECE | Brier | confident errors (>= 0.9 and wrong) | error among most confident 80% | out-of-distribution share |',

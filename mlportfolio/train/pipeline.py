@@ -215,7 +215,9 @@ def calibrate_model(model, pred_unseen: pd.DataFrame | None, real_cal: pd.DataFr
         model.calibrator = None
         return {'chosen': 'none', 'reason': 'no held-out-template predictions and no realistic calibration half'}, None
     groups = None if pred_unseen is None else pred_unseen['template_id'].astype(str).to_numpy()
-    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg.calibration.method, n_bins=bins, seed=seed, fit_groups=groups)
+    targets = {'ece': cfg.calibration.target_ece, 'confident_error_rate': cfg.calibration.target_confident_error_rate}
+    model.calibrator, info = choose_calibration(*fit, classes, *sel, method=cfg.calibration.method, n_bins=bins, seed=seed,
+                                                fit_groups=groups, targets=targets)
     if model.calibrator is None or pred_unseen is None: return info, None
     P = (cross_fit_calibration(fit[0], fit[1], classes, pred_unseen['template_id'], seed, calibrator_kind(info['chosen']))
          if info['chosen'].startswith('heldout')
