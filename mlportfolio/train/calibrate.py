@@ -222,6 +222,8 @@ def choose_calibration(fit_proba, fit_y, classes, select_proba=None, select_y=No
     """`(calibrator or None, comparison)`: none, or a temperature or isotonic fit on the held-out-template rows (`fit_*`,
     grouped by `fit_groups`) or on the selection set, the one farthest within (or least beyond) the `targets` on both sets (or `method`)."""
     targets = dict(CALIBRATION_TARGETS if targets is None else targets)
+    if not targets or set(targets) - set(CALIBRATION_TARGETS) or not all(float(t) > 0 for t in targets.values()):
+        raise InputError(f"calibration targets must be positive values for {' and/or '.join(CALIBRATION_TARGETS)}; got {targets!r}")
     if method not in CALIBRATION_METHODS: raise InputError(f"calibration method {method!r} is not one of: {', '.join(CALIBRATION_METHODS)}")
     has_fit, has_sel = fit_proba is not None and len(fit_proba) >= 2, select_proba is not None and len(select_proba) >= 4
     cands, out, sel, held = {'none': None}, {}, {}, {}
