@@ -14,9 +14,10 @@ from ..core.errors import InputError
 
 # %% auto #0
 __all__ = ['CONFIDENT', 'COVERAGES', 'CALIBRATION_METHODS', 'CALIBRATORS', 'CALIBRATION_TARGETS', 'TemperatureScaling',
-           'brier_score', 'risk_coverage', 'confident_wrong', 'reliability_metrics', 'expected_calibration_error',
-           'TopLabelIsotonic', 'cross_fit_calibration', 'calibrator_kind', 'calibration_scores', 'crossfit_scores',
-           'grouped_crossfit_scores', 'sharpens', 'target_ratio', 'choose_calibration', 'NearestNeighbourOOD']
+           'top_label_wrong', 'brier_score', 'risk_coverage', 'confident_wrong', 'reliability_metrics',
+           'expected_calibration_error', 'TopLabelIsotonic', 'cross_fit_calibration', 'calibrator_kind',
+           'calibration_scores', 'crossfit_scores', 'grouped_crossfit_scores', 'sharpens', 'target_ratio',
+           'choose_calibration', 'NearestNeighbourOOD']
 
 # %% ../../nbs/26_train_calibrate.ipynb #92482d42
 def _label_index(y, classes) -> np.ndarray:
@@ -59,6 +60,10 @@ class TemperatureScaling:
 CONFIDENT = 0.9
 COVERAGES = (0.5, 0.8, 0.9, 0.95, 1.0)
 
+def top_label_wrong(y_true, proba, classes) -> np.ndarray:
+    "Which rows' arg-max class (`classes` order) is not the true label."
+    return np.asarray(classes, dtype=object)[np.asarray(proba, float).argmax(1)] != np.asarray(y_true, dtype=object)
+
 def brier_score(y_true, proba, classes) -> float:
     "Multi-class Brier score: mean over rows of the squared distance between the probabilities and the one-hot truth."
     proba, idx = np.asarray(proba, float), _label_index(y_true, classes)
@@ -70,7 +75,7 @@ def brier_score(y_true, proba, classes) -> float:
 def risk_coverage(y_true, proba, classes, coverages=COVERAGES) -> pd.DataFrame:
     "Error rate among the most confident `coverage` share of rows, for each coverage (ties broken by row order)."
     proba = np.asarray(proba, float)
-    wrong = np.asarray(classes, dtype=object)[proba.argmax(1)] != np.asarray(y_true, dtype=object)
+    wrong = top_label_wrong(y_true, proba, classes)
     order = np.argsort(-proba.max(1), kind='stable')
     rows = []
     for c in coverages:
@@ -81,8 +86,7 @@ def risk_coverage(y_true, proba, classes, coverages=COVERAGES) -> pd.DataFrame:
 def confident_wrong(y_true, proba, classes, threshold: float = CONFIDENT) -> np.ndarray:
     "Which rows are confident errors: top-label confidence >= `threshold` and the arg-max is not the true label."
     proba = np.asarray(proba, float)
-    wrong = np.asarray(classes, dtype=object)[proba.argmax(1)] != np.asarray(y_true, dtype=object)
-    return wrong & (proba.max(1) >= threshold)
+    return top_label_wrong(y_true, proba, classes) & (proba.max(1) >= threshold)
 
 def reliability_metrics(y_true, proba, classes, threshold: float = CONFIDENT) -> dict:
     "Brier score, confident errors (confidence >= `threshold` and wrong: count and share) and risk at each coverage."
@@ -98,7 +102,7 @@ def expected_calibration_error(y_true, proba: np.ndarray, classes, n_bins: int =
     proba = np.asarray(proba, dtype=float)
     if len(proba) == 0: return float('nan')
     conf = proba.max(1)
-    correct = np.asarray(classes, dtype=object)[proba.argmax(1)] == np.asarray(y_true, dtype=object)
+    correct = ~top_label_wrong(y_true, proba, classes)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     ece = 0.0
     for b in range(n_bins):

@@ -16,7 +16,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, 
                              roc_auc_score, confusion_matrix, precision_recall_curve)
 
 from ..core.errors import InputError
-from .calibrate import expected_calibration_error, reliability_metrics, risk_coverage
+from .calibrate import expected_calibration_error, reliability_metrics, risk_coverage, top_label_wrong
 
 # %% auto #0
 __all__ = ['classification_metrics', 'unseen_template_split', 'predictions_frame', 'reference_distributions', 'subtype_metrics',
@@ -126,7 +126,7 @@ def plot_calibration(y_true, proba, classes, n_bins: int = 15, title: str = 'Cal
     "Reliability diagram: accuracy per top-label confidence bin against the diagonal, with bin counts."
     import plotly.graph_objects as go
     proba = np.asarray(proba); conf = proba.max(1)
-    correct = np.asarray(classes, dtype=object)[proba.argmax(1)] == np.asarray(y_true, dtype=object)
+    correct = ~top_label_wrong(y_true, proba, classes)
     b = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     rows = [(conf[b == i].mean(), correct[b == i].mean(), int((b == i).sum())) for i in range(n_bins) if (b == i).any()]
     fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode='lines', name='perfect', line=dict(dash='dash')),
