@@ -34,8 +34,8 @@ from ..data.generate import load_templates
 from .config import PARAM_KEYS, TrainConfig, load_train_config
 
 # %% auto #0
-__all__ = ['CLAUSE_BREAK', 'STACKED_BRANCHES', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key', 'char_key',
-           'AdaptiveSVD', 'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures',
+__all__ = ['CLAUSE_BREAK', 'NO_REQUEST', 'STACKED_BRANCHES', 'SUBTYPE_PARENT', 'OTHER_KINDS', 'model_params', 'text_key',
+           'char_key', 'AdaptiveSVD', 'build_text_branch', 'build_char_branch', 'build_embed_branch', 'TextFeatures',
            'build_features', 'scale_rows', 'tfidf_rows', 'branch_transform', 'union_transform', 'split_clauses',
            'StackedBranch', 'ClauseIntents', 'WordIntents', 'subclass_labels', 'parent_label', 'SubclassClassifier',
            'build_classifier', 'uses_subclasses', 'build_sampler', 'build_pipeline', 'sample_frame', 'IntentModel',
@@ -240,24 +240,61 @@ class StackedBranch(BaseEstimator, TransformerMixin):
             out[va] = self._features(self._fold_model(self._fit_model(X[tr], y[tr])), X[va])
         return out
 
+NO_REQUEST = '<no request>'   # the clause model's class of the clauses of messages that ask for nothing (`ClauseIntents.no_request`)
+
 class ClauseIntents(StackedBranch):
     """Per message: each request intent's strongest clause probability, the second strongest of those, whether two
     intents pass `threshold`, and the log clause count, from a TF-IDF + logistic model of every label but `negative`
-    scored clause by clause. `fit_transform` returns cross-fitted values (`folds`), `transform` the full model's."""
-    def __init__(self, negative: str = 'other', folds: int = 5, C: float = 0.3, threshold: float = 0.6, seed: int = 42):
-        self.negative, self.folds, self.C, self.threshold, self.seed = negative, folds, C, threshold, seed
+    scored clause by clause. With `no_request` the clause model also learns a `NO_REQUEST` class from the `negative`
+    messages that it does not read as two requests, so a clause that asks for nothing scores low for every intent.
+    `fit_transform` returns cross-fitted values (`folds`), `transform` the full model's."""
+    def __init__(self, negative: str = 'other', folds: int = 5, C: float = 0.3, threshold: float = 0.6, no_request: bool = True,
+                 seed: int = 42):
+        self.negative, self.folds, self.C, self.threshold, self.no_request, self.seed = negative, folds, C, threshold, no_request, seed
+
+    def __setstate__(self, state):
+        state.setdefault('no_request', False)     # a model pickled before the option existed was fitted without the class
+        super().__setstate__(state)
+
+    def _clause_model(self, X: np.ndarray, y: np.ndarray) -> Pipeline:
+        "TF-IDF (1-2 grams) + balanced logistic regression of `y` on the texts `X`."
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(X) >= 100 else 1, strip_accents='unicode')
+        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000))]).fit(X, y)
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray):
-        "The clause model on whole messages of the request intents; None when fewer than two of them have rows."
-        keep = y != self.negative
-        if len(set(y[keep])) < 2: return None
-        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if keep.sum() >= 100 else 1, strip_accents='unicode')
-        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000))]).fit(X[keep], y[keep])
+        """The clause model on whole messages of the request intents, plus (`no_request`) the `negative` messages that the
+        request-only model does not read as two requests, as `NO_REQUEST`; None when fewer than two intents have rows."""
+        asks = y != self.negative
+        if len(set(y[asks])) < 2: return None
+        requests = self._clause_model(X[asks], y[asks])
+        if not self.no_request or asks.all(): return requests
+        plain = ~asks
+        plain[plain] = ~self._two_requests(requests, X[plain])
+        if not plain.any(): return requests
+        return self._clause_model(X[asks | plain], np.where(asks, y, NO_REQUEST)[asks | plain])
+
+    @staticmethod
+    def _request_classes(model) -> np.ndarray:
+        "The clause model's classes but `NO_REQUEST`: the request intents, in its column order."
+        classes = model.named_steps['clf'].classes_
+        return classes[classes != NO_REQUEST]
 
     @staticmethod
     def _clause_proba(model, clauses: list[str]) -> np.ndarray:
-        "The clause model's request-intent probabilities of `clauses` (TF-IDF through `tfidf_rows`: sklearn's numbers, unchecked)."
-        return model.named_steps['clf'].predict_proba(tfidf_rows(model.named_steps['tfidf'], clauses))
+        "The clause model's request-intent probabilities of `clauses` (no `NO_REQUEST` column; TF-IDF through `tfidf_rows`: sklearn's numbers, unchecked)."
+        clf = model.named_steps['clf']
+        return clf.predict_proba(tfidf_rows(model.named_steps['tfidf'], clauses))[:, clf.classes_ != NO_REQUEST]
+
+    def _strongest(self, model, clauses: list[list[str]]) -> np.ndarray:
+        "Per message (given as its clauses), each request intent's strongest clause probability."
+        P, start, out = self._clause_proba(model, [c for cs in clauses for c in cs]), 0, []
+        for cs in clauses:
+            out.append(P[start:start + len(cs)].max(0)); start += len(cs)
+        return np.array(out)
+
+    def _two_requests(self, model, texts) -> np.ndarray:
+        "Whether each text has clauses of two request intents that pass `threshold` (the branch's own test of a mixed request)."
+        return (self._strongest(model, [split_clauses(t) for t in texts]) >= self.threshold).sum(1) >= 2
 
     def _features(self, model, texts) -> np.ndarray:
         "The `n_features_out_` columns for `texts` from one clause model (zeros but the clause count without one)."
@@ -265,12 +302,9 @@ class ClauseIntents(StackedBranch):
         out = np.zeros((len(clauses), self.n_features_out_))
         out[:, -1] = np.log1p([len(c) for c in clauses])
         if model is None or not clauses: return out
-        P, start = self._clause_proba(model, [c for cs in clauses for c in cs]), 0
-        for r, cs in enumerate(clauses):
-            best = P[start:start + len(cs)].max(0); start += len(cs)
-            top = np.sort(best)
-            out[r, :len(best)] = best
-            out[r, len(best):len(best) + 2] = top[-2], float((best >= self.threshold).sum() >= 2)
+        best = self._strongest(model, clauses)
+        k = best.shape[1]
+        out[:, :k], out[:, k], out[:, k + 1] = best, np.sort(best, 1)[:, -2], (best >= self.threshold).sum(1) >= 2
         return out
 
     def fit(self, X, y=None) -> 'ClauseIntents':
@@ -283,7 +317,7 @@ class ClauseIntents(StackedBranch):
 
     def _fold_model(self, model):
         "A fold's clause model, or the full one where the fold's lacks an intent (fewer columns)."
-        return model if model is not None and list(model.classes_) == self.intents_ else self.model_
+        return model if model is not None and list(self._request_classes(model)) == self.intents_ else self.model_
 
     def transform(self, X) -> np.ndarray:
         return self._features(self.model_, list(X))
@@ -292,8 +326,7 @@ class ClauseIntents(StackedBranch):
         "`(clause, its most likely request intent, that probability)` for each clause of `text` (empty without a clause model)."
         if getattr(self, 'model_', None) is None: return []
         clauses = split_clauses(text)
-        P = self._clause_proba(self.model_, clauses)
-        classes = self.model_.named_steps['clf'].classes_
+        P, classes = self._clause_proba(self.model_, clauses), self._request_classes(self.model_)
         return [(c, str(classes[p.argmax()]), float(p.max())) for c, p in zip(clauses, P)]
 
 # %% ../../nbs/20_train_model.ipynb #275b19d4
