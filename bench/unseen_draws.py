@@ -8,8 +8,8 @@ the mean, standard deviation, median and range. It also scores the fixed-paramet
 set's calibration half (never the final half), so a change to the generator or the model can be judged on both, and on
 the messages of `bench/data/written_checks.csv`: 123 messages written by hand on 2026-12-01 in three sets (`first`,
 `design`, `sealed`) and 20 on 2026-12-02 (`fresh`), none a near-duplicate of the realistic set or of a template
-(bench/RESULTS.md, issue 18, ninth and fourteenth sessions). They are a check beside the calibration half, which the model nearly saturates; they are not part of the
-realistic set, and no kept template was written from them.
+(bench/RESULTS.md, issue 18, ninth and fourteenth sessions). They are a check beside the calibration half, which the
+model nearly saturates; they are not part of the realistic set, and no kept template was written from them.
 
 Usage: python bench/unseen_draws.py [--n 10000] [--seed 42] [--draws 20] [--no-search] [--set KEY=VALUE ...]
 Figures are recorded by hand in bench/RESULTS.md (## train).

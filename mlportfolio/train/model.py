@@ -222,12 +222,17 @@ def split_clauses(text: str, min_words: int = 2) -> list[str]:
 
 class StackedBranch(BaseEstimator, TransformerMixin):
     """Base of the branches that are models of the labels themselves (`ClauseIntents`, `WordIntents`). A subclass sets
-    `folds`, `seed`, `model_` and `n_features_out_` in `fit`, and has `_fit_model(X, y)` and `_features(model, X)`.
+    `C`, `folds`, `seed`, `model_` and `n_features_out_` in `fit`, and has `_fit_model(X, y)` and `_features(model, X)`.
     `fit_transform` returns **cross-fitted** values: each stratified fold scored by a model fitted without it (in-sample
     when a label has under 2 rows), so the classifier learns how far to trust the branch on messages it has not seen."""
     def _fold_model(self, model):
         "The model a fold is scored with, given the one fitted without it (a subclass may fall back to `model_`)."
         return model
+
+    def _tfidf_logreg(self, X: np.ndarray, y: np.ndarray, max_iter: int = 2000) -> Pipeline:
+        "The branches' label model: TF-IDF of 1-2 grams (seen in at least two messages from 100 on) + balanced logistic regression (`C`) of `y` on the texts `X`."
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(X) >= 100 else 1, strip_accents='unicode')
+        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=max_iter))]).fit(X, y)
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
         "Fit, and return out-of-fold values (in-sample without a model or when a label has under 2 rows)."
@@ -256,22 +261,17 @@ class ClauseIntents(StackedBranch):
         state.setdefault('no_request', False)     # a model pickled before the option existed was fitted without the class
         super().__setstate__(state)
 
-    def _clause_model(self, X: np.ndarray, y: np.ndarray) -> Pipeline:
-        "TF-IDF (1-2 grams) + balanced logistic regression of `y` on the texts `X`."
-        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(X) >= 100 else 1, strip_accents='unicode')
-        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000))]).fit(X, y)
-
     def _fit_model(self, X: np.ndarray, y: np.ndarray):
         """The clause model on whole messages of the request intents, plus (`no_request`) the `negative` messages that the
         request-only model does not read as two requests, as `NO_REQUEST`; None when fewer than two intents have rows."""
         asks = y != self.negative
         if len(set(y[asks])) < 2: return None
-        requests = self._clause_model(X[asks], y[asks])
+        requests = self._tfidf_logreg(X[asks], y[asks])
         if not self.no_request or asks.all(): return requests
         plain = ~asks
         plain[plain] = ~self._two_requests(requests, X[plain])
         if not plain.any(): return requests
-        return self._clause_model(X[asks | plain], np.where(asks, y, NO_REQUEST)[asks | plain])
+        return self._tfidf_logreg(X[asks | plain], np.where(asks, y, NO_REQUEST)[asks | plain])
 
     @staticmethod
     def _request_classes(model) -> np.ndarray:
@@ -292,9 +292,13 @@ class ClauseIntents(StackedBranch):
             out.append(P[start:start + len(cs)].max(0)); start += len(cs)
         return np.array(out)
 
+    def _two_intents(self, best: np.ndarray) -> np.ndarray:
+        "Whether each row of strongest clause probabilities has two request intents past `threshold` (the branch's test of a mixed request)."
+        return (best >= self.threshold).sum(1) >= 2
+
     def _two_requests(self, model, texts) -> np.ndarray:
-        "Whether each text has clauses of two request intents that pass `threshold` (the branch's own test of a mixed request)."
-        return (self._strongest(model, [split_clauses(t) for t in texts]) >= self.threshold).sum(1) >= 2
+        "`_two_intents` of each text, scored by `model`."
+        return self._two_intents(self._strongest(model, [split_clauses(t) for t in texts]))
 
     def _features(self, model, texts) -> np.ndarray:
         "The `n_features_out_` columns for `texts` from one clause model (zeros but the clause count without one)."
@@ -304,7 +308,7 @@ class ClauseIntents(StackedBranch):
         if model is None or not clauses: return out
         best = self._strongest(model, clauses)
         k = best.shape[1]
-        out[:, :k], out[:, k], out[:, k + 1] = best, np.sort(best, 1)[:, -2], (best >= self.threshold).sum(1) >= 2
+        out[:, :k], out[:, k], out[:, k + 1] = best, np.sort(best, 1)[:, -2], self._two_intents(best)
         return out
 
     def fit(self, X, y=None) -> 'ClauseIntents':
@@ -339,8 +343,7 @@ class WordIntents(StackedBranch):
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray) -> Pipeline:
         "The bag-of-words model of `y` on the texts `X`."
-        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(X) >= 100 else 1, strip_accents='unicode')
-        return Pipeline([('tfidf', vec), ('clf', LogisticRegression(C=self.C, class_weight='balanced', max_iter=3000))]).fit(X, y)
+        return self._tfidf_logreg(X, y, max_iter=3000)
 
     @staticmethod
     def _features(model: Pipeline, texts) -> np.ndarray:
